@@ -1,0 +1,48 @@
+"""What a model family must tell nas-tune: its prunable structure, how to mask it, how to slice it.
+
+Search spaces, training strategies, the evaluator and export only talk to this interface, so a new
+family (GPT-2, LLaMA with grouped-query attention) is one new adapter module and nothing else.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from contextlib import AbstractContextManager
+from typing import ClassVar
+
+from torch import nn
+from transformers import PreTrainedModel
+
+from nas_tune.models.subnetwork import ModelShape, SubNetwork
+
+
+class ModelAdapter(ABC):
+    model_types: ClassVar[tuple[str, ...]]  # transformers `config.model_type` values this adapter handles
+
+    @abstractmethod
+    def shape(self, model: PreTrainedModel) -> ModelShape: ...
+
+    @abstractmethod
+    def masked(self, model: PreTrainedModel, subnet: SubNetwork) -> AbstractContextManager[PreTrainedModel]:
+        """Context in which `model` computes as `subnet` at full size (zeroed heads/neurons, skipped layers).
+
+        Differentiable and weight-sharing: super-network training runs sub-networks this way.
+        """
+
+    @abstractmethod
+    def extract(self, model: PreTrainedModel, subnet: SubNetwork) -> PreTrainedModel:
+        """A physically smaller, independent copy of `model` that computes `subnet`.
+
+        Its config describes the pruned shape; `save_pretrained` of it is an exportable model folder.
+        """
+
+    @abstractmethod
+    def layer_parameter_count(self, shape: ModelShape, num_heads: int, num_units: int) -> int:
+        """Parameters of one transformer layer that keeps `num_heads` heads and `num_units` FFN neurons."""
+
+    @abstractmethod
+    def layer_flops(self, shape: ModelShape, num_heads: int, num_units: int, seq_len: int) -> int:
+        """Floating-point operations (2 per multiply-add) of one layer for one sequence of `seq_len` tokens."""
+
+    @abstractmethod
+    def layers(self, model: PreTrainedModel) -> nn.ModuleList: ...

@@ -1,0 +1,5 @@
+"""Search spaces: Syne Tune config spaces that map configs to sub-networks."""
+
+from nas_tune.search_space.spaces import SEARCH_SPACES, Config, SearchSpace, make_search_space
+
+__all__ = ["SEARCH_SPACES", "Config", "SearchSpace", "make_search_space"]

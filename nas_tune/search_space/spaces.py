@@ -1,0 +1,165 @@
+"""The paper's search spaces: a Syne Tune config space plus `config -> SubNetwork` for one model shape.
+
+Parameter names follow the paper's reference code, so configs and results compare with it.
+"Keep k" always means the first k heads / neurons / layers (the reference convention).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+import numpy as np
+from syne_tune.config_space import Categorical, Domain, Integer, choice, randint
+
+from nas_tune.errors import UserError
+from nas_tune.models.subnetwork import ModelShape, SubNetwork
+
+Config = dict[str, Any]
+
+
+class SearchSpace(ABC):
+    name: ClassVar[str]
+    description: ClassVar[str]
+
+    def __init__(self, shape: ModelShape):
+        self.shape = shape
+        self._domains: dict[str, Domain] = self._build_domains()
+
+    @abstractmethod
+    def _build_domains(self) -> dict[str, Domain]: ...
+
+    @abstractmethod
+    def _subnetwork(self, config: Config) -> SubNetwork: ...
+
+    def config_space(self) -> dict[str, Domain]:
+        """The Syne Tune config space (a fresh dict: schedulers may keep a reference)."""
+        return dict(self._domains)
+
+    def to_subnetwork(self, config: Config) -> SubNetwork:
+        return self._subnetwork(self.validate(config))
+
+    def validate(self, config: Config) -> Config:
+        """Check that `config` names exactly this space's parameters with values inside it; return it cast."""
+        unknown = sorted(set(config) - set(self._domains))
+        missing = sorted(set(self._domains) - set(config))
+        if unknown or missing:
+            problem = f"unknown parameters {unknown[:5]}" if unknown else f"missing parameters {missing[:5]}"
+            raise UserError(
+                f"config does not fit the '{self.name}' space of this {self.shape.num_layers}-layer model: {problem}; "
+                f"expected {self.describe_parameters()}."
+            )
+        cast = {}
+        for key, domain in self._domains.items():
+            value = config[key]
+            if isinstance(value, float) and value.is_integer():
+                value = int(value)
+            if not domain.is_valid(value):
+                raise UserError(f"config value {key}={value!r} is outside the '{self.name}' space ({domain})")
+            cast[key] = value
+        return cast
+
+    def describe_parameters(self) -> str:
+        names = list(self._domains)
+        shown = ", ".join(f"{k}: {self._domains[k]}" for k in names[:4])
+        return shown + (f" ... ({len(names)} parameters)" if len(names) > 4 else "")
+
+    def largest(self) -> Config:
+        return {k: _bound(d, upper=True) for k, d in self._domains.items()}
+
+    def smallest(self) -> Config:
+        return {k: _bound(d, upper=False) for k, d in self._domains.items()}
+
+    def sample(self, rng: np.random.Generator) -> Config:
+        """A uniformly random config (super-network training draws sub-networks with this)."""
+        return {k: _sample(d, rng) for k, d in self._domains.items()}
+
+
+def _bound(domain: Domain, *, upper: bool):
+    if isinstance(domain, Integer):
+        return domain.upper if upper else domain.lower
+    if isinstance(domain, Categorical):
+        return max(domain.categories) if upper else min(domain.categories)
+    raise TypeError(f"unsupported domain {domain}")
+
+
+def _sample(domain: Domain, rng: np.random.Generator):
+    if isinstance(domain, Integer):
+        return int(rng.integers(domain.lower, domain.upper + 1))
+    if isinstance(domain, Categorical):
+        return domain.categories[int(rng.integers(len(domain.categories)))]
+    raise TypeError(f"unsupported domain {domain}")
+
+
+class SmallSpace(SearchSpace):
+    name = "small"
+    description = "num_layers, num_heads, num_units shared by all kept layers (the paper's best for weight sharing)"
+
+    def _build_domains(self):
+        s = self.shape
+        return {"num_layers": randint(1, s.num_layers), "num_heads": randint(1, s.num_heads), "num_units": randint(1, s.ffn_size)}
+
+    def _subnetwork(self, config):
+        n = self.shape.num_layers
+        return SubNetwork.first_k(self.shape, config["num_layers"], [config["num_heads"]] * n, [config["num_units"]] * n)
+
+
+class MediumSpace(SearchSpace):
+    name = "medium"
+    description = "num_heads_i in [0, H] and num_units_i in [0, F] for every layer i"
+
+    def _build_domains(self):
+        s = self.shape
+        domains = {}
+        for i in range(s.num_layers):
+            domains[f"num_heads_{i}"] = randint(0, s.num_heads)
+            domains[f"num_units_{i}"] = randint(0, s.ffn_size)
+        return domains
+
+    def _subnetwork(self, config):
+        n = self.shape.num_layers
+        heads = [config[f"num_heads_{i}"] for i in range(n)]
+        units = [config[f"num_units_{i}"] for i in range(n)]
+        return SubNetwork.first_k(self.shape, n, heads, units)
+
+
+class LayerSpace(SearchSpace):
+    name = "layer"
+    description = "layer_i in {0, 1}: keep or drop each whole layer"
+
+    def _build_domains(self):
+        return {f"layer_{i}": choice([0, 1]) for i in range(self.shape.num_layers)}
+
+    def _subnetwork(self, config):
+        s = self.shape
+        kept = [i for i in range(s.num_layers) if config[f"layer_{i}"]]
+        all_heads, all_units = tuple(range(s.num_heads)), tuple(range(s.ffn_size))
+        return SubNetwork.from_layers(kept, [all_heads] * s.num_layers, [all_units] * s.num_layers)
+
+
+class LargeSpace(SearchSpace):
+    name = "large"
+    description = "head_i_j and unit_i_k in {0, 1}: every head and every FFN neuron on or off"
+
+    def _build_domains(self):
+        s = self.shape
+        domains = {}
+        for i in range(s.num_layers):
+            domains.update({f"head_{i}_{j}": choice([0, 1]) for j in range(s.num_heads)})
+            domains.update({f"unit_{i}_{k}": choice([0, 1]) for k in range(s.ffn_size)})
+        return domains
+
+    def _subnetwork(self, config):
+        s = self.shape
+        heads = [[j for j in range(s.num_heads) if config[f"head_{i}_{j}"]] for i in range(s.num_layers)]
+        units = [[k for k in range(s.ffn_size) if config[f"unit_{i}_{k}"]] for i in range(s.num_layers)]
+        return SubNetwork.from_layers(range(s.num_layers), heads, units)
+
+
+SEARCH_SPACES: dict[str, type[SearchSpace]] = {cls.name: cls for cls in (SmallSpace, MediumSpace, LayerSpace, LargeSpace)}
+
+
+def make_search_space(name: str, shape: ModelShape) -> SearchSpace:
+    if name not in SEARCH_SPACES:
+        raise UserError(f"unknown search space '{name}'; choose one of: {', '.join(SEARCH_SPACES)}.")
+    return SEARCH_SPACES[name](shape)
