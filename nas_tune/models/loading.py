@@ -52,11 +52,12 @@ class LoadedModel:
     source: str  # the folder or hub name it came from
 
 
-def load_model(name: str | None, num_labels: int, *, seed: int = 0, trust_remote_code: bool = False) -> LoadedModel:
+def load_model(name: str | None, num_labels: int | None = None, *, seed: int = 0, trust_remote_code: bool = False) -> LoadedModel:
     """Load a sequence-classification model for a task with `num_labels` outputs (1 = regression).
 
     A base checkpoint (e.g. the bundled MiniLM, a `BertModel`) gets a fresh classifier, seeded for
     reproducibility; a fine-tuned classifier must already have the task's number of labels.
+    `num_labels=None` keeps whatever the checkpoint has (export of a fine-tuned model).
     """
     source = resolve_model(name)
     offline_hint = "" if Path(source).exists() else " (hub names need internet access; pass a local folder otherwise)"
@@ -68,6 +69,7 @@ def load_model(name: str | None, num_labels: int, *, seed: int = 0, trust_remote
     if getattr(config, "nas_tune_layer_heads", None) is not None:
         raise UserError(f"'{source}' is an already pruned nas-tune export; prune the original super-network instead.")
     is_classifier = any(a.endswith("ForSequenceClassification") for a in (config.architectures or []))
+    num_labels = config.num_labels if num_labels is None else num_labels
     if is_classifier and config.num_labels != num_labels:
         raise UserError(f"'{source}' is a classifier with {config.num_labels} labels but the task needs {num_labels}; pick a checkpoint fine-tuned on this task or a base model.")
     kwargs = {"num_labels": num_labels}

@@ -1,0 +1,48 @@
+"""`nas-tune` command line: one sub-command per stage; user errors exit 2 with one sentence."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from nas_tune.errors import UserError
+
+COMMANDS = ("evaluate", "export")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from importlib import import_module
+
+    parser = argparse.ArgumentParser(prog="nas-tune", description="Structural pruning of pre-trained transformers by multi-objective NAS.")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMANDS:
+        import_module(f"nas_tune.cli.{name}").add_parser(subparsers)
+    return parser
+
+
+def quiet_libraries() -> None:
+    """Library chatter (load reports, weight-loading bars) hides what the user asked for."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    quiet_libraries()
+    try:
+        return args.run(args) or 0
+    except UserError as error:
+        print(f"nas-tune {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"nas-tune {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

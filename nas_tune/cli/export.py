@@ -1,0 +1,46 @@
+"""`nas-tune export`: write one sub-network as a smaller Hugging Face model folder."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from nas_tune.cli.options import add_model_options, add_search_space_option, parse_config
+from nas_tune.export import export_subnetwork, prepare_output_dir
+from nas_tune.models import load_model
+from nas_tune.search_space import make_search_space
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "export",
+        help="write a sub-network as a physically smaller Hugging Face model",
+        description="Slice a sub-network out of a (fine-tuned) model and save it with save_pretrained plus its tokenizer.",
+    )
+    add_model_options(parser)
+    add_search_space_option(parser)
+    parser.add_argument("--config", required=True, help="sub-network as JSON, a JSON file, 'largest' or 'smallest'")
+    parser.add_argument("--output", required=True, help="folder to write (must be new or empty)")
+    parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --output folder")
+    parser.add_argument("--json", action="store_true", help="print machine-readable JSON on stdout")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    prepare_output_dir(args.output, overwrite=args.overwrite)  # fail before the slow load
+    loaded = load_model(args.model, trust_remote_code=args.trust_remote_code)
+    space = make_search_space(args.search_space, loaded.adapter.shape(loaded.model))
+    config = parse_config(args.config, space)
+    result = export_subnetwork(
+        loaded.model, loaded.tokenizer, loaded.adapter, space.to_subnetwork(config), args.output,
+        provenance={"source_model": loaded.source, "search_space": space.name, "config": config}, overwrite=args.overwrite,
+    )
+    if args.json:
+        print(json.dumps({"path": str(result.path), "layer_params": result.layer_params, "layer_fraction": result.layer_fraction,
+                          "total_params": result.total_params, "needs_trust_remote_code": result.needs_remote_code}))
+        return 0
+    print(f"exported to {result.path}")
+    print(f"  layer params {result.layer_params:,} ({result.layer_fraction:.1%} of the layers), total {result.total_params:,}")
+    how = "AutoModelForSequenceClassification.from_pretrained(path, trust_remote_code=True)" if result.needs_remote_code else "AutoModelForSequenceClassification.from_pretrained(path)"
+    print(f"  load it with {how}")
+    return 0

@@ -1,0 +1,80 @@
+"""Option groups shared by every command and launcher: one vocabulary, one place that defines it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from nas_tune.data import DataConfig
+from nas_tune.errors import UserError
+from nas_tune.models import DEFAULT_MODEL
+from nas_tune.search_space import SEARCH_SPACES, Config, SearchSpace
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def fraction(text: str) -> float:
+    value = float(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be a fraction in (0, 1), got {text}")
+    return value
+
+
+def add_model_options(parser: argparse.ArgumentParser, *, default: str | None = DEFAULT_MODEL) -> None:
+    parser.add_argument("--model", default=default, help=f"Hugging Face model folder or hub name (default: the bundled {DEFAULT_MODEL})")
+    parser.add_argument("--trust-remote-code", action="store_true", help="allow model code from the model folder (off by default)")
+
+
+def add_data_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("data")
+    group.add_argument("--dataset", default="rte", help="GLUE task (rte, mrpc, cola, stsb, sst2, qnli, mnli, qqp, wnli) or 'custom'")
+    group.add_argument("--data-dir", help="folder in the classic GLUE layout (<TASK>/train.tsv, dev.tsv); default: $GLUE_DIR, then the Hugging Face hub")
+    group.add_argument("--train-file", help="custom data: CSV/TSV/JSON/JSONL training file")
+    group.add_argument("--validation-file", help="custom data: held-out file used as the test split")
+    group.add_argument("--text-columns", help="custom data: one or two comma-separated text columns")
+    group.add_argument("--label-column", default="label", help="custom data: label column (default: label)")
+    group.add_argument("--validation-fraction", type=fraction, default=0.3, help="part of the training file held out for search (default: 0.3)")
+    group.add_argument("--max-validation-samples", type=positive_int, default=2048, help="cap on the validation split (default: 2048)")
+    group.add_argument("--max-train-samples", type=positive_int, help="subsample the training split (quick runs)")
+    group.add_argument("--max-test-samples", type=positive_int, help="subsample the test split (quick runs)")
+    group.add_argument("--max-seq-length", type=positive_int, default=128, help="tokens per example (default: 128)")
+
+
+def data_config(args: argparse.Namespace, seed: int) -> DataConfig:
+    return DataConfig(
+        dataset="custom" if args.train_file else args.dataset,
+        data_dir=args.data_dir,
+        train_file=args.train_file,
+        validation_file=args.validation_file,
+        text_columns=tuple(c.strip() for c in args.text_columns.split(",")) if args.text_columns else (),
+        label_column=args.label_column,
+        validation_fraction=args.validation_fraction,
+        max_validation_samples=args.max_validation_samples,
+        max_train_samples=args.max_train_samples,
+        max_test_samples=args.max_test_samples,
+        seed=seed,
+    )
+
+
+def add_search_space_option(parser: argparse.ArgumentParser, *, default: str | None = "small") -> None:
+    parser.add_argument("--search-space", default=default, choices=list(SEARCH_SPACES), help=f"sub-network search space (default: {default})")
+
+
+def parse_config(text: str, space: SearchSpace) -> Config:
+    """A config given as JSON, a JSON file, or the words 'largest'/'smallest'."""
+    if text in ("largest", "smallest"):
+        return space.largest() if text == "largest" else space.smallest()
+    source = Path(text).read_text() if Path(text).is_file() else text
+    try:
+        config = json.loads(source)
+    except json.JSONDecodeError:
+        raise UserError(f"--config is neither JSON, a JSON file, 'largest' nor 'smallest': {text[:80]!r}.") from None
+    if not isinstance(config, dict):
+        raise UserError(f"--config must be a JSON object such as {json.dumps(space.smallest())[:80]}.")
+    return space.validate(config)

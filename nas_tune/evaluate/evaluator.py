@@ -1,0 +1,129 @@
+"""Evaluate many sub-networks of one model: load once, keep the tokenised data, slice per config.
+
+Each config runs at its real size (weights sliced out of the shared model), so small sub-networks
+evaluate faster and search cost follows sub-network size; the largest config is the unpruned model
+bit for bit.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import PreTrainedModel
+
+from nas_tune.data import TaskSpec, TokenizedSplit
+from nas_tune.metrics.flops import count_flops
+from nas_tune.metrics.latency import measure_latency
+from nas_tune.metrics.parameters import count_parameters
+from nas_tune.metrics.task import score
+from nas_tune.models.adapter import ModelAdapter
+from nas_tune.search_space import Config, SearchSpace
+
+
+@dataclass
+class EvaluationResult:
+    config: Config
+    metrics: dict[str, float]  # every task metric plus "error" = 1 - the primary metric
+    layer_params: int
+    layer_fraction: float  # "params" objective: fraction of the super-network's layer parameters
+    total_params: int
+    total_fraction: float
+    flops: int
+    num_examples: int
+    seconds: float
+    latency: float | None = None  # seconds per forward, when asked for
+
+    @property
+    def error(self) -> float:
+        return self.metrics["error"]
+
+    def objectives(self) -> dict[str, float]:
+        """The flat metric dict a searcher and the results store see."""
+        values = {**self.metrics, "params": self.layer_fraction, "layer_params": self.layer_params,
+                  "total_params": self.total_params, "total_fraction": self.total_fraction, "flops": self.flops,
+                  "num_examples": self.num_examples, "eval_seconds": self.seconds}
+        if self.latency is not None:
+            values["latency"] = self.latency
+        return values
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class LatencySettings:
+    batch_size: int = 1
+    seq_len: int = 128
+    warmup: int = 3
+    repeats: int = 10
+
+
+class Evaluator:
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        adapter: ModelAdapter,
+        search_space: SearchSpace,
+        task: TaskSpec,
+        data: TokenizedSplit,
+        *,
+        batch_size: int = 64,
+        flops_seq_len: int = 128,
+        seed: int = 0,
+    ):
+        self.model = model.eval()
+        self.adapter = adapter
+        self.search_space = search_space
+        self.task = task
+        self.data = data
+        self.batch_size = batch_size
+        self.flops_seq_len = flops_seq_len
+        # A fixed order, so a fidelity f always means the same first f-fraction of the examples.
+        self._order = np.random.default_rng(seed).permutation(len(data))
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def subset(self, fidelity: float) -> TokenizedSplit:
+        if not 0 < fidelity <= 1:
+            raise ValueError(f"fidelity must be in (0, 1], got {fidelity}")
+        if fidelity == 1:
+            return self.data
+        count = max(1, math.ceil(fidelity * len(self.data)))
+        return self.data.subset(np.sort(self._order[:count]))
+
+    def predict(self, model: PreTrainedModel, data: TokenizedSplit) -> tuple[np.ndarray, np.ndarray]:
+        logits, labels = [], []
+        with torch.inference_mode():
+            for batch in data.batches(self.batch_size, sort_by_length=True):
+                labels.append(batch.pop("labels").numpy())
+                batch = {k: v.to(self.device) for k, v in batch.items()}
+                logits.append(model(**batch).logits.float().cpu().numpy())
+        return np.concatenate(logits), np.concatenate(labels)
+
+    def evaluate(self, config: Config, *, fidelity: float = 1.0, latency: LatencySettings | None = None) -> EvaluationResult:
+        start = time.perf_counter()
+        subnet = self.search_space.to_subnetwork(config)
+        small = self.adapter.extract(self.model, subnet).eval()
+        data = self.subset(fidelity)
+        predictions, labels = self.predict(small, data)
+        seconds = time.perf_counter() - start
+        size = count_parameters(self.model, self.adapter, subnet)
+        return EvaluationResult(
+            config=dict(config),
+            metrics=score(self.task, predictions, labels),
+            layer_params=size.layer_params,
+            layer_fraction=size.layer_fraction,
+            total_params=size.total_params,
+            total_fraction=size.total_fraction,
+            flops=count_flops(self.model, self.adapter, subnet, self.flops_seq_len),
+            num_examples=len(data),
+            seconds=seconds,
+            latency=measure_latency(small, **asdict(latency)) if latency else None,
+        )

@@ -1,0 +1,84 @@
+"""Turn a sub-network into a standalone, physically smaller Hugging Face model folder."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from nas_tune import __version__
+from nas_tune.errors import UserError
+from nas_tune.io import atomic_write_json
+from nas_tune.metrics.parameters import count_parameters
+from nas_tune.models.adapter import ModelAdapter
+from nas_tune.models.subnetwork import SubNetwork
+
+MODELING_FILE = Path(__file__).with_name("modeling_nas_tune.py")
+PROVENANCE_FILE = "nas_tune_export.json"
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    path: Path
+    layer_params: int
+    layer_fraction: float
+    total_params: int
+    needs_remote_code: bool  # True: load with trust_remote_code=True (modeling file in the folder)
+
+
+def prepare_output_dir(path: str | Path, *, overwrite: bool) -> Path:
+    """Refuse to clobber a non-empty folder unless asked: nothing already written is lost by accident."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"output path {path} exists and is not a folder; choose another --output.")
+    if path.is_dir() and any(path.iterdir()) and not overwrite:
+        raise UserError(f"output folder {path} exists and is not empty; choose another --output or pass --overwrite.")
+    return path
+
+
+def export_subnetwork(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    adapter: ModelAdapter,
+    subnet: SubNetwork,
+    output_dir: str | Path,
+    *,
+    provenance: dict[str, Any] | None = None,
+    overwrite: bool = False,
+) -> ExportResult:
+    """Write `save_pretrained` weights, tokenizer and provenance; the folder appears complete or not at all."""
+    output_dir = prepare_output_dir(output_dir, overwrite=overwrite)
+    small = adapter.extract(model, subnet)
+    needs_remote_code = getattr(small.config, "auto_map", None) is not None
+    size = count_parameters(model, adapter, subnet)
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=output_dir.parent, prefix=f".{output_dir.name}."))
+    try:
+        small.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        if needs_remote_code:
+            shutil.copy(MODELING_FILE, staging / MODELING_FILE.name)
+        atomic_write_json(
+            staging / PROVENANCE_FILE,
+            {
+                "nas_tune_version": __version__,
+                "subnetwork": subnet.to_json(),
+                "layer_params": size.layer_params,
+                "layer_fraction": size.layer_fraction,
+                "total_params": size.total_params,
+                "total_fraction": size.total_fraction,
+                "needs_trust_remote_code": needs_remote_code,
+                **(provenance or {}),
+            },
+        )
+        if output_dir.exists():
+            shutil.rmtree(output_dir)
+        staging.rename(output_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return ExportResult(output_dir, size.layer_params, size.layer_fraction, size.total_params, needs_remote_code)
