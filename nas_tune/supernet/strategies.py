@@ -1,0 +1,168 @@
+"""Super-network training strategies: how one batch turns into gradients.
+
+Every strategy implements one call, `step(model, batch, progress) -> loss`, which runs forward and
+backward for the sub-networks it trains (gradients accumulate); the training loop stays the same
+whatever the strategy. Sub-networks are applied with `adapter.masked`, so all share the weights.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from transformers import PreTrainedModel
+
+from nas_tune.errors import UserError
+from nas_tune.models.adapter import ModelAdapter
+from nas_tune.models.subnetwork import SubNetwork
+from nas_tune.search_space import SearchSpace
+
+
+@dataclass
+class StrategyOptions:
+    num_random_subnets: int | None = None  # None: the strategy's default (1 for random/kd, 2 for sandwich)
+    temperature: float = 1.0  # in-place distillation temperature (the reference code effectively used 1)
+    label_weight: float = 1.0  # weight of the label loss for distilled sub-networks
+    kd_weight: float = 1.0  # weight of the distillation loss
+
+
+def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float, regression: bool) -> torch.Tensor:
+    """T^2-scaled KL to the teacher's softened outputs; MSE to its prediction for regression (STS-B)."""
+    if regression:
+        return F.mse_loss(student, teacher)
+    t = temperature
+    return F.kl_div(F.log_softmax(student / t, dim=-1), F.softmax(teacher / t, dim=-1), reduction="batchmean") * t * t
+
+
+class Strategy(ABC):
+    name: ClassVar[str]
+    default_random_subnets: ClassVar[int] = 1
+
+    def __init__(self, adapter: ModelAdapter, space: SearchSpace, rng: np.random.Generator, options: StrategyOptions | None = None):
+        self.adapter = adapter
+        self.space = space
+        self.rng = rng
+        self.options = options or StrategyOptions()
+        self.num_random = self.options.num_random_subnets if self.options.num_random_subnets is not None else self.default_random_subnets
+        self.largest = space.to_subnetwork(space.largest())
+        self.smallest = space.to_subnetwork(space.smallest())
+
+    @abstractmethod
+    def step(self, model: PreTrainedModel, batch: dict[str, torch.Tensor], progress: float) -> float:
+        """Forward + backward of this step's sub-networks; `progress` runs from 0 to 1 over training."""
+
+    def random_subnets(self) -> list[SubNetwork]:
+        return [self.space.to_subnetwork(self.space.sample(self.rng)) for _ in range(self.num_random)]
+
+    def _forward(self, model, subnet: SubNetwork, batch) -> torch.Tensor:
+        with self.adapter.masked(model, subnet):
+            return model(**{k: v for k, v in batch.items() if k != "labels"}).logits
+
+    def _label_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        if logits.shape[-1] == 1:
+            return F.mse_loss(logits.squeeze(-1), labels.float())
+        return F.cross_entropy(logits, labels)
+
+    def _train_on_labels(self, model, subnets: list[SubNetwork], batch) -> float:
+        total = 0.0
+        for subnet in subnets:
+            loss = self._label_loss(self._forward(model, subnet, batch), batch["labels"])
+            loss.backward()
+            total += loss.item()
+        return total / len(subnets)
+
+    def _train_with_teacher(self, model, students: list[SubNetwork], batch) -> float:
+        """The largest sub-network learns from labels; its detached outputs teach the `students`."""
+        teacher_logits = self._forward(model, self.largest, batch)
+        loss = self._label_loss(teacher_logits, batch["labels"])
+        loss.backward()
+        total = loss.item()
+        teacher = teacher_logits.detach()
+        regression = teacher.shape[-1] == 1
+        for subnet in students:
+            logits = self._forward(model, subnet, batch)
+            loss = self.options.label_weight * self._label_loss(logits, batch["labels"])
+            loss = loss + self.options.kd_weight * distillation_loss(logits, teacher, self.options.temperature, regression)
+            loss.backward()
+            total += loss.item()
+        return total / (len(students) + 1)
+
+
+class Standard(Strategy):
+    """Plain fine-tuning of the full network; sub-networks are only searched afterwards."""
+
+    name = "standard"
+
+    def step(self, model, batch, progress):
+        return self._train_on_labels(model, [self.largest], batch)
+
+
+class Random(Strategy):
+    """Each step trains k uniformly sampled sub-networks."""
+
+    name = "random"
+
+    def step(self, model, batch, progress):
+        return self._train_on_labels(model, self.random_subnets(), batch)
+
+
+class LinearRandom(Strategy):
+    """Random sub-networks with probability p = progress (0 -> 1 over training), else the full network."""
+
+    name = "linear_random"
+
+    def probability(self, progress: float) -> float:
+        return min(max(progress, 0.0), 1.0)
+
+    def step(self, model, batch, progress):
+        if self.rng.random() < self.probability(progress):
+            return self._train_on_labels(model, self.random_subnets(), batch)
+        return self._train_on_labels(model, [self.largest], batch)
+
+
+class Sandwich(Strategy):
+    """The largest, the smallest and k random sub-networks each step, gradients summed."""
+
+    name = "sandwich"
+    default_random_subnets = 2
+
+    def step(self, model, batch, progress):
+        return self._train_on_labels(model, [self.largest, self.smallest, *self.random_subnets()], batch)
+
+
+class RandomKD(Strategy):
+    """k random sub-networks distilled in place from the full network (which learns from labels)."""
+
+    name = "kd"
+
+    def step(self, model, batch, progress):
+        return self._train_with_teacher(model, self.random_subnets(), batch)
+
+
+class SandwichKD(Strategy):
+    """The paper's best: sandwich rule with in-place distillation from the largest sub-network."""
+
+    name = "sandwich_kd"
+    default_random_subnets = 2
+
+    def step(self, model, batch, progress):
+        return self._train_with_teacher(model, [self.smallest, *self.random_subnets()], batch)
+
+
+STRATEGIES: dict[str, type[Strategy]] = {cls.name: cls for cls in (Standard, Random, LinearRandom, Sandwich, RandomKD, SandwichKD)}
+ALIASES = {"one_shot": "sandwich_kd", "random_linear": "linear_random", "full": "sandwich_kd"}
+
+
+def canonical_strategy(name: str) -> str:
+    name = ALIASES.get(name, name)
+    if name not in STRATEGIES:
+        raise UserError(f"unknown strategy '{name}'; choose one of: {', '.join(STRATEGIES)} (alias one_shot = sandwich_kd).")
+    return name
+
+
+def make_strategy(name: str, adapter: ModelAdapter, space: SearchSpace, rng: np.random.Generator, options: StrategyOptions | None = None) -> Strategy:
+    return STRATEGIES[canonical_strategy(name)](adapter, space, rng, options)

@@ -1,0 +1,274 @@
+"""Super-network fine-tuning: one training loop for every strategy, resumable step for step.
+
+A run folder holds the Hugging Face checkpoint (safetensors + tokenizer), `supernet.json` (what was
+trained, how, and how well), `train_log.csv` / `eval_log.csv`, and while training `training_state/`
+(weights, optimizer, scheduler and RNG states) so `--resume` ends with the same weights as an
+uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import csv
+import platform
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+from transformers import get_linear_schedule_with_warmup
+
+from nas_tune import __version__
+from nas_tune.data import TaskSpec, TokenizedSplit
+from nas_tune.errors import UserError
+from nas_tune.evaluate import Evaluator
+from nas_tune.io import atomic_write_json, read_json
+from nas_tune.models import LoadedModel
+from nas_tune.search_space import make_search_space
+from nas_tune.supernet.strategies import StrategyOptions, canonical_strategy, make_strategy
+
+SUPERNET_FILE = "supernet.json"
+STATE_DIR = "training_state"
+
+
+@dataclass
+class FinetuneConfig:
+    strategy: str = "sandwich_kd"
+    search_space: str = "small"
+    epochs: int = 5
+    batch_size: int = 32
+    lr: float = 5e-5
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    max_grad_norm: float = 1.0
+    seed: int = 0
+    num_random_subnets: int | None = None
+    temperature: float = 1.0
+    label_weight: float = 1.0
+    kd_weight: float = 1.0
+    eval_batch_size: int = 64
+    save_steps: int = 50  # also saved at the end of every epoch
+
+    def __post_init__(self):
+        self.strategy = canonical_strategy(self.strategy)
+        for name in ("epochs", "batch_size", "eval_batch_size", "save_steps"):
+            if getattr(self, name) <= 0:
+                raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}.")
+        if self.lr <= 0 or self.temperature <= 0:
+            raise UserError("--lr and --temperature must be positive.")
+
+
+@dataclass
+class FinetuneResult:
+    output_dir: Path
+    metrics: dict[str, float]  # final validation metrics of the largest and smallest sub-network
+    steps: int
+    seconds: float
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def library_versions() -> dict[str, str]:
+    import syne_tune
+    import transformers
+
+    return {"nas_tune": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
+            "syne_tune": syne_tune.__version__, "python": platform.python_version()}
+
+
+def read_supernet_meta(checkpoint: str | Path) -> dict[str, Any]:
+    path = Path(checkpoint) / SUPERNET_FILE
+    if not path.is_file():
+        raise UserError(f"{checkpoint} has no {SUPERNET_FILE}; pass a folder written by `nas-tune finetune`.")
+    try:
+        return read_json(path)
+    except ValueError:
+        raise UserError(f"{path} is not valid JSON; the checkpoint is corrupted, fine-tune again.") from None
+
+
+def _check_output_dir(output_dir: Path, options: dict[str, Any], *, resume: bool, overwrite: bool) -> bool:
+    """Return True when training continues from a saved state."""
+    meta_path = output_dir / SUPERNET_FILE
+    if resume:
+        if not meta_path.is_file():
+            raise UserError(f"--resume: {output_dir} holds no run to resume (no {SUPERNET_FILE}); drop --resume.")
+        stored = read_supernet_meta(output_dir)["options"]
+        differing = sorted(k for k in set(stored) | set(options) if stored.get(k) != options.get(k))
+        if differing:
+            shown = ", ".join(f"{k}: {stored.get(k)!r} vs {options.get(k)!r}" for k in differing[:4])
+            raise UserError(f"--resume: {output_dir} was trained with other options ({shown}); use the same options or a new --output.")
+        return (output_dir / STATE_DIR).is_dir()
+    if output_dir.exists() and any(output_dir.iterdir()):
+        if not overwrite:
+            raise UserError(f"output folder {output_dir} is not empty; pass --resume to continue that run, --overwrite to replace it, or another --output.")
+        shutil.rmtree(output_dir)
+    return False
+
+
+class _Logs:
+    """CSV logs (and TensorBoard when installed) that survive a resume by appending."""
+
+    def __init__(self, output_dir: Path):
+        self.output_dir = output_dir
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tensorboard = SummaryWriter(str(output_dir / "tensorboard"))
+        except ImportError:
+            self.tensorboard = None
+
+    def write(self, name: str, row: dict[str, Any], step: int) -> None:
+        path = self.output_dir / name
+        new = not path.exists()
+        with path.open("a", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(row))
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+        if self.tensorboard is not None:
+            for key, value in row.items():
+                if isinstance(value, float):
+                    self.tensorboard.add_scalar(f"{name.removesuffix('.csv')}/{key}", value, step)
+
+    def close(self) -> None:
+        if self.tensorboard is not None:
+            self.tensorboard.close()
+
+
+def _save_state(output_dir: Path, model, optimizer, scheduler, rng: np.random.Generator, position: dict[str, int]) -> None:
+    staging = output_dir / f".{STATE_DIR}.tmp"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(staging / "model.safetensors"))
+    torch.save(
+        {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state(),
+         "numpy_rng": rng.bit_generator.state, **position},
+        staging / "state.pt",
+    )
+    final = output_dir / STATE_DIR
+    shutil.rmtree(final, ignore_errors=True)
+    staging.rename(final)
+
+
+def _load_state(output_dir: Path, model, optimizer, scheduler, rng: np.random.Generator) -> dict[str, int]:
+    state_dir = output_dir / STATE_DIR
+    try:
+        model.load_state_dict(load_file(str(state_dir / "model.safetensors")))
+        state = torch.load(state_dir / "state.pt", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any damage means the same thing to the user
+        raise UserError(f"the training state in {state_dir} is corrupted ({type(exc).__name__}); start again with --overwrite.") from None
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["torch_rng"])
+    rng.bit_generator.state = state["numpy_rng"]
+    return {"epoch": state["epoch"], "batch": state["batch"], "global_step": state["global_step"]}
+
+
+def _epoch_batches(train: TokenizedSplit, batch_size: int, seed: int, epoch: int):
+    """The same shuffled order for an epoch whether or not the run was interrupted."""
+    generator = torch.Generator().manual_seed(seed * 1000 + epoch)
+    return list(train.batches(batch_size, shuffle=True, generator=generator))
+
+
+def finetune(
+    loaded: LoadedModel,
+    task: TaskSpec,
+    train: TokenizedSplit,
+    validation: TokenizedSplit,
+    config: FinetuneConfig,
+    output_dir: str | Path,
+    *,
+    run_info: dict[str, Any] | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    stop_at_step: int | None = None,
+    show_progress: bool = True,
+) -> FinetuneResult:
+    """Fine-tune `loaded.model` as a super-network; `stop_at_step` simulates an interruption (tests)."""
+    output_dir = Path(output_dir)
+    options = {**asdict(config), **(run_info or {})}
+    continuing = _check_output_dir(output_dir, options, resume=resume, overwrite=overwrite)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    meta = {"task": task.name, "base_model": loaded.source, "search_space": config.search_space, "strategy": config.strategy,
+            "options": options, "status": "running", "library_versions": library_versions()}
+    if not continuing:
+        atomic_write_json(output_dir / SUPERNET_FILE, meta)
+
+    model, adapter = loaded.model, loaded.adapter
+    space = make_search_space(config.search_space, adapter.shape(model))
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    strategy = make_strategy(config.strategy, adapter, space, rng, StrategyOptions(
+        config.num_random_subnets, config.temperature, config.label_weight, config.kd_weight))
+    steps_per_epoch = -(-len(train) // config.batch_size)
+    total_steps = steps_per_epoch * config.epochs
+    no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
+    groups = [
+        {"params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)], "weight_decay": config.weight_decay},
+        {"params": [p for n, p in model.named_parameters() if n.endswith(no_decay)], "weight_decay": 0.0},
+    ]
+    optimizer = torch.optim.AdamW(groups, lr=config.lr)
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * total_steps), total_steps)
+    position = {"epoch": 0, "batch": 0, "global_step": 0}
+    if continuing:
+        position = _load_state(output_dir, model, optimizer, scheduler, rng)
+
+    device = next(model.parameters()).device
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" and torch.cuda.is_bf16_supported() else torch.autocast("cpu", enabled=False)
+    evaluator = Evaluator(model, adapter, space, task, validation, batch_size=config.eval_batch_size, seed=config.seed)
+    logs = _Logs(output_dir)
+    history: list[dict[str, Any]] = []
+    start = time.perf_counter()
+    step = position["global_step"]
+    bar = tqdm(total=total_steps, initial=step, desc=f"fine-tuning ({config.strategy})", unit="step", disable=not show_progress)
+    try:
+        for epoch in range(position["epoch"], config.epochs):
+            first_batch = position["batch"] if epoch == position["epoch"] else 0
+            batches = _epoch_batches(train, config.batch_size, config.seed, epoch)
+            model.train()
+            for index in range(first_batch, len(batches)):
+                if stop_at_step is not None and step >= stop_at_step:
+                    _save_state(output_dir, model, optimizer, scheduler, rng, {"epoch": epoch, "batch": index, "global_step": step})
+                    return FinetuneResult(output_dir, {}, step, time.perf_counter() - start, history)
+                batch = {k: v.to(device) for k, v in batches[index].items()}
+                optimizer.zero_grad(set_to_none=True)
+                with autocast:
+                    loss = strategy.step(model, batch, progress=step / total_steps)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                step += 1
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss:.4f}", epoch=epoch + 1)
+                logs.write("train_log.csv", {"step": step, "epoch": epoch + 1, "loss": loss, "lr": scheduler.get_last_lr()[0]}, step)
+                if step % config.save_steps == 0:
+                    _save_state(output_dir, model, optimizer, scheduler, rng, {"epoch": epoch, "batch": index + 1, "global_step": step})
+            row = _evaluate_extremes(evaluator, space, task, epoch + 1, step)
+            model.train()
+            history.append(row)
+            logs.write("eval_log.csv", row, step)
+            bar.write(f"epoch {epoch + 1}: validation {task.metric} largest {row['largest_' + task.metric]:.4f}, smallest {row['smallest_' + task.metric]:.4f}")
+            _save_state(output_dir, model, optimizer, scheduler, rng, {"epoch": epoch + 1, "batch": 0, "global_step": step})
+    finally:
+        bar.close()
+        logs.close()
+    model.eval()
+    final = history[-1] if history else _evaluate_extremes(evaluator, space, task, config.epochs, step)
+    model.save_pretrained(output_dir)
+    loaded.tokenizer.save_pretrained(output_dir)
+    meta.update(status="completed", final_metrics=final, steps=step, train_seconds=time.perf_counter() - start)
+    atomic_write_json(output_dir / SUPERNET_FILE, meta)
+    shutil.rmtree(output_dir / STATE_DIR, ignore_errors=True)
+    return FinetuneResult(output_dir, final, step, time.perf_counter() - start, history)
+
+
+def _evaluate_extremes(evaluator: Evaluator, space, task: TaskSpec, epoch: int, step: int) -> dict[str, Any]:
+    evaluator.model.eval()
+    row: dict[str, Any] = {"epoch": epoch, "step": step}
+    for name, config in (("largest", space.largest()), ("smallest", space.smallest())):
+        result = evaluator.evaluate(config)
+        row.update({f"{name}_{k}": v for k, v in result.metrics.items()})
+    return row

@@ -1,0 +1,155 @@
+"""Super-network strategies and the training loop on a tiny model and a learnable toy task."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from nas_tune.data import GLUE_TASKS, TokenizedSplit
+from nas_tune.errors import UserError
+from nas_tune.models import LoadedModel, adapter_for
+from nas_tune.search_space import make_search_space
+from nas_tune.supernet import STRATEGIES, FinetuneConfig, StrategyOptions, finetune, make_strategy
+from nas_tune.supernet.strategies import LinearRandom
+from tests.conftest import tiny_model
+
+TASK = GLUE_TASKS["rte"]
+
+
+def toy_split(n: int = 64, length: int = 8, seed: int = 0) -> TokenizedSplit:
+    """Label = whether the first token is even: learnable by a tiny transformer in a few steps."""
+    generator = torch.Generator().manual_seed(seed)
+    ids = torch.randint(100, 200, (n, length), generator=generator)
+    return TokenizedSplit(ids, torch.ones_like(ids), torch.zeros_like(ids), (ids[:, 0] % 2 == 0).long())
+
+
+def strategy_for(name, model, space_name="small", seed=0, **options):
+    adapter = adapter_for("bert")
+    space = make_search_space(space_name, adapter.shape(model))
+    return make_strategy(name, adapter, space, np.random.default_rng(seed), StrategyOptions(**options))
+
+
+@pytest.mark.parametrize("name", list(STRATEGIES))
+def test_every_strategy_lowers_the_loss(name):
+    model = tiny_model("bert").train()
+    strategy = strategy_for(name, model)
+    data = toy_split()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    batch = next(data.batches(64))
+    losses = []
+    for step in range(25):
+        optimizer.zero_grad()
+        losses.append(strategy.step(model, batch, progress=step / 25))
+        optimizer.step()
+    assert np.mean(losses[-5:]) < 0.7 * np.mean(losses[:5]), losses
+
+
+def grads_by_layer(model, adapter):
+    """Which query-weight rows (by head) and which FFN neurons got a non-zero gradient, per layer."""
+    heads, units = [], []
+    for layer in adapter.layers(model):
+        query = layer.attention.self.query.weight.grad
+        heads.append(query.abs().view(4, -1).sum(1) > 0 if query is not None else torch.zeros(4, dtype=torch.bool))
+        inter = layer.intermediate.dense.weight.grad
+        units.append(inter.abs().sum(1) > 0 if inter is not None else torch.zeros(37, dtype=torch.bool))
+    return heads, units
+
+
+def test_sandwich_updates_largest_and_smallest_subnetworks():
+    model = tiny_model("bert").train()
+    adapter = adapter_for("bert")
+    strategy = strategy_for("sandwich", model, num_random_subnets=0)
+    strategy.step(model, next(toy_split().batches(16)), progress=0.0)
+    heads, units = grads_by_layer(model, adapter)
+    assert all(h.all() for h in heads) and all(u.all() for u in units)  # largest: everything
+    # smallest alone touches only the first head / neuron of the first layer
+    model.zero_grad(set_to_none=True)
+    strategy._train_on_labels(model, [strategy.smallest], next(toy_split().batches(16)))
+    heads, units = grads_by_layer(model, adapter)
+    assert heads[0].tolist() == [True, False, False, False]
+    assert units[0].sum() == 1 and units[0][0]
+    assert not heads[1].any() and not units[2].any()
+
+
+def test_kd_uses_the_teachers_outputs(monkeypatch):
+    model = tiny_model("bert").train()
+    batch = next(toy_split().batches(16))
+    strategy = strategy_for("kd", model, seed=1, temperature=2.0)
+    from nas_tune.supernet import strategies
+
+    losses = []
+    for shift in (0.0, 5.0):
+        def shifted_distillation(student, teacher, temperature, regression, shift=shift):
+            return original(student, teacher + torch.tensor([shift, -shift]), temperature, regression)
+
+        original = strategies.distillation_loss
+        monkeypatch.setattr(strategies, "distillation_loss", shifted_distillation)
+        strategy.rng = np.random.default_rng(1)
+        model.zero_grad()
+        losses.append(strategy.step(model, batch, progress=0.5))
+        monkeypatch.setattr(strategies, "distillation_loss", original)
+    assert losses[1] > losses[0] + 0.1
+
+
+def test_distillation_loss_is_zero_when_student_matches_teacher_and_mse_for_regression():
+    from nas_tune.supernet.strategies import distillation_loss
+
+    logits = torch.randn(4, 3)
+    assert distillation_loss(logits, logits, 10.0, regression=False).abs() < 1e-6
+    assert distillation_loss(logits, logits + 1.0, 1.0, regression=False).abs() < 1e-6  # softmax shift invariance
+    values = torch.tensor([[1.0], [2.0]])
+    assert distillation_loss(values, values + 2.0, 10.0, regression=True) == pytest.approx(4.0)
+
+
+def test_linear_random_probability_schedule():
+    model = tiny_model("bert")
+    strategy = strategy_for("linear_random", model)
+    assert isinstance(strategy, LinearRandom)
+    assert [strategy.probability(p) for p in (0.0, 0.25, 1.0, 1.5)] == [0.0, 0.25, 1.0, 1.0]
+    # at progress 0 only the full network is trained, at progress 1 only random sub-networks
+    calls = []
+    strategy._train_on_labels = lambda model, subnets, batch: calls.append(subnets) or 0.0
+    for progress in (0.0, 1.0):
+        strategy.step(model, None, progress)
+    assert calls[0] == [strategy.largest] and calls[1] != [strategy.largest]
+
+
+def test_unknown_strategy_and_bad_options_are_user_errors():
+    with pytest.raises(UserError, match="sandwich_kd"):
+        FinetuneConfig(strategy="sandwhich")
+    with pytest.raises(UserError, match="epochs"):
+        FinetuneConfig(epochs=0)
+    assert FinetuneConfig(strategy="one_shot").strategy == "sandwich_kd"
+
+
+def run_finetune(tmp_path, tokenizer, name, **kwargs):
+    loaded = LoadedModel(tiny_model("bert", seed=3), tokenizer, adapter_for("bert"), "tiny")
+    config = FinetuneConfig(strategy="sandwich_kd", epochs=2, batch_size=16, lr=1e-3, save_steps=3, seed=5)
+    return finetune(loaded, TASK, toy_split(48), toy_split(32, seed=1), config, tmp_path / name, show_progress=False, **kwargs), loaded
+
+
+def test_resume_ends_with_the_same_weights_as_an_uninterrupted_run(tmp_path, tokenizer):
+    straight, _ = run_finetune(tmp_path, tokenizer, "straight")
+    interrupted, _ = run_finetune(tmp_path, tokenizer, "resumed", stop_at_step=4)
+    assert interrupted.steps == 4 and (tmp_path / "resumed" / "training_state").is_dir()
+    resumed, _ = run_finetune(tmp_path, tokenizer, "resumed", resume=True)
+    assert resumed.steps == straight.steps == 6
+    a = load_file(str(tmp_path / "straight" / "model.safetensors"))
+    b = load_file(str(tmp_path / "resumed" / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    meta = (tmp_path / "straight" / "supernet.json").read_text()
+    assert '"status": "completed"' in meta and "largest_accuracy" in meta
+    assert not (tmp_path / "straight" / "training_state").exists()
+
+
+def test_output_folder_protection(tmp_path, tokenizer):
+    run_finetune(tmp_path, tokenizer, "run", stop_at_step=1)
+    with pytest.raises(UserError, match="--resume"):
+        run_finetune(tmp_path, tokenizer, "run")
+    loaded = LoadedModel(tiny_model("bert"), tokenizer, adapter_for("bert"), "tiny")
+    other = FinetuneConfig(strategy="sandwich", epochs=2, batch_size=16, lr=1e-3, save_steps=3, seed=5)
+    with pytest.raises(UserError, match="other options"):
+        finetune(loaded, TASK, toy_split(48), toy_split(32), other, tmp_path / "run", resume=True, show_progress=False)
+    assert (tmp_path / "run" / "training_state").is_dir()  # nothing lost
