@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from nas_tune.data import DataConfig, TaskData, load_task_data, tokenize_split
+from nas_tune.data import DataConfig, TaskData, default_cache_dir, load_task_data, tokenize_split
 from nas_tune.evaluate.evaluator import Evaluator
 from nas_tune.models import LoadedModel, load_model
 from nas_tune.search_space import make_search_space
@@ -36,6 +36,6 @@ def build_evaluator(
     loaded = load_model(model, data.task.num_labels, seed=seed, trust_remote_code=trust_remote_code)
     space = make_search_space(search_space, loaded.adapter.shape(loaded.model))
     frame = data.validation if split == "validation" else data.test
-    tokenized = tokenize_split(frame, loaded.tokenizer, data.task, max_seq_length)
+    tokenized = tokenize_split(frame, loaded.tokenizer, data.task, max_seq_length, cache_dir=default_cache_dir())
     evaluator = Evaluator(loaded.model, loaded.adapter, space, data.task, tokenized, batch_size=batch_size, flops_seq_len=max_seq_length, seed=seed)
     return EvaluationSetup(evaluator=evaluator, loaded=loaded, data=data)

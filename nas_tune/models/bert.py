@@ -91,8 +91,11 @@ class BertFamilyAdapter(ModelAdapter):
     def extract(self, model: PreTrainedModel, subnet: SubNetwork) -> PreTrainedModel:
         shape = self.shape(model)
         subnet.validate(shape)
-        with self._only_layers(model, subnet.layers):
-            small = copy.deepcopy(model)  # copies only the kept layers
+        # Copy everything but the layer list, then only the kept layers: no mutation of `model`,
+        # so threads may extract from one shared super-network concurrently.
+        all_layers = self.layers(model)
+        small = copy.deepcopy(model, memo={id(all_layers): nn.ModuleList()})
+        self.layers(small).extend(copy.deepcopy(all_layers[i]) for i in subnet.layers)
         for new_index, (layer, heads, units) in enumerate(zip(self.layers(small), subnet.kept_heads(), subnet.kept_units())):
             self._slice_layer(layer, heads, units, shape.head_dim)
             if hasattr(layer.attention.self, "layer_idx"):
