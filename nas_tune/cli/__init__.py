@@ -8,7 +8,7 @@ import sys
 
 from nas_tune.errors import UserError
 
-COMMANDS = ("evaluate", "export")
+COMMANDS = ("finetune", "evaluate", "export")
 
 
 def build_parser() -> argparse.ArgumentParser:
