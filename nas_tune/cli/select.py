@@ -1,0 +1,43 @@
+"""`nas-tune select`: export the best sub-network of a search run under a size or error budget."""
+
+from __future__ import annotations
+
+import argparse
+
+from nas_tune.export import prepare_output_dir
+from nas_tune.report.summary import load_run
+from nas_tune.search.run import checkpoint_data_config
+from nas_tune.evaluate.setup import build_evaluator
+from nas_tune.select import export_pick, pick, test_evaluator
+from nas_tune.supernet import read_supernet_meta
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser("select", help="export the best sub-network under a size or error budget",
+                                   description="Pick the lowest-error sub-network within --max-params (or the smallest within --max-error), "
+                                               "export it as a smaller model and score it on the test split.")
+    parser.add_argument("run_dir", help="run folder of `nas-tune search`")
+    budget = parser.add_mutually_exclusive_group(required=True)
+    budget.add_argument("--max-params", type=float, help="fraction of the layer parameters, e.g. 0.5")
+    budget.add_argument("--max-error", type=float, help="validation error, e.g. 0.2")
+    parser.add_argument("--output", required=True, help="folder for the exported model")
+    parser.add_argument("--overwrite", action="store_true")
+    parser.add_argument("--data-dir", help="GLUE folder (default: $GLUE_DIR)")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    prepare_output_dir(args.output, overwrite=args.overwrite)
+    _, metadata, trials = load_run(args.run_dir)
+    row = pick(trials, max_params=args.max_params, max_error=args.max_error)
+    meta = read_supernet_meta(metadata["checkpoint"])
+    max_seq_length = meta["options"].get("max_seq_length", 128)
+    setup = build_evaluator(metadata["checkpoint"], checkpoint_data_config(meta, args.data_dir), metadata["search_space"],
+                            max_seq_length=max_seq_length)
+    chosen = export_pick(setup, test_evaluator(setup, max_seq_length), row, args.output, name="select",
+                         provenance={"checkpoint": metadata["checkpoint"], "run_dir": str(args.run_dir)}, overwrite=args.overwrite)
+    metric = setup.data.task.metric
+    print(f"trial {int(row['trial_id'])}: {row['params']:.1%} of the layer parameters, validation error {row['error']:.4f}, "
+          f"test {metric} {chosen.test.metrics[metric]:.4f}")
+    print(f"exported to {chosen.export.path}" + (" (load with trust_remote_code=True)" if chosen.export.needs_remote_code else ""))
+    return 0

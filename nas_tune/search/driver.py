@@ -1,0 +1,219 @@
+"""The search driver: asks the searcher for configs, hands them to free workers, stores every result.
+
+Asynchronous: a free worker takes the next suggestion and the searcher learns from each result as it
+arrives. Every finished trial is appended to the results store at once; `running.json` lists the
+trials in flight, so a killed search resumes without losing or repeating a completed trial.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from nas_tune.errors import UserError
+from nas_tune.io import atomic_write_json, read_json
+from nas_tune.pareto import hypervolume, normalise_objectives, pareto_mask
+from nas_tune.search.executors import Executor, TrialOutcome, TrialRequest
+from nas_tune.search.searchers import Searcher
+from nas_tune.search.store import ResultsStore, TrialRecord
+from nas_tune.search_space import Config
+
+RUNNING_FILE = "running.json"
+
+
+@dataclass
+class SearchSettings:
+    searcher: str = "local_search"
+    num_trials: int = 50
+    time_budget: float | None = None  # seconds; stop submitting once exceeded
+    objectives: list[str] = field(default_factory=lambda: ["error", "params"])
+    seed: int = 0
+    max_params: float | None = None  # only sub-networks below this fraction of the layer parameters
+    workers: int = 1
+
+    def __post_init__(self):
+        if self.num_trials <= 0:
+            raise UserError(f"--num-trials must be positive, got {self.num_trials}.")
+        if self.time_budget is not None and self.time_budget <= 0:
+            raise UserError(f"--time-budget must be positive seconds, got {self.time_budget}.")
+        if self.workers <= 0:
+            raise UserError(f"--workers must be positive, got {self.workers}.")
+        if self.max_params is not None and not 0 < self.max_params <= 1:
+            raise UserError(f"--max-params is a fraction of the layer parameters in (0, 1], got {self.max_params}.")
+
+
+@dataclass
+class SearchProgress:
+    completed: int
+    failed: int
+    pareto_size: int
+    hypervolume: float
+
+
+def _front_stats(records: list[TrialRecord], objectives: list[str]) -> tuple[int, float]:
+    rows = [r.metrics for r in records if r.status == "completed" and r.fidelity >= 1.0]
+    if not rows:
+        return 0, 0.0
+    points = normalise_objectives(pd.DataFrame(rows), objectives)
+    return int(pareto_mask(points).sum()), hypervolume(points)
+
+
+def _record(outcome: TrialOutcome) -> TrialRecord:
+    request = outcome.request
+    return TrialRecord(
+        trial_id=request.trial_id, config=request.config, metrics=outcome.metrics or {},
+        status="completed" if outcome.metrics is not None else "failed", error_message=outcome.error,
+        fidelity=request.fidelity, worker=outcome.worker, start_time=outcome.start_time, end_time=outcome.end_time,
+    )
+
+
+class SearchDriver:
+    def __init__(
+        self,
+        store: ResultsStore,
+        searcher: Searcher,
+        executor: Executor,
+        settings: SearchSettings,
+        *,
+        fidelity_key: str = "fidelity",
+        size_of: Callable[[Config], float] | None = None,
+        show_progress: bool = True,
+    ):
+        self.store = store
+        self.searcher = searcher
+        self.executor = executor
+        self.settings = settings
+        self.fidelity_key = fidelity_key
+        self.size_of = size_of  # cheap size of a config, to skip configs over --max-params before evaluation
+        self.show_progress = show_progress
+        self._in_flight: dict[int, TrialRequest] = {}
+
+    def _replay_history(self) -> tuple[list[TrialRecord], int]:
+        """Feed stored results to the searcher; return them and the next free trial id."""
+        records = list(self.store.latest_by_trial().values())
+        for record in records:
+            config = self._searcher_config(record.config, record.fidelity)
+            if record.status == "completed":
+                self.searcher.on_trial_complete(config, self._result(record.metrics, record.fidelity))
+            else:
+                self.searcher.on_trial_failed(config)
+        ids = [r.trial_id for r in records] + [int(k) for k in self._read_running()]
+        return records, max(ids, default=-1) + 1
+
+    def _searcher_config(self, config: Config, fidelity: float) -> Config:
+        return {**config, self.fidelity_key: fidelity} if self._multi_fidelity else config
+
+    def _result(self, metrics: dict[str, float], fidelity: float) -> dict[str, float]:
+        return {**{k: metrics[k] for k in self.settings.objectives}, self.fidelity_key: fidelity}
+
+    @property
+    def _multi_fidelity(self) -> bool:
+        return self.settings.searcher == "moasha"
+
+    def _read_running(self) -> dict[str, Any]:
+        path = self.store.run_dir / RUNNING_FILE
+        return read_json(path) if path.is_file() else {}
+
+    def _write_running(self) -> None:
+        atomic_write_json(self.store.run_dir / RUNNING_FILE,
+                          {str(i): {"config": r.config, "fidelity": r.fidelity} for i, r in self._in_flight.items()})
+
+    def _submit(self, request: TrialRequest) -> None:
+        self._in_flight[request.trial_id] = request
+        self._write_running()
+        self.executor.submit(request)
+
+    def _next_request(self, trial_id: int) -> TrialRequest | TrialRecord | None:
+        """The next config to run, or a record of a config skipped for exceeding --max-params."""
+        suggestion = self.searcher.suggest()
+        if suggestion is None:
+            return None
+        config = dict(suggestion)
+        fidelity = float(config.pop(self.fidelity_key, 1.0))
+        if self.settings.max_params is not None and self.size_of is not None:
+            size = self.size_of(config)
+            if size > self.settings.max_params:
+                now = time.time()
+                return TrialRecord(trial_id, config, {"params": size}, "failed", f"over --max-params ({size:.3f})", fidelity, "driver", now, now)
+        return TrialRequest(trial_id, config, fidelity)
+
+    def run(self) -> pd.DataFrame:
+        settings = self.settings
+        records, next_id = self._replay_history()
+        evaluated = sum(r.status == "completed" or r.worker != "driver" for r in records)
+        resumed = [TrialRequest(int(i), r["config"], r["fidelity"]) for i, r in self._read_running().items()]
+        start = time.time()
+        skipped, exhausted = 0, False
+        bar = tqdm(total=settings.num_trials, initial=min(evaluated, settings.num_trials), desc=f"search ({settings.searcher})",
+                   unit="trial", disable=not self.show_progress)
+        try:
+            while True:
+                out_of_time = settings.time_budget is not None and time.time() - start > settings.time_budget
+                while (self.executor.running < self.executor.num_workers and not out_of_time and not exhausted
+                       and evaluated + self.executor.running < settings.num_trials):
+                    if resumed:
+                        self._submit(resumed.pop(0))  # trials that were running when the search was killed
+                        continue
+                    request = self._next_request(next_id)
+                    if request is None:
+                        exhausted = True
+                        break
+                    next_id += 1
+                    if isinstance(request, TrialRecord):
+                        self._finish(request, records)
+                        skipped += 1
+                        exhausted = skipped > 20 * settings.num_trials
+                    else:
+                        self._submit(request)
+                if self.executor.running == 0:
+                    break
+                for outcome in self.executor.wait():
+                    self._in_flight.pop(outcome.request.trial_id, None)
+                    self._finish(_record(outcome), records)
+                    evaluated += 1
+                    bar.update(1)
+                self._write_running()
+                size, volume = _front_stats(records, settings.objectives)
+                bar.set_postfix(pareto=size, hv=f"{volume:.4f}", failed=sum(r.status == "failed" for r in records))
+        finally:
+            bar.close()
+        self.store.write_csv()
+        return self.store.to_frame()
+
+    def _finish(self, record: TrialRecord, records: list[TrialRecord]) -> None:
+        self.store.append(record)
+        records.append(record)
+        config = self._searcher_config(record.config, record.fidelity)
+        if record.status == "completed":
+            self.searcher.on_trial_complete(config, self._result(record.metrics, record.fidelity))
+        else:
+            self.searcher.on_trial_failed(config)
+
+
+def settings_metadata(settings: SearchSettings, **extra: Any) -> dict[str, Any]:
+    return {"settings": asdict(settings), **extra}
+
+
+def check_resumable(store: ResultsStore, metadata: dict[str, Any], *, resume: bool, overwrite: bool) -> None:
+    """Refuse to mix two different searches in one folder; never delete results without --overwrite."""
+    stored = store.read_metadata()
+    has_results = store.trials_path.exists()
+    if resume:
+        if stored is None:
+            raise UserError(f"--resume: {store.run_dir} holds no search to resume; drop --resume.")
+        keys = ("checkpoint", "search_space", "searcher", "objectives", "seed", "max_params")
+        mismatch = [k for k in keys if stored.get(k) != metadata.get(k)]
+        if mismatch:
+            k = mismatch[0]
+            raise UserError(f"--resume: {store.run_dir} is a different search ({k} was {stored.get(k)!r}, now {metadata.get(k)!r}); use a new --output.")
+        return
+    if stored is not None or has_results:
+        if not overwrite:
+            raise UserError(f"{store.run_dir} already holds a search; pass --resume to continue it, --overwrite to replace it, or another --output.")
+        for name in (store.trials_path.name, "trials.csv", RUNNING_FILE, "metadata.json"):
+            (store.run_dir / name).unlink(missing_ok=True)

@@ -1,0 +1,75 @@
+"""Run a search against a super-network checkpoint from user-level options."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+from nas_tune.data import DataConfig
+from nas_tune.errors import UserError
+from nas_tune.evaluate import LatencySettings
+from nas_tune.evaluate.setup import EvaluationSetup, build_evaluator
+from nas_tune.metrics import count_parameters
+from nas_tune.search.driver import SearchDriver, SearchSettings, check_resumable
+from nas_tune.search.executors import LocalExecutor
+from nas_tune.search.objectives import TrialFunction
+from nas_tune.search.searchers import make_searcher
+from nas_tune.search.store import ResultsStore
+from nas_tune.supernet import read_supernet_meta
+
+
+def checkpoint_data_config(meta: dict, data_dir: str | None) -> DataConfig:
+    """The data the super-network was trained with: the same seeded validation split is searched."""
+    data = dict(meta["options"]["data"])
+    data["text_columns"] = tuple(data.get("text_columns") or ())
+    return DataConfig(**data, data_dir=data_dir)
+
+
+def search_checkpoint(
+    checkpoint: str | Path,
+    output: str | Path,
+    settings: SearchSettings,
+    *,
+    search_space: str | None = None,
+    force: bool = False,
+    data_dir: str | None = None,
+    batch_size: int = 64,
+    latency: LatencySettings | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    show_progress: bool = True,
+) -> tuple[ResultsStore, EvaluationSetup]:
+    meta = read_supernet_meta(checkpoint)
+    trained_space = meta["search_space"]
+    space_name = search_space or trained_space
+    if space_name != trained_space:
+        if not force:
+            raise UserError(f"{checkpoint} was trained for the '{trained_space}' space, not '{space_name}'; pass --force to search it anyway.")
+        print(f"warning: searching the '{space_name}' space of a super-network trained for '{trained_space}'", file=sys.stderr)
+    store = ResultsStore(output)
+    metadata = {
+        "checkpoint": str(Path(checkpoint).resolve()), "task": meta["task"], "search_space": space_name,
+        "searcher": settings.searcher, "objectives": settings.objectives, "seed": settings.seed,
+        "max_params": settings.max_params, "settings": asdict(settings), "strategy": meta.get("strategy"),
+    }
+    check_resumable(store, metadata, resume=resume, overwrite=overwrite)
+    setup = build_evaluator(
+        str(checkpoint), checkpoint_data_config(meta, data_dir), space_name, split="validation",
+        max_seq_length=meta["options"].get("max_seq_length", 128), batch_size=batch_size, seed=settings.seed,
+    )
+    store.run_dir.mkdir(parents=True, exist_ok=True)
+    store.write_metadata(metadata)
+    space = setup.evaluator.search_space
+    done = {str(sorted(r.config.items())) for r in store.records() if r.status == "completed"}
+    initial = [c for c in (space.largest(), space.smallest()) if str(sorted(c.items())) not in done]
+    searcher = make_searcher(settings.searcher, space.config_space(), settings.objectives, seed=settings.seed, initial_configs=initial)
+    trial_function = TrialFunction(setup.evaluator, settings.objectives, latency)
+    model, adapter = setup.loaded.model, setup.loaded.adapter
+
+    def size_of(config):
+        return count_parameters(model, adapter, space.to_subnetwork(config)).layer_fraction
+
+    with LocalExecutor(trial_function, settings.workers) as executor:
+        SearchDriver(store, searcher, executor, settings, size_of=size_of, show_progress=show_progress).run()
+    return store, setup
