@@ -1,0 +1,52 @@
+"""Smoke test of the one-command pipeline on the bundled MiniLM and real RTE data (tiny budget)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+sys.path.insert(0, str(__import__("pathlib").Path(__file__).parents[1] / "launchers"))
+import local  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+LOAD = """
+import json, sys
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+path, remote = sys.argv[1], sys.argv[2] == "1"
+model = AutoModelForSequenceClassification.from_pretrained(path, trust_remote_code=remote).eval()
+batch = AutoTokenizer.from_pretrained(path)(["A man is playing."], ["Someone plays."], return_tensors="pt")
+print(json.dumps({"shape": list(model(**batch).logits.shape), "numel": sum(p.numel() for p in model.parameters()), "nas_tune": "nas_tune" in sys.modules}))
+"""
+
+
+def test_quick_pipeline_on_minilm_rte(tmp_path, glue_dir, capsys):
+    output = tmp_path / "run"
+    code = local.main(["--dataset", "rte", "--data-dir", str(glue_dir), "--quick", "--max-train-samples", "32",
+                       "--max-validation-samples", "48", "--max-test-samples", "48", "--max-seq-length", "32",
+                       "--num-trials", "8", "--output", str(output)])
+    assert code == 0
+    shown = capsys.readouterr().out
+    assert "test_accuracy" in shown and str(output) in shown
+    summary = json.loads((output / "summary.json").read_text())
+    assert summary["trials"] == 8 and summary["task"] == "rte"
+    trials = pd.read_csv(output / "search" / "trials.csv")
+    assert len(trials) == 8 and trials["error"].between(0, 1).all()
+    pareto = pd.read_csv(output / "search" / "pareto.csv")
+    assert {"params", "error", "test_accuracy"} <= set(pareto.columns) and len(pareto) >= 1
+    for name in ("supernet/supernet.json", "supernet/model.safetensors", "search/pareto.png", "search/hypervolume.png"):
+        assert (output / name).is_file(), name
+    assert {e["name"] for e in summary["exported"]} >= {"within_1pct", "within_5pct"}
+    for exported in summary["exported"]:
+        remote = "1" if exported["needs_trust_remote_code"] else "0"
+        done = subprocess.run([sys.executable, "-c", LOAD, exported["path"], remote], capture_output=True, text=True, check=False)
+        assert done.returncode == 0, done.stderr[-1500:]
+        loaded = json.loads(done.stdout.strip().splitlines()[-1])
+        assert loaded["shape"] == [1, 2] and loaded["numel"] == exported["total_params"] and not loaded["nas_tune"]
+    # the same folder is refused without --resume/--overwrite, and nothing is lost
+    assert local.main(["--dataset", "rte", "--data-dir", str(glue_dir), "--quick", "--output", str(output)]) == 2
+    assert (output / "summary.json").is_file()

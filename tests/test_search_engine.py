@@ -1,0 +1,121 @@
+"""The search engine on a tiny super-network: parallel workers, failures, SIGKILL + resume, CLI errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from nas_tune.cli import main as cli_main
+from nas_tune.data import DataConfig
+from nas_tune.search.driver import SearchDriver, SearchSettings
+from nas_tune.search.executors import LocalExecutor
+from nas_tune.search.run import search_checkpoint
+from nas_tune.search.searchers import make_searcher
+from nas_tune.search.store import ResultsStore
+from nas_tune.supernet import FinetuneConfig
+from nas_tune.supernet.run import finetune_supernet
+
+
+@pytest.fixture(scope="module")
+def supernet(tmp_path_factory, tiny_model_dir, glue_dir):
+    """A tiny BERT fine-tuned as a super-network on 32 RTE examples (seconds, offline)."""
+    output = tmp_path_factory.mktemp("supernet") / "ckpt"
+    data = DataConfig("rte", data_dir=str(glue_dir), max_train_samples=32, max_validation_samples=48, max_test_samples=32)
+    finetune_supernet(str(tiny_model_dir), data, FinetuneConfig(epochs=1, batch_size=16, lr=1e-3), output, max_seq_length=48, show_progress=False)
+    return output
+
+
+def search(supernet, output, glue_dir, **settings):
+    store, _ = search_checkpoint(supernet, output, SearchSettings(**settings), data_dir=str(glue_dir), show_progress=False)
+    return store.to_frame()
+
+
+def by_config(frame: pd.DataFrame) -> dict:
+    configs = frame.filter(like="config_").astype(int).apply(tuple, axis=1)
+    return dict(zip(configs, frame["error"].round(10)))
+
+
+def test_two_workers_give_the_same_results_as_one(supernet, tmp_path, glue_dir):
+    one = search(supernet, tmp_path / "one", glue_dir, searcher="random", num_trials=8, workers=1)
+    two = search(supernet, tmp_path / "two", glue_dir, searcher="random", num_trials=8, workers=2)
+    assert len(one) == len(two) == 8
+    assert sorted(one["trial_id"]) == sorted(two["trial_id"]) == list(range(8))
+    assert by_config(one) == by_config(two)
+    assert set(two["worker"]) == {"thread-0", "thread-1"}
+    first = one.sort_values("trial_id").head(2).filter(like="config_").astype(int).to_dict("records")
+    assert first[0] == {"config_num_layers": 3, "config_num_heads": 4, "config_num_units": 37}  # largest first
+    assert first[1] == {"config_num_layers": 1, "config_num_heads": 1, "config_num_units": 1}  # then smallest
+
+
+def test_a_crashing_config_is_recorded_and_the_search_goes_on(tmp_path):
+    from syne_tune.config_space import randint
+
+    def flaky(config, fidelity):
+        if config["x"] == 3:
+            raise RuntimeError("boom")
+        return {"error": config["x"] / 10, "params": 1 - config["x"] / 10}
+
+    space = {"x": randint(0, 9)}
+    store = ResultsStore(tmp_path)
+    settings = SearchSettings(searcher="random", num_trials=10, workers=2)
+    searcher = make_searcher("random", space, ["error", "params"], initial_configs=[{"x": 3}])
+    with LocalExecutor(flaky, 2) as executor:
+        frame = SearchDriver(store, searcher, executor, settings, show_progress=False).run()
+    assert len(frame) == 10
+    failed = frame[frame["status"] == "failed"]
+    assert (failed["config_x"] == 3).all() and len(failed) >= 1
+    assert "boom" in failed["error_message"].iloc[0]
+
+
+def test_sigkilled_search_resumes_without_losing_or_repeating_trials(supernet, tmp_path, glue_dir):
+    output = tmp_path / "run"
+    command = [sys.executable, "-m", "nas_tune.cli", "search", "--checkpoint", str(supernet), "--searcher", "random",
+               "--num-trials", "24", "--output", str(output), "--data-dir", str(glue_dir)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
+    trials = output / "trials.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and (not trials.exists() or len(trials.read_text().splitlines()) < 4):
+        assert process.poll() is None, "the search subprocess ended before it was killed"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    before = {r["trial_id"]: r for r in map(json.loads, trials.read_text().splitlines()) if r}
+    assert 4 <= len(before) < 24, "the search must be killed mid-way"
+    store, _ = search_checkpoint(supernet, output, SearchSettings(searcher="random", num_trials=24), data_dir=str(glue_dir),
+                                 resume=True, show_progress=False)
+    frame = store.to_frame()
+    assert sorted(frame["trial_id"]) == list(range(len(frame)))  # every id exactly once
+    assert (frame["status"] == "completed").sum() == 24
+    after = {r.trial_id: r for r in store.records()}
+    for trial_id, record in before.items():
+        assert after[trial_id].config == record["config"] and after[trial_id].end_time == record["end_time"]
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["search", "--checkpoint", "CKPT", "--searcher", "bogus", "--output", "OUT"], "unknown searcher"),
+        (["search", "--checkpoint", "NOPE", "--output", "OUT"], "supernet.json"),
+        (["search", "--checkpoint", "CKPT", "--objectives", "error,size", "--output", "OUT"], "--objectives"),
+        (["search", "--checkpoint", "CKPT", "--search-space", "large", "--output", "OUT"], "--force"),
+        (["search", "--checkpoint", "CKPT", "--max-params", "1.5", "--output", "OUT"], "--max-params"),
+    ],
+)
+def test_search_cli_rejects_bad_input_with_exit_code_2(supernet, tmp_path, capsys, arguments, message):
+    argv = [a.replace("CKPT", str(supernet)).replace("NOPE", str(tmp_path)).replace("OUT", str(tmp_path / "out")) for a in arguments]
+    try:
+        code = cli_main(argv)
+    except SystemExit as exit_:  # argparse rejects unknown searchers itself, also with code 2
+        code = exit_.code
+    assert code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out" / "trials.jsonl").exists()
+
