@@ -142,6 +142,8 @@ def test_resume_ends_with_the_same_weights_as_an_uninterrupted_run(tmp_path, tok
     meta = (tmp_path / "straight" / "supernet.json").read_text()
     assert '"status": "completed"' in meta and "largest_accuracy" in meta
     assert not (tmp_path / "straight" / "training_state").exists()
+    logged = [line.split(",")[0] for line in (tmp_path / "resumed" / "train_log.csv").read_text().splitlines()[1:]]
+    assert logged == [str(i) for i in range(1, 7)]  # each step logged once despite the interruption
 
 
 def test_output_folder_protection(tmp_path, tokenizer):

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
@@ -26,7 +27,7 @@ from nas_tune import __version__
 from nas_tune.data import TaskSpec, TokenizedSplit
 from nas_tune.errors import UserError
 from nas_tune.evaluate import Evaluator
-from nas_tune.io import atomic_write_json, read_json
+from nas_tune.io import atomic_write_json, atomic_write_text, read_json
 from nas_tune.models import LoadedModel
 from nas_tune.search_space import make_search_space
 from nas_tune.supernet.strategies import StrategyOptions, canonical_strategy, make_strategy
@@ -167,6 +168,15 @@ def _load_state(output_dir: Path, model, optimizer, scheduler, rng: np.random.Ge
     return {"epoch": state["epoch"], "batch": state["batch"], "global_step": state["global_step"]}
 
 
+def _drop_log_rows_after(output_dir: Path, step: int) -> None:
+    """Steps logged after the last saved state are trained again on resume: log them once."""
+    for name in ("train_log.csv", "eval_log.csv"):
+        path = output_dir / name
+        if path.is_file():
+            frame = pd.read_csv(path)
+            atomic_write_text(path, frame[frame["step"] <= step].to_csv(index=False))
+
+
 def _epoch_batches(train: TokenizedSplit, batch_size: int, seed: int, epoch: int):
     """The same shuffled order for an epoch whether or not the run was interrupted."""
     generator = torch.Generator().manual_seed(seed * 1000 + epoch)
@@ -215,6 +225,7 @@ def finetune(
     position = {"epoch": 0, "batch": 0, "global_step": 0}
     if continuing:
         position = _load_state(output_dir, model, optimizer, scheduler, rng)
+        _drop_log_rows_after(output_dir, position["global_step"])
 
     device = next(model.parameters()).device
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" and torch.cuda.is_bf16_supported() else torch.autocast("cpu", enabled=False)
