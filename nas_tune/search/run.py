@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from nas_tune.evaluate import LatencySettings
 from nas_tune.evaluate.setup import EvaluationSetup, build_evaluator
 from nas_tune.metrics import count_parameters
 from nas_tune.search.driver import SearchDriver, SearchSettings, check_resumable
-from nas_tune.search.executors import LocalExecutor
+from nas_tune.search.executors import Executor, LocalExecutor
 from nas_tune.search.objectives import TrialFunction
 from nas_tune.search.searchers import make_searcher
 from nas_tune.search.store import ResultsStore
@@ -24,6 +25,14 @@ def checkpoint_data_config(meta: dict, data_dir: str | None) -> DataConfig:
     data = dict(meta["options"]["data"])
     data["text_columns"] = tuple(data.get("text_columns") or ())
     return DataConfig(**data, data_dir=data_dir)
+
+
+ExecutorFactory = Callable[[EvaluationSetup, SearchSettings, "LatencySettings | None"], Executor]
+
+
+def local_executor(setup: EvaluationSetup, settings: SearchSettings, latency: LatencySettings | None) -> Executor:
+    """Worker threads sharing the driver's loaded super-network and tokenised validation data."""
+    return LocalExecutor(TrialFunction(setup.evaluator, settings.objectives, latency), settings.workers)
 
 
 def search_checkpoint(
@@ -39,7 +48,9 @@ def search_checkpoint(
     resume: bool = False,
     overwrite: bool = False,
     show_progress: bool = True,
+    executor_factory: ExecutorFactory = local_executor,
 ) -> tuple[ResultsStore, EvaluationSetup]:
+    """Search a super-network checkpoint; `executor_factory` decides where trials run (threads, Ray actors)."""
     meta = read_supernet_meta(checkpoint)
     trained_space = meta["search_space"]
     space_name = search_space or trained_space
@@ -64,12 +75,11 @@ def search_checkpoint(
     done = {str(sorted(r.config.items())) for r in store.records() if r.status == "completed"}
     initial = [c for c in (space.largest(), space.smallest()) if str(sorted(c.items())) not in done]
     searcher = make_searcher(settings.searcher, space.config_space(), settings.objectives, seed=settings.seed, initial_configs=initial)
-    trial_function = TrialFunction(setup.evaluator, settings.objectives, latency)
     model, adapter = setup.loaded.model, setup.loaded.adapter
 
     def size_of(config):
         return count_parameters(model, adapter, space.to_subnetwork(config)).layer_fraction
 
-    with LocalExecutor(trial_function, settings.workers) as executor:
+    with executor_factory(setup, settings, latency) as executor:
         SearchDriver(store, searcher, executor, settings, size_of=size_of, show_progress=show_progress).run()
     return store, setup
