@@ -97,6 +97,8 @@ def test_sigkilled_search_resumes_without_losing_or_repeating_trials(supernet, t
     after = {r.trial_id: r for r in store.records()}
     for trial_id, record in before.items():
         assert after[trial_id].config == record["config"] and after[trial_id].end_time == record["end_time"]
+    configs = [tuple(sorted(r.config.items())) for r in after.values()]
+    assert len(set(configs)) > 0.8 * len(configs), "the resumed searcher must not replay the first run's draws"
 
 
 @pytest.mark.parametrize(

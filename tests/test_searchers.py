@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import signal
-import time
 from contextlib import contextmanager
 
 import numpy as np
@@ -20,7 +19,7 @@ LARGEST = {"num_layers": 6, "num_heads": 12, "num_units": 1536}
 SMALLEST = {"num_layers": 1, "num_heads": 1, "num_units": 1}
 OBJECTIVES = ["error", "params"]
 BINARY = {f"unit_{i}": choice([0, 1]) for i in range(500)}
-NUM_TRIALS = {"ehvi": 8}  # BoTorch takes ~1 s per suggestion; the others take milliseconds
+NUM_TRIALS = {"ehvi": 6}  # BoTorch takes ~1 s per model-based suggestion (from the 6th on here)
 DEFAULT_TRIALS = 20
 CHEAP = {"ehvi": {"num_restarts": 2, "num_raw_samples": 32}}  # fewer acquisition restarts, same code path
 
@@ -179,12 +178,12 @@ def test_ehvi_refuses_spaces_it_cannot_model():
 
 def test_ehvi_model_based_suggestions_are_fast():
     """BoTorch must not start compiling its C++ kernel (minutes); model-based steps take ~1 s."""
+    from botorch.acquisition.multi_objective import logei
+
     searcher = make_searcher("ehvi", SMALL, OBJECTIVES, seed=0, initial_configs=[LARGEST, SMALLEST])
-    run(searcher, 5)  # 2 initial + 3 random: the GP takes over from here
-    start = time.monotonic()
-    with time_limit(60):
-        run(searcher, 2)
-    assert time.monotonic() - start < 30
+    assert logei._load_attempted  # so the compile can never start
+    with time_limit(120):
+        run(searcher, 8)  # 2 initial + 3 random, then the GP
 
 
 def test_ehvi_fits_each_config_with_its_own_result_when_results_arrive_out_of_order():

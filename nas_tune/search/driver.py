@@ -146,7 +146,8 @@ class SearchDriver:
         settings = self.settings
         records, next_id = self._replay_history()
         evaluated = sum(r.status == "completed" or r.worker != "driver" for r in records)
-        resumed = [TrialRequest(int(i), r["config"], r["fidelity"]) for i, r in self._read_running().items()]
+        stored = {r.trial_id for r in records}  # a kill between append and running.json's update leaves both
+        resumed = [TrialRequest(int(i), r["config"], r["fidelity"]) for i, r in self._read_running().items() if int(i) not in stored]
         start = time.time()
         skipped, exhausted = 0, False
         bar = tqdm(total=settings.num_trials, initial=min(evaluated, settings.num_trials), desc=f"search ({settings.searcher})",

@@ -72,9 +72,12 @@ def search_checkpoint(
     store.run_dir.mkdir(parents=True, exist_ok=True)
     store.write_metadata(metadata)
     space = setup.evaluator.search_space
-    done = {str(sorted(r.config.items())) for r in store.records() if r.status == "completed"}
+    history = store.records()
+    done = {str(sorted(r.config.items())) for r in history if r.status == "completed"}
     initial = [c for c in (space.largest(), space.smallest()) if str(sorted(c.items())) not in done]
-    searcher = make_searcher(settings.searcher, space.config_space(), settings.objectives, seed=settings.seed, initial_configs=initial)
+    # A resumed searcher gets a fresh seed, or its random draws would repeat the first run's configs.
+    searcher = make_searcher(settings.searcher, space.config_space(), settings.objectives, seed=settings.seed + len(history),
+                             initial_configs=initial)
     model, adapter = setup.loaded.model, setup.loaded.adapter
 
     def size_of(config):

@@ -1,0 +1,29 @@
+"""Entry point of the process-per-trial pattern (Syne Tune's LocalBackend): load, evaluate one config, exit.
+
+This is what nas-tune's engine avoids; `trial_overhead.py` runs it for comparison.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from syne_tune import Reporter
+
+from nas_tune.cli import quiet_libraries
+from nas_tune.evaluate.setup import build_evaluator
+from nas_tune.search.run import checkpoint_data_config
+from nas_tune.supernet import read_supernet_meta
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--num_layers", type=int, required=True)
+    parser.add_argument("--num_heads", type=int, required=True)
+    parser.add_argument("--num_units", type=int, required=True)
+    args, _ = parser.parse_known_args()
+    quiet_libraries()
+    meta = read_supernet_meta(args.checkpoint)
+    setup = build_evaluator(args.checkpoint, checkpoint_data_config(meta, None), "small", max_seq_length=meta["options"]["max_seq_length"])
+    config = {"num_layers": args.num_layers, "num_heads": args.num_heads, "num_units": args.num_units}
+    result = setup.evaluator.evaluate(config)
+    Reporter()(error=result.error, params=result.layer_fraction)
