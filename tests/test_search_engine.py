@@ -121,3 +121,25 @@ def test_search_cli_rejects_bad_input_with_exit_code_2(supernet, tmp_path, capsy
     assert message in capsys.readouterr().err
     assert not (tmp_path / "out" / "trials.jsonl").exists()
 
+
+
+def test_report_and_select_budget_queries(supernet, tmp_path, glue_dir, capsys):
+    frame = search(supernet, tmp_path / "run", glue_dir, searcher="local_search", num_trials=10)
+    assert cli_main(["report", str(tmp_path / "run"), "--json"]) == 0
+    reported = json.loads(capsys.readouterr().out)
+    front = pd.read_csv(tmp_path / "run" / "pareto.csv")
+    assert len(reported["pareto"]) == len(front) >= 1
+    assert 0 < reported["hypervolume"] <= 1
+    assert (tmp_path / "run" / "pareto.png").stat().st_size > 1000
+    # every trial is dominated by or on the front
+    for _, row in frame.iterrows():
+        assert ((front["error"] <= row["error"]) & (front["params"] <= row["params"])).any()
+
+    code = cli_main(["select", str(tmp_path / "run"), "--max-params", "0.5", "--output", str(tmp_path / "half"), "--data-dir", str(glue_dir)])
+    assert code == 0
+    chosen = json.loads((tmp_path / "half" / "nas_tune_export.json").read_text())
+    fitting = frame[frame["params"] <= 0.5]
+    assert chosen["layer_fraction"] <= 0.5 and chosen["validation_error"] == pytest.approx(fitting["error"].min())
+    assert "test_metrics" in chosen
+    assert cli_main(["select", str(tmp_path / "run"), "--max-params", "0.0001", "--output", str(tmp_path / "tiny")]) == 2
+    assert "no evaluated sub-network" in capsys.readouterr().err
