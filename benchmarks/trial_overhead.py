@@ -71,7 +71,8 @@ def process_per_trial_seconds(ckpt: Path, configs, workdir: Path) -> float:
 
     space = {"checkpoint": str(ckpt), "num_layers": randint(1, 6), "num_heads": randint(1, 12), "num_units": randint(1, 1536)}
     points = [{"checkpoint": str(ckpt), **c} for c in configs]
-    scheduler = SingleFidelityScheduler(space, metrics=["error", "params"], do_minimize=True, searcher="random_search", points_to_evaluate=points)
+    scheduler = SingleFidelityScheduler(space, metrics=["error", "params"], do_minimize=True, searcher="random_search",
+                                        searcher_kwargs={"points_to_evaluate": points})
     tuner = Tuner(trial_backend=LocalBackend(entry_point=str(HERE / "evaluate_one_config.py")), scheduler=scheduler,
                   stop_criterion=StoppingCriterion(max_num_trials_completed=len(configs)), n_workers=1, sleep_time=0.2,
                   results_update_interval=60, print_update_interval=600, save_tuner=False, tuner_name=f"overhead-{os.getpid()}")
