@@ -84,6 +84,7 @@ class LocalExecutor(Executor):
     def __init__(self, function: TrialFunction, num_workers: int = 1):
         self.function = function
         self.num_workers = num_workers
+        self._threads_before = torch.get_num_threads()
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // num_workers))
         self._pool = ThreadPoolExecutor(max_workers=num_workers, thread_name_prefix="nas-tune-worker")
         self._done: queue.Queue[TrialOutcome] = queue.Queue()
@@ -120,3 +121,4 @@ class LocalExecutor(Executor):
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+        torch.set_num_threads(self._threads_before)
