@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -55,13 +56,18 @@ def test_evaluate_largest_minilm_matches_a_plain_forward_pass(capsys, glue_dir):
         (["evaluate", "--model", "MODEL", "--dataset", "rte", "--config", '{"layer_0": 1}'], "does not fit"),
         (["evaluate", "--model", "MODEL", "--dataset", "stsb"], "labels"),
         (["export", "--model", "MODEL", "--config", "smallest", "--output", "NONEMPTY"], "not empty"),
+        (["evaluate", "--model", "CORRUPT", "--dataset", "rte"], "corrupted"),
     ],
 )
 def test_bad_input_is_one_sentence_and_exit_code_2(capsys, tmp_path, tiny_model_dir, glue_dir, monkeypatch, argv, message):
     monkeypatch.setenv("GLUE_DIR", str(glue_dir))
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "keep.txt").write_text("precious")
-    argv = [a.replace("MODEL", str(tiny_model_dir)).replace("NONEMPTY", str(tmp_path / "full")) for a in argv]
+    corrupt = tmp_path / "corrupt"
+    shutil.copytree(tiny_model_dir, corrupt)
+    weights = (corrupt / "model.safetensors").read_bytes()
+    (corrupt / "model.safetensors").write_bytes(weights[: len(weights) // 2])
+    argv = [a.replace("MODEL", str(tiny_model_dir)).replace("NONEMPTY", str(tmp_path / "full")).replace("CORRUPT", str(corrupt)) for a in argv]
     code, out, err = run(capsys, *argv)
     assert code == 2
     assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1

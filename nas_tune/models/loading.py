@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from nas_tune.errors import UserError
@@ -79,8 +80,8 @@ def load_model(name: str | None, num_labels: int | None = None, *, seed: int = 0
     try:
         model = AutoModelForSequenceClassification.from_pretrained(source, trust_remote_code=trust_remote_code, **kwargs)
         tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError, RuntimeError) as exc:
-        raise UserError(f"could not load the model in '{source}'{offline_hint}: {str(exc).splitlines()[0]}") from None
+    except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
+        raise UserError(f"could not load the model weights in '{source}' ({str(exc).splitlines()[0]}){offline_hint}; the folder may be corrupted.") from None
     model.eval()
     return LoadedModel(model=model, tokenizer=tokenizer, adapter=adapter, source=source)
 
