@@ -55,6 +55,31 @@ def test_masked_equals_extracted_and_sizes_are_exact(family, space_name):
 
 
 @pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("space_name", list(SEARCH_SPACES))
+def test_sliced_training_view_has_the_masked_function_and_gradients(family, space_name):
+    model = tiny_model(family).train()
+    adapter = adapter_for(family)
+    space = make_search_space(space_name, adapter.shape(model))
+    rng = np.random.default_rng(2)
+    reference_params = {n: p.detach().clone() for n, p in model.named_parameters()}
+    for config in [space.smallest()] + [space.sample(rng) for _ in range(5)]:
+        subnet = space.to_subnetwork(config)
+        grads = []
+        for context in (adapter.masked, adapter.sliced):
+            model.zero_grad(set_to_none=True)
+            with context(model, subnet):
+                logits = model(**inputs())
+                logits.logits.pow(2).sum().backward()
+            grads.append({n: p.grad if p.grad is not None else torch.zeros_like(p) for n, p in model.named_parameters()})
+            grads[-1]["logits"] = logits.logits.detach()
+        for name in grads[0]:
+            torch.testing.assert_close(grads[1][name], grads[0][name], atol=1e-5, rtol=1e-4)
+    # the contexts restore the super-network exactly
+    assert all(torch.equal(p, reference_params[n]) for n, p in model.named_parameters())
+    assert all(type(layer.attention.output.dense) is torch.nn.Linear for layer in adapter.layers(model))
+
+
+@pytest.mark.parametrize("family", FAMILIES)
 @pytest.mark.parametrize("attn", ["sdpa", "eager"])
 def test_largest_subnetwork_is_the_original_model_bit_for_bit(family, attn):
     model = tiny_model(family, attn_implementation=attn)

@@ -26,7 +26,14 @@ class ModelAdapter(ABC):
     def masked(self, model: PreTrainedModel, subnet: SubNetwork) -> AbstractContextManager[PreTrainedModel]:
         """Context in which `model` computes as `subnet` at full size (zeroed heads/neurons, skipped layers).
 
-        Differentiable and weight-sharing: super-network training runs sub-networks this way.
+        The reference implementation of a sub-network: tests and benchmarks compare the others with it.
+        """
+
+    @abstractmethod
+    def sliced(self, model: PreTrainedModel, subnet: SubNetwork) -> AbstractContextManager[PreTrainedModel]:
+        """Context in which `model` computes as `subnet` at its real size, still on the shared weights.
+
+        Same function and gradients as `masked`, but small sub-networks cost less: training uses it.
         """
 
     @abstractmethod

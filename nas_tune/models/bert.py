@@ -5,9 +5,10 @@ from __future__ import annotations
 import copy
 from contextlib import contextmanager
 from functools import partial
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel
 
@@ -28,18 +29,43 @@ def _mask_units(module, args, *, mask: torch.Tensor):
     return (args[0] * mask.to(args[0].dtype), *args[1:])
 
 
-def _keep(linear: nn.Linear, *, rows: torch.Tensor | None = None, cols: torch.Tensor | None = None) -> None:
-    """Slice a Linear in place to the given output rows / input columns."""
-    weight, bias = linear.weight.detach(), linear.bias.detach() if linear.bias is not None else None
+def _slice_weights(linear: nn.Linear, rows: torch.Tensor | None, cols: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The weight and bias of `linear` restricted to output `rows` / input `cols` (differentiable)."""
+    weight, bias = linear.weight, linear.bias
     if rows is not None:
         weight = weight.index_select(0, rows)
         bias = bias.index_select(0, rows) if bias is not None else None
     if cols is not None:
         weight = weight.index_select(1, cols)
+    return weight, bias
+
+
+def _sliced_copy(linear: nn.Linear, rows: torch.Tensor | None, cols: torch.Tensor | None) -> nn.Linear:
+    """Slice a Linear in place into an independent smaller one (for extraction)."""
+    with torch.no_grad():
+        weight, bias = _slice_weights(linear, rows, cols)
     linear.weight = nn.Parameter(weight.contiguous().clone())
     if bias is not None:
         linear.bias = nn.Parameter(bias.clone())
     linear.out_features, linear.in_features = weight.shape
+    return linear
+
+
+class SlicedLinear(nn.Module):
+    """A Linear restricted to some rows / columns that computes with the super-network's own weights.
+
+    The full Linear is held outside the module tree, so its parameters stay owned (and optimised) by
+    the super-network and receive the gradients of the smaller computation.
+    """
+
+    def __init__(self, full: nn.Linear, rows: torch.Tensor | None, cols: torch.Tensor | None):
+        super().__init__()
+        self._full = (full,)
+        self.rows, self.cols = rows, cols
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        weight, bias = _slice_weights(self._full[0], self.rows, self.cols)
+        return F.linear(inputs, weight, bias)
 
 
 class BertFamilyAdapter(ModelAdapter):
@@ -97,25 +123,47 @@ class BertFamilyAdapter(ModelAdapter):
         small = copy.deepcopy(model, memo={id(all_layers): nn.ModuleList()})
         self.layers(small).extend(copy.deepcopy(all_layers[i]) for i in subnet.layers)
         for new_index, (layer, heads, units) in enumerate(zip(self.layers(small), subnet.kept_heads(), subnet.kept_units())):
-            self._slice_layer(layer, heads, units, shape.head_dim)
+            self._slice_layer(layer, heads, units, shape.head_dim, _sliced_copy)
             if hasattr(layer.attention.self, "layer_idx"):
                 layer.attention.self.layer_idx = new_index
         small.config = self._pruned_config(model, subnet)
         return small
 
     @staticmethod
-    def _slice_layer(layer: nn.Module, heads: tuple[int, ...], units: tuple[int, ...], head_dim: int) -> None:
+    def _slice_layer(layer: nn.Module, heads: tuple[int, ...], units: tuple[int, ...], head_dim: int,
+                     slice_linear: Callable[[nn.Linear, torch.Tensor | None, torch.Tensor | None], nn.Module],
+                     replace: Callable[[nn.Module, str, nn.Module], None] = setattr) -> None:
+        """Restrict one layer to `heads` and `units`; `slice_linear` decides copy (export) or view (training)."""
         attention = layer.attention
         rows = torch.tensor([h * head_dim + j for h in heads for j in range(head_dim)], dtype=torch.long)
         if heads:
             for name in ("query", "key", "value"):
-                _keep(getattr(attention.self, name), rows=rows)
+                replace(attention.self, name, slice_linear(getattr(attention.self, name), rows, None))
         else:
-            attention.self = EmptySelfAttention()
-        _keep(attention.output.dense, cols=rows)
+            replace(attention, "self", EmptySelfAttention())
+        replace(attention.output, "dense", slice_linear(attention.output.dense, None, rows))
         unit_index = torch.tensor(units, dtype=torch.long)
-        _keep(layer.intermediate.dense, rows=unit_index)
-        _keep(layer.output.dense, cols=unit_index)
+        replace(layer.intermediate, "dense", slice_linear(layer.intermediate.dense, unit_index, None))
+        replace(layer.output, "dense", slice_linear(layer.output.dense, None, unit_index))
+
+    @contextmanager
+    def sliced(self, model: PreTrainedModel, subnet: SubNetwork) -> Iterator[PreTrainedModel]:
+        shape = self.shape(model)
+        swapped: list[tuple[nn.Module, str, nn.Module]] = []
+
+        def replace(parent: nn.Module, name: str, module: nn.Module) -> None:
+            swapped.append((parent, name, getattr(parent, name)))
+            setattr(parent, name, module)
+
+        try:
+            for i in subnet.layers:
+                if len(subnet.heads[i]) < shape.num_heads or len(subnet.units[i]) < shape.ffn_size:
+                    self._slice_layer(self.layers(model)[i], subnet.heads[i], subnet.units[i], shape.head_dim, SlicedLinear, replace)
+            with self._only_layers(model, subnet.layers):
+                yield model
+        finally:
+            for parent, name, original in reversed(swapped):
+                setattr(parent, name, original)
 
     def _pruned_config(self, model: PreTrainedModel, subnet: SubNetwork):
         shape = self.shape(model)

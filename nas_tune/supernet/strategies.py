@@ -2,7 +2,7 @@
 
 Every strategy implements one call, `step(model, batch, progress) -> loss`, which runs forward and
 backward for the sub-networks it trains (gradients accumulate); the training loop stays the same
-whatever the strategy. Sub-networks are applied with `adapter.masked`, so all share the weights.
+whatever the strategy. Sub-networks run at their real size with `adapter.sliced`, on the one set of shared weights.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ class Strategy(ABC):
         return [self.space.to_subnetwork(self.space.sample(self.rng)) for _ in range(self.num_random)]
 
     def _forward(self, model, subnet: SubNetwork, batch) -> torch.Tensor:
-        with self.adapter.masked(model, subnet):
+        with self.adapter.sliced(model, subnet):
             return model(**{k: v for k, v in batch.items() if k != "labels"}).logits
 
     def _label_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
