@@ -38,11 +38,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--overwrite", action="store_true", help="replace --output")
     parser.set_defaults(**DEFAULT)
     args = parser.parse_args(argv)
-    if args.quick:
-        explicit = {a.dest for a in parser._actions if any(opt in (argv or sys.argv[1:]) for opt in a.option_strings)}
-        for key, value in QUICK.items():
-            if key not in explicit:
-                setattr(args, key, value)
+    if args.quick:  # quick values become defaults, so options given explicitly still win
+        parser.set_defaults(**QUICK)
+        args = parser.parse_args(argv)
     args.output = args.output or f"runs/{args.dataset}{'-quick' if args.quick else ''}"
     return args
 
