@@ -25,7 +25,7 @@ import boto3
 from boto3.exceptions import S3UploadFailedError
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
-from nas_tune.data.loading import _GLUE_LAYOUTS
+from nas_tune.data.loading import GLUE_LAYOUTS
 from nas_tune.data.tasks import TaskSpec
 from nas_tune.errors import UserError
 
@@ -110,7 +110,7 @@ def job_name(task: TaskSpec, stage: str, stamp: str) -> str:
 
 def glue_uploads(data_dir: str | Path, task: TaskSpec, settings: JobSettings) -> list[dict[str, str]]:
     """`upload_file` requests for the task's own GLUE files only, keeping the GLUE layout under `data_uri`."""
-    layout = _GLUE_LAYOUTS[task.name]
+    layout = GLUE_LAYOUTS[task.name]
     folder = Path(data_dir).expanduser() / layout.directory
     files = [folder / "train.tsv", folder / layout.dev_file]
     missing = [str(f) for f in files if not f.is_file()]

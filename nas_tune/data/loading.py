@@ -47,7 +47,7 @@ class TaskData:
 
 
 @dataclass(frozen=True)
-class _GlueLayout:
+class GlueLayout:
     directory: str
     columns: dict[str, str]  # tsv column -> DataFrame column (text columns and "label")
     dev_file: str = "dev.tsv"
@@ -55,25 +55,25 @@ class _GlueLayout:
     hub_test_split: str = "validation"
 
 
-_GLUE_LAYOUTS: dict[str, _GlueLayout] = {
-    "rte": _GlueLayout("RTE", {"sentence1": "sentence1", "sentence2": "sentence2", "label": "label"}),
-    "mrpc": _GlueLayout("MRPC", {"#1 String": "sentence1", "#2 String": "sentence2", "Quality": "label"}),
-    "cola": _GlueLayout(
+GLUE_LAYOUTS: dict[str, GlueLayout] = {
+    "rte": GlueLayout("RTE", {"sentence1": "sentence1", "sentence2": "sentence2", "label": "label"}),
+    "mrpc": GlueLayout("MRPC", {"#1 String": "sentence1", "#2 String": "sentence2", "Quality": "label"}),
+    "cola": GlueLayout(
         "CoLA",
         {"sentence": "sentence", "label": "label"},
         header=("source", "label", "original_label", "sentence"),
     ),
-    "stsb": _GlueLayout("STS-B", {"sentence1": "sentence1", "sentence2": "sentence2", "score": "label"}),
-    "sst2": _GlueLayout("SST-2", {"sentence": "sentence", "label": "label"}),
-    "qnli": _GlueLayout("QNLI", {"question": "question", "sentence": "sentence", "label": "label"}),
-    "mnli": _GlueLayout(
+    "stsb": GlueLayout("STS-B", {"sentence1": "sentence1", "sentence2": "sentence2", "score": "label"}),
+    "sst2": GlueLayout("SST-2", {"sentence": "sentence", "label": "label"}),
+    "qnli": GlueLayout("QNLI", {"question": "question", "sentence": "sentence", "label": "label"}),
+    "mnli": GlueLayout(
         "MNLI",
         {"sentence1": "premise", "sentence2": "hypothesis", "gold_label": "label"},
         dev_file="dev_matched.tsv",
         hub_test_split="validation_matched",
     ),
-    "qqp": _GlueLayout("QQP", {"question1": "question1", "question2": "question2", "is_duplicate": "label"}),
-    "wnli": _GlueLayout("WNLI", {"sentence1": "sentence1", "sentence2": "sentence2", "label": "label"}),
+    "qqp": GlueLayout("QQP", {"question1": "question1", "question2": "question2", "is_duplicate": "label"}),
+    "wnli": GlueLayout("WNLI", {"sentence1": "sentence1", "sentence2": "sentence2", "label": "label"}),
 }
 
 
@@ -112,7 +112,7 @@ def _check(config: DataConfig) -> None:
 
 def _load_glue(task: TaskSpec, config: DataConfig) -> tuple[pd.DataFrame, pd.DataFrame, str]:
     """Local GLUE tsv first, then the Hugging Face hub (unless offline)."""
-    layout = _GLUE_LAYOUTS[task.name]
+    layout = GLUE_LAYOUTS[task.name]
     mapping = _glue_label_ids(task)
     looked: list[str] = []
     root = _glue_root(config)
@@ -153,7 +153,7 @@ def _glue_root(config: DataConfig) -> Path | None:
     return root
 
 
-def _read_glue_tsv(path: Path, layout: _GlueLayout) -> pd.DataFrame:
+def _read_glue_tsv(path: Path, layout: GlueLayout) -> pd.DataFrame:
     # GLUE text has unbalanced quotes (QUOTE_NONE keeps rows apart), MRPC's header has a BOM (utf-8-sig), and
     # strings such as "null" or "NA" are sentences, not missing values (keep_default_na=False).
     try:
@@ -176,7 +176,7 @@ def _hub_offline() -> bool:
     return any(os.environ.get(name, "").strip().upper() in {"1", "ON", "YES", "TRUE"} for name in _OFFLINE_VARIABLES)
 
 
-def _load_hub(task: TaskSpec, layout: _GlueLayout, mapping: dict[str, int]) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+def _load_hub(task: TaskSpec, layout: GlueLayout, mapping: dict[str, int]) -> tuple[pd.DataFrame, pd.DataFrame, str]:
     import datasets  # slow import, only needed without local files
 
     splits = datasets.load_dataset(HUB_DATASET, task.name)
