@@ -23,6 +23,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--output", required=True, help="folder for the exported model")
     parser.add_argument("--overwrite", action="store_true")
     parser.add_argument("--data-dir", help="GLUE folder (default: $GLUE_DIR)")
+    parser.add_argument("--checkpoint", help="super-network folder, if it moved since the search (e.g. results downloaded from SageMaker)")
     parser.set_defaults(run=run)
 
 
@@ -30,12 +31,13 @@ def run(args: argparse.Namespace) -> int:
     prepare_output_dir(args.output, overwrite=args.overwrite)
     _, metadata, trials = load_run(args.run_dir)
     row = pick(trials, max_params=args.max_params, max_error=args.max_error)
-    meta = read_supernet_meta(metadata["checkpoint"])
+    checkpoint = args.checkpoint or metadata["checkpoint"]
+    meta = read_supernet_meta(checkpoint)
     max_seq_length = meta["options"].get("max_seq_length", 128)
-    setup = build_evaluator(metadata["checkpoint"], checkpoint_data_config(meta, args.data_dir), metadata["search_space"],
+    setup = build_evaluator(checkpoint, checkpoint_data_config(meta, args.data_dir), metadata["search_space"],
                             max_seq_length=max_seq_length)
     chosen = export_pick(setup, test_evaluator(setup, max_seq_length), row, args.output, name="select",
-                         provenance={"checkpoint": metadata["checkpoint"], "run_dir": str(args.run_dir)}, overwrite=args.overwrite)
+                         provenance={"checkpoint": str(checkpoint), "run_dir": str(args.run_dir)}, overwrite=args.overwrite)
     metric = setup.data.task.metric
     print(f"trial {int(row['trial_id'])}: {row['params']:.1%} of the layer parameters, validation error {row['error']:.4f}, "
           f"test {metric} {chosen.test.metrics[metric]:.4f}")
