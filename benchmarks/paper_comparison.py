@@ -1,0 +1,281 @@
+"""Head-to-head: weight-sharing NAS (with and without --reorder / --repair) against the pruning baselines.
+
+Per task, all on the bundled MiniLM and the same seeded splits (validation = 30 % of the training file, test =
+GLUE dev): every method's Pareto set is chosen on validation error vs. layer parameters and reported on the
+test split. Table columns:
+  hv              hypervolume of (test error, params) of the validation-chosen set, reference (1, 1)
+  max_reduction   largest share of layer parameters removed with < 5 % relative drop of the unpruned
+                  standard fine-tuned model's test metric (the paper's headline measure)
+  test@50, test@25  test metric of the best-validation model with <= 50 % / <= 25 % of the layer parameters
+  ms@50           measured latency (batch 1, max-seq-length tokens) of that <= 50 % model, in milliseconds
+  finetune_s / search_s / total_s   cost: fine-tuning (standard model, super-network, or every candidate)
+                  vs. search / pruning, for the whole front (rfp/importance: the whole budget grid)
+Methods: nas (super-network + search), nas+reorder, nas+repair, rfp, importance (both on the standard
+fine-tuned model), layer_drop and standard_nas (from pre-trained weights). Random methods run per seed.
+
+    python benchmarks/paper_comparison.py --tasks rte mrpc cola stsb sst2 --seeds 0 1
+    python benchmarks/paper_comparison.py --tasks stsb --seeds 0 --max-train-samples 256 --max-validation-samples 128 \\
+        --max-test-samples 200 --max-seq-length 64 --epochs 1 --num-trials 12 --standard-nas-trials 4 \\
+        --budgets 0.25,0.5,0.75 --num-samples 128 --tune-samples 128        # smoke run, ~15 min on 2 cores
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from nas_tune.baselines import BASELINES, BaselineSettings, Scorer, load_inputs, run_baseline
+from nas_tune.baselines.reorder import reorder_by_importance
+from nas_tune.baselines.repair import score_front
+from nas_tune.cli import quiet_libraries
+from nas_tune.cli.baseline import parse_budgets
+from nas_tune.data import DataConfig, get_task
+from nas_tune.errors import UserError
+from nas_tune.io import atomic_write_bytes, atomic_write_json, atomic_write_text
+from nas_tune.models import SubNetwork
+from nas_tune.pareto import hypervolume, pareto_front
+from nas_tune.report.summary import completed_trials
+from nas_tune.search.driver import SearchSettings
+from nas_tune.search.run import search_checkpoint
+from nas_tune.search.store import ResultsStore
+from nas_tune.select import pick
+from nas_tune.supernet import FinetuneConfig
+from nas_tune.supernet.run import finetune_supernet
+
+RESULTS = Path(__file__).parent / "results"
+SST2_TRAIN = 8000  # SST-2 has 67k training sentences: subsampled so it fits next to the other tasks
+
+
+@dataclass
+class MethodRun:
+    """One method on one task and seed: its scored rows and what it cost."""
+
+    method: str
+    seed: int
+    rows: pd.DataFrame  # baseline-style rows: error, params, test_*, latency_seconds
+    finetune_seconds: float
+    search_seconds: float
+
+
+def rows_of(store: ResultsStore) -> pd.DataFrame:
+    return completed_trials(store)
+
+
+def search_wall(store: ResultsStore) -> float:
+    frame = completed_trials(store)
+    return float(frame["end_time"].max() - frame["start_time"].min())
+
+
+def grid_costs(store: ResultsStore) -> tuple[float, float]:
+    """(fine-tuning, pruning) seconds of a baseline run over its whole grid."""
+    frame = rows_of(store)
+    finetune = float(frame["finetune_seconds"].sum()) if "finetune_seconds" in frame else 0.0
+    return finetune, float(store.read_metadata().get("prepare_seconds", 0.0) + frame["prune_seconds"].sum())
+
+
+class TaskBench:
+    def __init__(self, task: str, args: argparse.Namespace, work: Path):
+        self.task, self.args, self.work = task, args, work
+        train_cap = args.max_train_samples or (SST2_TRAIN if task == "sst2" else None)
+        self.data = DataConfig(task, data_dir=os.environ.get("GLUE_DIR"), max_train_samples=train_cap,
+                               max_validation_samples=args.max_validation_samples, max_test_samples=args.max_test_samples)
+        self.settings = BaselineSettings(budgets=parse_budgets(args.budgets), num_samples=args.num_samples,
+                                         tune_samples=args.tune_samples, batch_size=args.batch_size)
+
+    def finetune(self, model: str | None, strategy: str, seed: int, name: str) -> tuple[Path, float]:
+        output = self.work / name
+        result = finetune_supernet(model, self.data, FinetuneConfig(strategy=strategy, epochs=self.args.epochs, batch_size=self.args.batch_size,
+                                                                    seed=seed), output, max_seq_length=self.args.max_seq_length, show_progress=False)
+        return output, result.seconds
+
+    def baseline(self, name: str, model: str | None, seed: int, **overrides) -> ResultsStore:
+        settings = BaselineSettings(**{**vars(self.settings), "seed": seed, **overrides})
+        inputs = load_inputs(model, self.data, max_seq_length=self.args.max_seq_length, seed=seed)
+        return run_baseline(BASELINES[name](inputs, settings), self.work / f"{name}-{seed}", show_progress=False)
+
+    def nas(self, checkpoint: Path, seed: int, label: str, finetune_seconds: float, *, extra_seconds: float = 0.0,
+            repair: bool = False) -> list[MethodRun]:
+        """Search the super-network and score its front (and the repaired front): one run per variant."""
+        run = self.work / f"{label}-search-{seed}"
+        search_settings = SearchSettings(searcher=self.args.searcher, num_trials=self.args.num_trials, seed=seed)
+        store, _ = search_checkpoint(checkpoint, run, search_settings, show_progress=False)
+        search = search_wall(store) + extra_seconds
+        settings = BaselineSettings(**{**vars(self.settings), "seed": seed})
+        front = score_front(run, self.work / f"{label}-front-{seed}", settings=settings, show_progress=False)
+        runs = [MethodRun(label, seed, rows_of(front), finetune_seconds, search)]
+        if repair:
+            repaired = score_front(run, self.work / f"{label}-repair-{seed}", repair=True, settings=settings, show_progress=False)
+            runs.append(MethodRun("nas+repair", seed, rows_of(repaired), finetune_seconds, search + grid_costs(repaired)[1]))
+        return runs
+
+    def reordered_model(self, seed: int) -> tuple[str, float]:
+        """The pre-trained model (with its seeded classifier) permuted by importance, saved as a folder."""
+        start = time.perf_counter()
+        inputs = load_inputs(self.args.model, self.data, max_seq_length=self.args.max_seq_length, seed=seed)
+        reorder_by_importance(inputs.loaded, inputs.train, num_samples=self.args.num_samples, seed=seed)
+        seconds = time.perf_counter() - start
+        folder = self.work / f"reordered-{seed}"
+        inputs.loaded.model.save_pretrained(folder)
+        inputs.loaded.tokenizer.save_pretrained(folder)
+        return str(folder), seconds
+
+    def unpruned(self, checkpoint: Path) -> dict[str, float]:
+        """Test metric and latency of the standard fine-tuned model: the reference every method is held to."""
+        inputs = load_inputs(str(checkpoint), self.data, max_seq_length=self.args.max_seq_length)
+        model, adapter = inputs.loaded.model, inputs.loaded.adapter
+        full = SubNetwork.full(adapter.shape(model))
+        return Scorer(inputs).measure(adapter.extract(model, full).eval(), full)
+
+    def run(self, methods: list[str]) -> tuple[list[MethodRun], dict[str, float]]:
+        runs, references = [], []
+        for seed in self.args.seeds:
+            log(f"{self.task} seed {seed}: standard fine-tuning")
+            standard, standard_seconds = self.finetune(self.args.model, "standard", seed, f"standard-{seed}")
+            references.append(self.unpruned(standard))
+            for name in ("rfp", "importance"):
+                if name in methods:
+                    log(f"{self.task} seed {seed}: {name}")
+                    store = self.baseline(name, str(standard), seed)
+                    runs.append(MethodRun(name, seed, rows_of(store), standard_seconds, grid_costs(store)[1]))
+            if "layer_drop" in methods:
+                log(f"{self.task} seed {seed}: layer_drop")
+                store = self.baseline("layer_drop", self.args.model, seed, epochs=self.args.epochs)
+                runs.append(MethodRun("layer_drop", seed, rows_of(store), *grid_costs(store)))
+            if "standard_nas" in methods:
+                log(f"{self.task} seed {seed}: standard_nas")
+                search = SearchSettings(searcher=self.args.searcher, num_trials=self.args.standard_nas_trials, seed=seed)
+                store = self.baseline("standard_nas", self.args.model, seed, epochs=self.args.standard_nas_epochs, search=search)
+                frame = rows_of(store)
+                training = float(frame["finetune_seconds"].sum())
+                runs.append(MethodRun("standard_nas", seed, frame, training, search_wall(store) - training))
+            if "nas" in methods:
+                log(f"{self.task} seed {seed}: weight-sharing NAS ({self.args.strategy}, {self.args.searcher})")
+                supernet, seconds = self.finetune(self.args.model, self.args.strategy, seed, f"supernet-{seed}")
+                runs.extend(self.nas(supernet, seed, "nas", seconds, repair="nas+repair" in methods))
+            if "nas+reorder" in methods:
+                log(f"{self.task} seed {seed}: weight-sharing NAS with --reorder importance")
+                folder, reorder_seconds = self.reordered_model(seed)
+                supernet, seconds = self.finetune(folder, self.args.strategy, seed, f"supernet-reordered-{seed}")
+                runs.extend(self.nas(supernet, seed, "nas+reorder", seconds, extra_seconds=reorder_seconds))
+        reference = pd.DataFrame(references).mean().to_dict()
+        return runs, reference
+
+
+def summarise(run: MethodRun, metric: str, reference: float) -> dict[str, float]:
+    """The table's measures for one run: its validation-chosen Pareto set, reported on the test split."""
+    front = pareto_front(run.rows, ["error", "params"])
+    test = f"test_{metric}"
+    points = np.clip(front[["test_error", "params"]].to_numpy(dtype=float), 0.0, 1.0)
+    kept = front[front[test] >= 0.95 * reference]
+
+    def at(budget: float, column: str) -> float:
+        try:
+            return float(pick(run.rows, max_params=budget)[column])
+        except UserError:  # nothing that small
+            return float("nan")
+
+    return {"hv": hypervolume(points), "max_reduction": float(1 - kept["params"].min()) if len(kept) else 0.0,
+            "test@50": at(0.5, test), "test@25": at(0.25, test), "ms@50": 1000 * at(0.5, "latency_seconds"),
+            "finetune_s": run.finetune_seconds, "search_s": run.search_seconds,
+            "total_s": run.finetune_seconds + run.search_seconds, "models": len(run.rows)}
+
+
+def plot_fronts(runs: list[MethodRun], task: str, metric: str, reference: float, path: Path) -> None:
+    figure = Figure(figsize=(7, 5), dpi=120, layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    for run in runs:
+        if run.seed != runs[0].seed:
+            continue
+        front = pareto_front(run.rows, ["error", "params"]).sort_values("params")
+        axes.plot(front["params"], front[f"test_{metric}"], marker="o", markersize=3, linewidth=1, label=run.method)
+    axes.axhline(0.95 * reference, color="grey", linestyle="--", linewidth=0.8, label="95 % of unpruned")
+    axes.set(xlabel="fraction of layer parameters kept", ylabel=f"test {metric}",
+             title=f"{task}: validation-chosen Pareto sets on the test split (seed {runs[0].seed})")
+    axes.grid(True, alpha=0.3)
+    axes.legend(fontsize=8)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def markdown(frame: pd.DataFrame) -> str:
+    lines = ["| " + " | ".join(frame.columns) + " |", "|" + " --- |" * len(frame.columns)]
+    lines += ["| " + " | ".join(str(value) for value in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join(lines) + "\n"
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+METHODS = ["nas", "nas+reorder", "nas+repair", "rfp", "importance", "layer_drop", "standard_nas"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tasks", nargs="+", default=["rte", "mrpc", "cola", "stsb", "sst2"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
+    parser.add_argument("--model", help="pre-trained model folder (default: the bundled all-MiniLM-L6-v2)")
+    parser.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS, help="nas+repair needs nas")
+    parser.add_argument("--max-train-samples", type=int, help=f"default: all (SST-2: {SST2_TRAIN})")
+    parser.add_argument("--max-validation-samples", type=int, default=2048)
+    parser.add_argument("--max-test-samples", type=int)
+    parser.add_argument("--max-seq-length", type=int, default=128)
+    parser.add_argument("--epochs", type=int, default=3, help="standard fine-tuning, super-networks and layer_drop")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--strategy", default="sandwich_kd")
+    parser.add_argument("--searcher", default="local_search")
+    parser.add_argument("--num-trials", type=int, default=100, help="weight-sharing search evaluations (the paper's budget)")
+    parser.add_argument("--standard-nas-trials", type=int, default=20)
+    parser.add_argument("--standard-nas-epochs", type=int, default=1)
+    parser.add_argument("--budgets", default="0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9")
+    parser.add_argument("--num-samples", type=int, default=2048, help="rfp / importance / reorder examples")
+    parser.add_argument("--tune-samples", type=int, default=256, help="rfp / repair least-squares examples")
+    parser.add_argument("--tag", default="", help="suffix for the result files (e.g. smoke)")
+    args = parser.parse_args(argv)
+    quiet_libraries()
+    name = "paper_comparison" + (f"_{args.tag}" if args.tag else "")
+    rows, points = [], []
+    with tempfile.TemporaryDirectory(prefix="nas-tune-paper-") as tmp:
+        for task in args.tasks:
+            bench = TaskBench(task, args, Path(tmp) / task)
+            runs, reference = bench.run(args.methods)
+            metric = get_task(task).metric
+            for run in runs:
+                rows.append({"task": task, "method": run.method, "seed": run.seed, "unpruned_test": reference[f"test_{metric}"],
+                             "unpruned_ms": 1000 * reference["latency_seconds"], **summarise(run, metric, reference[f"test_{metric}"])})
+                front = pareto_front(run.rows, ["error", "params"])
+                points.extend({"task": task, "method": run.method, "seed": run.seed, **r} for r in
+                              front[["params", "error", "test_error", f"test_{metric}", "latency_seconds"]].to_dict("records"))
+                log(f"{task} {run.method} seed {run.seed}: {rows[-1]}")
+            plot_fronts(runs, task, metric, reference[f"test_{metric}"], RESULTS / f"{name}_{task}.png")
+    runs_frame = pd.DataFrame(rows)
+    table = runs_frame.groupby(["task", "method"], sort=False).mean(numeric_only=True).drop(columns="seed").reset_index()
+    table["seeds"] = runs_frame.groupby(["task", "method"], sort=False).size().to_numpy()
+    table = table.round({"hv": 4, "max_reduction": 3, "test@50": 4, "test@25": 4, "ms@50": 1, "unpruned_test": 4,
+                         "unpruned_ms": 1, "finetune_s": 0, "search_s": 1, "total_s": 0, "models": 1})
+    print(table.to_string(index=False))
+    RESULTS.mkdir(exist_ok=True)
+    atomic_write_text(RESULTS / f"{name}.csv", table.to_csv(index=False))
+    atomic_write_text(RESULTS / f"{name}.md", markdown(table))
+    atomic_write_text(RESULTS / f"{name}_runs.csv", runs_frame.to_csv(index=False))
+    atomic_write_text(RESULTS / f"{name}_points.csv", pd.DataFrame(points).to_csv(index=False))
+    atomic_write_json(RESULTS / f"{name}.json", {"command": "python benchmarks/paper_comparison.py " + " ".join(argv or sys.argv[1:]),
+                                                 "settings": vars(args)})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

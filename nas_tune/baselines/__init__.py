@@ -1,0 +1,26 @@
+"""Pruning baselines that write the same results-store rows as a search: layer dropping, first-order
+importance, retraining-free pruning (RFP) and standard (train-every-candidate) NAS; plus the two options
+that improve weight-sharing NAS, importance reordering and post-search repair."""
+
+from nas_tune.baselines.base import (
+    DEFAULT_BUDGETS, Baseline, BaselineInputs, BaselineSettings, Candidate, GridBaseline, Scorer, load_inputs, run_baseline,
+)
+from nas_tune.baselines.importance import Importance
+from nas_tune.baselines.layer_drop import LayerDrop
+from nas_tune.baselines.rfp import RFP
+from nas_tune.baselines.standard_nas import StandardNAS
+from nas_tune.errors import UserError
+
+BASELINES: dict[str, type[Baseline]] = {cls.name: cls for cls in (LayerDrop, Importance, RFP, StandardNAS)}
+
+
+def baseline_class(name: str) -> type[Baseline]:
+    if name not in BASELINES:
+        raise UserError(f"unknown baseline '{name}'; choose one of: {', '.join(BASELINES)}.")
+    return BASELINES[name]
+
+
+__all__ = [
+    "BASELINES", "DEFAULT_BUDGETS", "Baseline", "BaselineInputs", "BaselineSettings", "Candidate", "GridBaseline", "Scorer",
+    "baseline_class", "load_inputs", "run_baseline",
+]

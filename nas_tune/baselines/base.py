@@ -1,0 +1,242 @@
+"""What every pruning baseline shares: its inputs and settings, and the loop that scores and stores its models.
+
+A baseline writes the same results-store rows as a search (objectives "error" and "params" on the validation
+split, sizes, FLOPs, latency), plus the test-split metrics and what the model cost to make, so `nas-tune report`,
+the Pareto code and the benchmark treat every method alike. Rows are appended the moment a model is scored,
+so `--resume` redoes only the budgets that are missing.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from tqdm.auto import tqdm
+from transformers import PreTrainedModel
+
+from nas_tune.data import DataConfig, TaskSpec, TokenizedSplit, default_cache_dir, load_task_data, tokenize_split
+from nas_tune.errors import UserError
+from nas_tune.evaluate import EvaluationResult, Evaluator, LatencySettings
+from nas_tune.export import export_subnetwork
+from nas_tune.metrics import count_flops, count_parameters, measure_latency
+from nas_tune.metrics.task import score
+from nas_tune.models import LoadedModel, ModelAdapter, SubNetwork, load_model
+from nas_tune.models.bert import BertFamilyAdapter
+from nas_tune.search.driver import SearchSettings, check_resumable
+from nas_tune.search.searchers import config_key
+from nas_tune.search.store import ResultsStore, TrialRecord
+from nas_tune.search_space import Config, make_search_space
+from nas_tune.supernet import FinetuneConfig
+
+DEFAULT_BUDGETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+OBJECTIVES = ["error", "params"]
+
+
+def check_budgets(budgets: tuple[float, ...]) -> tuple[float, ...]:
+    if not budgets:
+        raise UserError("no budgets were given; pass fractions of the layer parameters to keep, e.g. --budgets 0.25,0.5,0.75.")
+    for budget in budgets:
+        if not 0 < budget < 1:
+            raise UserError(f"budget {budget} is outside (0, 1): a budget is the fraction of the layer parameters to keep, e.g. 0.5.")
+    return tuple(sorted(set(budgets)))
+
+
+@dataclass
+class BaselineSettings:
+    budgets: tuple[float, ...] = DEFAULT_BUDGETS  # fractions of the layer parameters: one pruned model each
+    num_samples: int = 2048  # importance / rfp: training examples for the mask gradients (Kwon et al. use 2048)
+    tune_samples: int = 256  # rfp: training examples for the least-squares mask tuning
+    epochs: int | None = None  # layer_drop / standard_nas fine-tuning; None: the baseline's default
+    batch_size: int = 32
+    lr: float = 5e-5
+    seed: int = 0
+    search_space: str = "small"  # standard_nas: the space its searcher explores
+    search: SearchSettings = field(default_factory=lambda: SearchSettings(num_trials=20))  # standard_nas
+    export: bool = False  # also write every pruned model to RUN/models/<config>
+
+    def __post_init__(self):
+        self.budgets = check_budgets(tuple(self.budgets))
+        for name in ("num_samples", "tune_samples", "batch_size"):
+            if getattr(self, name) <= 0:
+                raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}.")
+
+
+@dataclass
+class BaselineInputs:
+    """A loaded model and the task splits: the same seeded validation split a search optimises."""
+
+    loaded: LoadedModel
+    task: TaskSpec
+    train: TokenizedSplit
+    validation: TokenizedSplit
+    test: TokenizedSplit
+    max_seq_length: int = 128
+
+
+def load_inputs(model: str | None, data_config: DataConfig, *, max_seq_length: int = 128, seed: int = 0,
+                trust_remote_code: bool = False) -> BaselineInputs:
+    data = load_task_data(data_config)
+    loaded = load_model(model, data.task.num_labels, seed=seed, trust_remote_code=trust_remote_code)
+    splits = [tokenize_split(frame, loaded.tokenizer, data.task, max_seq_length, cache_dir=default_cache_dir())
+              for frame in (data.train, data.validation, data.test)]
+    return BaselineInputs(loaded, data.task, *splits, max_seq_length=max_seq_length)
+
+
+@dataclass
+class Candidate:
+    """One pruned model: `adapter.extract(model, subnet)` is what gets scored and exported."""
+
+    config: Config  # the baseline's own setting (e.g. {"budget": 0.5}): the trial's config in the store
+    subnet: SubNetwork  # what is kept of the original model: its size
+    model: PreTrainedModel  # full-size weights it is cut from: the original, or a tuned / retrained copy
+    metrics: dict[str, float] = field(default_factory=dict)  # baseline-specific extras, e.g. finetune_seconds
+
+
+class Scorer:
+    """Scores a pruned model as a search trial is scored (validation metrics, sizes of the original, FLOPs,
+    latency as a fraction of the unpruned model's), plus the test-split metrics as `test_*`."""
+
+    def __init__(self, inputs: BaselineInputs):
+        model, adapter = inputs.loaded.model, inputs.loaded.adapter
+        space = make_search_space("small", adapter.shape(model))  # unused: only the evaluators' prediction loop is
+        self.model, self.adapter, self.task = model, adapter, inputs.task
+        self.seq_len = inputs.max_seq_length
+        self.validation, self.test = (Evaluator(model, adapter, space, inputs.task, split, flops_seq_len=self.seq_len)
+                                      for split in (inputs.validation, inputs.test))
+        self.latency = LatencySettings(seq_len=self.seq_len)
+        self.full_latency = measure_latency(model, **asdict(self.latency))
+
+    def measure(self, pruned: PreTrainedModel, subnet: SubNetwork) -> dict[str, float]:
+        start = time.perf_counter()
+        predictions, labels = self.validation.predict(pruned, self.validation.data)
+        seconds = time.perf_counter() - start
+        size = count_parameters(self.model, self.adapter, subnet)
+        result = EvaluationResult(
+            config={}, metrics=score(self.task, predictions, labels), layer_params=size.layer_params,
+            layer_fraction=size.layer_fraction, total_params=size.total_params, total_fraction=size.total_fraction,
+            flops=count_flops(self.model, self.adapter, subnet, self.seq_len), num_examples=len(labels), seconds=seconds,
+            latency=measure_latency(pruned, **asdict(self.latency)),
+        )
+        values = result.objectives()
+        values["latency_seconds"] = result.latency
+        values["latency"] = min(1.0, result.latency / self.full_latency)
+        predictions, labels = self.test.predict(pruned, self.test.data)
+        values.update({f"test_{name}": value for name, value in score(self.task, predictions, labels).items()})
+        return values
+
+
+class Baseline(ABC):
+    """A pruning method that fills a results store with scored sub-networks of one model."""
+
+    name: ClassVar[str]
+    prunes_finetuned: ClassVar[bool]  # True: prunes a fine-tuned classifier; False: fine-tunes what it keeps
+    adapters: ClassVar[tuple[type[ModelAdapter], ...]] = (BertFamilyAdapter,)  # model families it supports
+    default_epochs: ClassVar[int] = 3
+
+    def __init__(self, inputs: BaselineInputs, settings: BaselineSettings):
+        self.inputs, self.settings = inputs, settings
+        self.model, self.adapter = inputs.loaded.model, inputs.loaded.adapter
+        config = self.model.config
+        if not isinstance(self.adapter, self.adapters):
+            supported = sorted({t for cls in self.adapters for t in getattr(cls, "model_types", ())})
+            raise UserError(f"{self.name} supports {', '.join(supported)} models, not '{config.model_type}'; "
+                            f"use layer_drop or a model of a supported family.")
+        architectures = config.architectures or []
+        if self.prunes_finetuned and architectures and not any(a.endswith("ForSequenceClassification") for a in architectures):
+            raise UserError(f"{self.name} prunes a model fine-tuned on the task, but '{inputs.loaded.source}' is a pre-trained "
+                            f"{architectures[0]}; fine-tune it first (nas-tune finetune --strategy standard --output CKPT) and pass --model CKPT.")
+        self.shape = self.adapter.shape(self.model)
+
+    @property
+    @abstractmethod
+    def search_space(self) -> str:
+        """The search space its sub-networks belong to (run metadata)."""
+
+    @abstractmethod
+    def run(self, store: ResultsStore, *, show_progress: bool = True) -> None:
+        """Append one scored row per sub-network to `store`, skipping what it already holds (resume)."""
+
+    def finetune_config(self) -> FinetuneConfig:
+        """Plain fine-tuning of a pruned model (layer_drop, standard_nas trials)."""
+        s = self.settings
+        return FinetuneConfig(strategy="standard", search_space="small", epochs=s.epochs or self.default_epochs,
+                              batch_size=s.batch_size, lr=s.lr, seed=s.seed)
+
+    def metadata(self) -> dict[str, Any]:
+        """What identifies the run (compared on --resume) and what `nas-tune report` reads."""
+        return {"checkpoint": self.inputs.loaded.source, "task": self.inputs.task.name, "search_space": self.search_space,
+                "searcher": self.name, "objectives": OBJECTIVES, "seed": self.settings.seed, "max_params": None,
+                "settings": asdict(self.settings)}
+
+
+class GridBaseline(Baseline):
+    """A method run once per setting: `configs()` lists them (one per budget), `prune(config)` makes one model.
+
+    `prepare()` holds work shared by all configs (e.g. importance scores) and is timed on its own, so the
+    cost of one more budget is visible.
+    """
+
+    space: ClassVar[str]
+
+    def __init__(self, inputs: BaselineInputs, settings: BaselineSettings):
+        super().__init__(inputs, settings)
+        self.configs()  # reject budgets this method cannot meet before any work
+
+    @property
+    def search_space(self) -> str:
+        return self.space
+
+    def configs(self) -> list[Config]:
+        return [{"budget": budget} for budget in self.settings.budgets]
+
+    def prepare(self) -> None:
+        """Work shared by every config; nothing by default."""
+
+    @abstractmethod
+    def prune(self, config: Config) -> Candidate: ...
+
+    def run(self, store: ResultsStore, *, show_progress: bool = True) -> None:
+        done = {config_key(r.config) for r in store.records() if r.status == "completed"}
+        todo = [config for config in self.configs() if config_key(config) not in done]
+        if not todo:
+            return
+        start = time.perf_counter()
+        self.prepare()
+        store.write_metadata({**store.read_metadata(), "prepare_seconds": time.perf_counter() - start})
+        scorer = Scorer(self.inputs)
+        first_id = max((r.trial_id for r in store.records()), default=-1) + 1
+        for trial_id, config in enumerate(tqdm(todo, desc=self.name, unit="model", disable=not show_progress), start=first_id):
+            started = time.time()
+            candidate = self.prune(config)
+            build_seconds = time.time() - started
+            pruned = self.adapter.extract(candidate.model, candidate.subnet).eval()
+            metrics = {**scorer.measure(pruned, candidate.subnet), **candidate.metrics}
+            metrics["prune_seconds"] = build_seconds - metrics.get("finetune_seconds", 0.0)
+            if "budget" in config and metrics["params"] > config["budget"] + 1e-12:
+                raise RuntimeError(f"{self.name} kept {metrics['params']:.4f} of the layer parameters, over its budget {config['budget']}")
+            if self.settings.export:
+                self.export(candidate, store.run_dir / "models" / "_".join(f"{k}-{v}" for k, v in config.items()))
+            store.append(TrialRecord(trial_id, config, metrics, worker=self.name, start_time=started, end_time=time.time()))
+
+    def export(self, candidate: Candidate, path: Path) -> None:
+        loaded = self.inputs.loaded
+        export_subnetwork(candidate.model, loaded.tokenizer, self.adapter, candidate.subnet, path, overwrite=True,
+                          provenance={"baseline": self.name, "config": candidate.config, "source_model": loaded.source})
+
+
+def run_baseline(baseline: Baseline, output: str | Path, *, resume: bool = False, overwrite: bool = False,
+                 show_progress: bool = True) -> ResultsStore:
+    """Run `baseline` into the run folder `output` (metadata.json, trials.jsonl, trials.csv)."""
+    if resume and overwrite:
+        raise UserError("--resume and --overwrite contradict each other; pass one of them.")
+    store = ResultsStore(output)
+    metadata = baseline.metadata()
+    check_resumable(store, metadata, resume=resume, overwrite=overwrite)
+    store.run_dir.mkdir(parents=True, exist_ok=True)
+    store.write_metadata(metadata)
+    baseline.run(store, show_progress=show_progress)
+    store.write_csv()
+    return store
