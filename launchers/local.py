@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     quiet_libraries()
     try:
         config = PipelineConfig(model=args.model, data=data_config(args, args.seed), finetune=finetune_config(args),
-                                search=search_settings(args), max_seq_length=args.max_seq_length)
+                                search=search_settings(args), max_seq_length=args.max_seq_length, reorder=args.reorder)
         result = run_pipeline(config, args.output, resume=args.resume, overwrite=args.overwrite)
     except UserError as error:
         print(f"local.py: error: {error}", file=sys.stderr)

@@ -29,6 +29,7 @@ class PipelineConfig:
     search: SearchSettings
     max_seq_length: int = 128
     eval_batch_size: int = 64
+    reorder: str = "none"  # "importance": heads/neurons sorted best-first before super-network training
     picks: dict[str, str] = field(default_factory=lambda: {
         "within_1pct": "smallest sub-network within 1 % of the full model's validation metric",
         "within_5pct": "smallest sub-network within 5 % of the full model's validation metric",
@@ -64,7 +65,8 @@ def run_pipeline(config: PipelineConfig, output: str | Path, *, resume: bool = F
     if not (resume and finished):
         print(f"[1/3] fine-tuning the super-network -> {supernet_dir}")
         finetune_supernet(config.model, config.data, config.finetune, supernet_dir, max_seq_length=config.max_seq_length,
-                          resume=resume and supernet_dir.exists(), overwrite=overwrite, show_progress=show_progress)
+                          resume=resume and supernet_dir.exists(), overwrite=overwrite, show_progress=show_progress,
+                          reorder=config.reorder)
     print(f"[2/3] searching sub-networks ({config.search.searcher}, {config.search.num_trials} trials) -> {search_dir}")
     latency = LatencySettings() if "latency" in config.search.objectives else None
     store, setup = search_checkpoint(supernet_dir, search_dir, config.search, data_dir=config.data.data_dir, batch_size=config.eval_batch_size,

@@ -155,3 +155,20 @@ def test_output_folder_protection(tmp_path, tokenizer):
     with pytest.raises(UserError, match="other options"):
         finetune(loaded, TASK, toy_split(48), toy_split(32), other, tmp_path / "run", resume=True, show_progress=False)
     assert (tmp_path / "run" / "training_state").is_dir()  # nothing lost
+
+
+def test_reorder_importance_is_wired_into_finetuning(tmp_path, tiny_model_dir, glue_dir):
+    from nas_tune.data import DataConfig
+    from nas_tune.supernet import read_supernet_meta
+    from nas_tune.supernet.run import finetune_supernet
+
+    data = DataConfig("rte", data_dir=str(glue_dir), max_train_samples=128, max_validation_samples=16)
+    config = FinetuneConfig(epochs=1, batch_size=64)
+    finetune_supernet(str(tiny_model_dir), data, config, tmp_path / "plain", max_seq_length=32, show_progress=False)
+    finetune_supernet(str(tiny_model_dir), data, config, tmp_path / "sorted", max_seq_length=32, show_progress=False, reorder="importance")
+    assert read_supernet_meta(tmp_path / "sorted")["options"]["reorder"] == "importance"
+    plain = load_file(str(tmp_path / "plain" / "model.safetensors"))
+    ordered = load_file(str(tmp_path / "sorted" / "model.safetensors"))
+    key = next(k for k in plain if k.endswith("layer.0.intermediate.dense.weight"))
+    assert not torch.equal(plain[key], ordered[key])  # neurons were permuted before training
+    assert torch.allclose(plain[key].sum(), ordered[key].sum(), atol=0.5)  # ... not replaced

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from nas_tune.cli.options import add_data_options, add_model_options, add_search_space_option, data_config, positive_int
+from nas_tune.baselines.reorder import REORDER_CHOICES
 from nas_tune.supernet import ALIASES, STRATEGIES, FinetuneConfig
 from nas_tune.supernet.run import finetune_supernet
 
@@ -21,6 +22,8 @@ def add_finetune_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--num-random-subnets", type=int, help="random sub-networks per step (default: 1 for random/kd, 2 for sandwich)")
     group.add_argument("--temperature", type=float, default=DEFAULTS.temperature, help=f"in-place distillation temperature (default: {DEFAULTS.temperature})")
     group.add_argument("--kd-weight", type=float, default=DEFAULTS.kd_weight, help=f"weight of the distillation loss (default: {DEFAULTS.kd_weight})")
+    group.add_argument("--reorder", choices=REORDER_CHOICES, default="none",
+                       help="'importance': sort each layer's heads/neurons best-first before training, so 'keep the first k' keeps the best k")
     group.add_argument("--save-steps", type=positive_int, default=DEFAULTS.save_steps, help=f"save a resumable state every N steps (default: {DEFAULTS.save_steps})")
 
 
@@ -52,7 +55,7 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     result = finetune_supernet(
         args.model, data_config(args, args.seed), finetune_config(args), args.output, max_seq_length=args.max_seq_length,
-        resume=args.resume, overwrite=args.overwrite, trust_remote_code=args.trust_remote_code,
+        resume=args.resume, overwrite=args.overwrite, trust_remote_code=args.trust_remote_code, reorder=args.reorder,
     )
     print(f"super-network checkpoint written to {result.output_dir} ({result.steps} steps, {result.seconds:.0f} s)")
     for key, value in result.metrics.items():

@@ -261,7 +261,8 @@ def finetune(
             model.train()
             history.append(row)
             logs.write("eval_log.csv", row, step)
-            bar.write(f"epoch {epoch + 1}: validation {task.metric} largest {row['largest_' + task.metric]:.4f}, smallest {row['smallest_' + task.metric]:.4f}")
+            if show_progress:
+                bar.write(f"epoch {epoch + 1}: validation {task.metric} largest {row['largest_' + task.metric]:.4f}, smallest {row['smallest_' + task.metric]:.4f}")
             _save_state(output_dir, model, optimizer, scheduler, rng, {"epoch": epoch + 1, "batch": 0, "global_step": step})
     finally:
         bar.close()
