@@ -75,28 +75,36 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--num-trials", type=int, default=30)
+    parser.add_argument("--aggregate-only", action="store_true", help="only rebuild the table and plot from the runs file")
     args = parser.parse_args(argv)
     quiet_libraries()
-    rows = []
-    with tempfile.TemporaryDirectory() as workdir:
-        for task in args.tasks:
-            for seed in args.seeds:
-                for strategy in args.strategies:
-                    rows.append(one_run(task, strategy, seed, args, Path(workdir)))
-                    print(rows[-1], file=sys.stderr, flush=True)
-    runs = pd.DataFrame(rows)
+    RESULTS.mkdir(exist_ok=True)
+    runs_path = RESULTS / "supernet_strategies_runs.csv"
+    if not args.aggregate_only:
+        runs_path.unlink(missing_ok=True)
+        with tempfile.TemporaryDirectory() as workdir:
+            for task in args.tasks:
+                for seed in args.seeds:
+                    for strategy in args.strategies:
+                        row = one_run(task, strategy, seed, args, Path(workdir))
+                        print(row, file=sys.stderr, flush=True)
+                        done = pd.concat([pd.read_csv(runs_path), pd.DataFrame([row])]) if runs_path.exists() else pd.DataFrame([row])
+                        atomic_write_text(runs_path, done.to_csv(index=False))  # an interrupted benchmark keeps its runs
+    runs = pd.read_csv(runs_path)
+    args.tasks = [t for t in args.tasks if t in set(runs["task"])]
+    args.strategies = [s for s in args.strategies if s in set(runs["strategy"])]
     table = runs.groupby(["task", "strategy"]).agg(
         hv_validation=("hv_validation", "mean"), hv_validation_std=("hv_validation", "std"),
         hv_test=("hv_test", "mean"), hv_test_std=("hv_test", "std"),
         test_metric_at_50pct=("test_metric_at_50pct", "mean"), test_metric_full=("test_metric_full", "mean"),
-        finetune_seconds=("finetune_seconds", "mean"),
+        finetune_seconds=("finetune_seconds", "mean"), seeds=("seed", "count"),
     ).round(4).reset_index()
     print(table.to_string(index=False))
     RESULTS.mkdir(exist_ok=True)
-    atomic_write_text(RESULTS / "supernet_strategies_runs.csv", runs.to_csv(index=False))
     atomic_write_text(RESULTS / "supernet_strategies.csv", table.to_csv(index=False))
     atomic_write_json(RESULTS / "supernet_strategies.json", {"command": "python benchmarks/supernet_strategies.py " + " ".join(argv or sys.argv[1:]), "settings": vars(args)})
-    bars = {f"{t}/{s}": runs[(runs.task == t) & (runs.strategy == s)]["hv_test"].to_numpy() for t in args.tasks for s in args.strategies}
+    bars = {f"{t}/{s}": runs[(runs.task == t) & (runs.strategy == s)]["hv_test"].to_numpy() for t in args.tasks for s in args.strategies
+            if ((runs.task == t) & (runs.strategy == s)).any()}
     plot_hypervolume(bars, RESULTS / "supernet_strategies.png", xlabel="seed", title="test hypervolume per seed")
     return 0
 
