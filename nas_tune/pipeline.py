@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -15,9 +16,9 @@ from nas_tune.io import atomic_write_json, atomic_write_text
 from nas_tune.report.plots import plot_pareto
 from nas_tune.report.summary import format_table, report_run
 from nas_tune.search.driver import SearchSettings
-from nas_tune.search.run import search_checkpoint
+from nas_tune.search.run import ExecutorFactory, local_executor, search_checkpoint
 from nas_tune.select import ExportedPick, config_of, export_pick, pick, test_evaluator
-from nas_tune.supernet import SUPERNET_FILE, FinetuneConfig, read_supernet_meta
+from nas_tune.supernet import SUPERNET_FILE, FinetuneConfig, FinetuneResult, read_supernet_meta
 from nas_tune.supernet.run import finetune_supernet
 
 
@@ -56,7 +57,9 @@ def _picks(trials: pd.DataFrame, full_error: float) -> dict[str, pd.Series]:
     return chosen
 
 
-def run_pipeline(config: PipelineConfig, output: str | Path, *, resume: bool = False, overwrite: bool = False, show_progress: bool = True) -> PipelineResult:
+def run_pipeline(config: PipelineConfig, output: str | Path, *, resume: bool = False, overwrite: bool = False, show_progress: bool = True,
+                 finetune: Callable[..., FinetuneResult] = finetune_supernet, executor_factory: ExecutorFactory = local_executor) -> PipelineResult:
+    """`finetune` (called like `finetune_supernet`) and `executor_factory` decide where stages 1 and 2 run."""
     output = Path(output)
     if output.exists() and any(output.iterdir()) and not (resume or overwrite):
         raise UserError(f"{output} already holds a run; pass --resume to continue it, --overwrite to replace it, or another --output.")
@@ -64,14 +67,14 @@ def run_pipeline(config: PipelineConfig, output: str | Path, *, resume: bool = F
     finished = (supernet_dir / SUPERNET_FILE).is_file() and read_supernet_meta(supernet_dir).get("status") == "completed"
     if not (resume and finished):
         print(f"[1/3] fine-tuning the super-network -> {supernet_dir}")
-        finetune_supernet(config.model, config.data, config.finetune, supernet_dir, max_seq_length=config.max_seq_length,
+        finetune(config.model, config.data, config.finetune, supernet_dir, max_seq_length=config.max_seq_length,
                           resume=resume and supernet_dir.exists(), overwrite=overwrite, show_progress=show_progress,
                           reorder=config.reorder)
     print(f"[2/3] searching sub-networks ({config.search.searcher}, {config.search.num_trials} trials) -> {search_dir}")
     latency = LatencySettings() if "latency" in config.search.objectives else None
     store, setup = search_checkpoint(supernet_dir, search_dir, config.search, data_dir=config.data.data_dir, batch_size=config.eval_batch_size,
                                      latency=latency, resume=resume and (search_dir / "metadata.json").exists(), overwrite=overwrite,
-                                     show_progress=show_progress)
+                                     show_progress=show_progress, executor_factory=executor_factory)
     report = report_run(search_dir)
     task = setup.data.task
     tester = test_evaluator(setup, config.max_seq_length)

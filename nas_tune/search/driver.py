@@ -179,8 +179,9 @@ class SearchDriver:
                     evaluated += 1
                     bar.update(1)
                 self._write_running()
-                size, volume = _front_stats(records, settings.objectives)
-                bar.set_postfix(pareto=size, hv=f"{volume:.4f}", failed=sum(r.status == "failed" for r in records))
+                if self.show_progress:  # front statistics only feed the progress bar
+                    size, volume = _front_stats(records, settings.objectives)
+                    bar.set_postfix(pareto=size, hv=f"{volume:.4f}", failed=sum(r.status == "failed" for r in records))
         finally:
             bar.close()
         self.store.write_csv()

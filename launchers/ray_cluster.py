@@ -1,0 +1,166 @@
+"""Run nas-tune on a Ray cluster: the search's workers are Ray actors, fine-tuning optionally a Ray task.
+
+    RAY_AUTH_MODE=disabled ray start --head --port 6379 --num-cpus 8   # head node (or keep Ray's token auth)
+    RAY_AUTH_MODE=disabled ray start --address HEAD:6379              # every other node
+    RAY_AUTH_MODE=disabled python launchers/ray_cluster.py --address HEAD:6379 --dataset rte --workers 8
+    python launchers/ray_cluster.py --address HEAD:6379 --checkpoint runs/rte/supernet --workers 8 --output runs/rte-search
+
+Without --address a local Ray instance with --workers x --cpus-per-worker CPUs is started. Every node
+needs nas-tune installed; the super-network and the tokenised validation data reach the actors
+through Ray's object store. With --finetune-on-cluster the super-network is fine-tuned as one Ray
+task; its folder travels to and from that task as bytes (no shared storage), but the task reads the
+training data on its node: --data-dir / $GLUE_DIR must exist there too (or the hub be reachable).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import replace
+from functools import partial
+from pathlib import Path
+
+import ray
+from ray import cloudpickle
+from ray.exceptions import RayTaskError
+
+from local import DEFAULT, QUICK
+from nas_tune.cli import quiet_libraries
+from nas_tune.cli.finetune import add_finetune_options, finetune_config
+from nas_tune.cli.options import add_data_options, add_model_options, add_search_space_option, data_config
+from nas_tune.cli.search import add_search_options, search_settings
+from nas_tune.data import DataConfig
+from nas_tune.errors import UserError
+from nas_tune.evaluate import LatencySettings
+from nas_tune.io import atomic_write_bytes
+from nas_tune.pipeline import PipelineConfig, run_pipeline
+from nas_tune.report.summary import format_table, report_run
+from nas_tune.search.ray_executor import connect, ray_executor
+from nas_tune.search.run import ExecutorFactory, search_checkpoint
+from nas_tune.supernet import FinetuneConfig, FinetuneResult
+from nas_tune.supernet.run import finetune_supernet
+
+# Worker nodes cannot import this script: Ray ships its functions by value.
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+
+def read_folder(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def write_folder(folder: Path, files: dict[str, bytes]) -> None:
+    for name, data in files.items():
+        atomic_write_bytes(folder / name, data)
+
+
+def _finetune_in_scratch(files: dict[str, bytes], model: str | None, data: DataConfig, config: FinetuneConfig,
+                         options: dict) -> tuple[dict[str, bytes], FinetuneResult]:
+    """On a cluster node: fine-tune in a scratch copy of the output folder (resume works) and return its files."""
+    quiet_libraries()
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = Path(scratch) / "supernet"
+        write_folder(folder, files)
+        result = finetune_supernet(model, data, config, folder, **options)
+        return read_folder(folder), result
+
+
+def finetune_on_cluster(model: str | None, data: DataConfig, config: FinetuneConfig, output: str | Path, *,
+                        num_cpus: float = 1, num_gpus: float = 0, **options) -> FinetuneResult:
+    """`finetune_supernet` (same arguments) as one Ray task; the checkpoint ends up in `output` on this machine.
+
+    The task starts from the bytes of `output` (so --resume works), and Ray reruns it from them if its node dies.
+    Local paths (model folder, data) are made absolute: the node runs elsewhere and must see them at the same path.
+    """
+    output = Path(output)
+    files = read_folder(output) if output.is_dir() else {}
+    if model and Path(model).expanduser().exists():
+        model = str(Path(model).expanduser().resolve())
+    glue = data.data_dir or os.environ.get("GLUE_DIR")  # the node may also lack the variable
+    data = replace(data, data_dir=glue and str(Path(glue).expanduser().resolve()))
+    task = ray.remote(_finetune_in_scratch).options(num_cpus=num_cpus, num_gpus=num_gpus)
+    try:
+        written, result = ray.get(task.remote(files, model, data, config, {**options, "show_progress": False}))
+    except RayTaskError as exc:
+        if isinstance(exc.cause, UserError):
+            raise exc.cause from None
+        raise
+    incoming = output.with_name(output.name + ".incoming")
+    shutil.rmtree(incoming, ignore_errors=True)
+    write_folder(incoming, written)
+    shutil.rmtree(output, ignore_errors=True)
+    incoming.rename(output)
+    return replace(result, output_dir=output)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_model_options(parser)
+    add_data_options(parser)
+    add_search_space_option(parser)
+    add_finetune_options(parser)
+    add_search_options(parser)
+    cluster = parser.add_argument_group("Ray cluster")
+    cluster.add_argument("--address", help="Ray cluster HOST:PORT (default: start a local Ray instance)")
+    cluster.add_argument("--cpus-per-worker", type=float, default=1, help="CPUs (and torch threads) per search actor (default: 1)")
+    cluster.add_argument("--gpus-per-worker", type=float, default=0, help="GPUs per search actor, fractions allowed (default: 0)")
+    cluster.add_argument("--max-retries", type=int, default=2, help="reruns of a trial whose actor or node died (default: 2)")
+    cluster.add_argument("--finetune-on-cluster", action="store_true", help="fine-tune the super-network as one Ray task in one worker's resources")
+    cluster.add_argument("--checkpoint", help="only search this super-network folder on the cluster (results in --output)")
+    parser.add_argument("--quick", action="store_true", help="tiny budget for a first look (" + ", ".join(f"{k}={v}" for k, v in QUICK.items()) + ")")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--output", help="run folder (default: runs/<dataset>[-quick])")
+    parser.add_argument("--resume", action="store_true", help="continue an interrupted run in --output")
+    parser.add_argument("--overwrite", action="store_true", help="replace --output")
+    parser.set_defaults(**DEFAULT)
+    args = parser.parse_args(argv)
+    if args.quick:  # quick values become defaults, so options given explicitly still win
+        parser.set_defaults(**QUICK)
+        args = parser.parse_args(argv)
+    args.output = args.output or f"runs/{args.dataset}{'-quick' if args.quick else ''}"
+    return args
+
+
+def search_only(args: argparse.Namespace, factory: ExecutorFactory) -> None:
+    """Stage 2 of an existing super-network on the cluster, like `nas-tune search`."""
+    settings = search_settings(args)
+    latency = LatencySettings() if "latency" in settings.objectives else None
+    store, setup = search_checkpoint(args.checkpoint, args.output, settings, data_dir=args.data_dir, latency=latency,
+                                     resume=args.resume, overwrite=args.overwrite, executor_factory=factory)
+    report = report_run(store.run_dir)
+    print(format_table(report.front, setup.data.task.metric))
+    print(f"{len(report.trials)} trials, {len(report.front)} on the Pareto front, hypervolume {report.hypervolume:.4f}")
+    print(f"results in {store.run_dir} (trials.csv, pareto.csv, pareto.png, hypervolume.png)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    quiet_libraries()
+    try:
+        factory = ray_executor(args.address, args.cpus_per_worker, args.gpus_per_worker, args.max_retries)
+        connect(args.address, num_cpus=args.workers * args.cpus_per_worker, num_gpus=args.workers * args.gpus_per_worker)
+        if args.checkpoint:
+            search_only(args, factory)
+            return 0
+        finetune = (partial(finetune_on_cluster, num_cpus=args.cpus_per_worker, num_gpus=args.gpus_per_worker)
+                    if args.finetune_on_cluster else finetune_supernet)
+        config = PipelineConfig(model=args.model, data=data_config(args, args.seed), finetune=finetune_config(args),
+                                search=search_settings(args), max_seq_length=args.max_seq_length, reorder=args.reorder)
+        result = run_pipeline(config, args.output, resume=args.resume, overwrite=args.overwrite,
+                              finetune=finetune, executor_factory=factory)
+    except UserError as error:
+        print(f"ray_cluster.py: error: {error}", file=sys.stderr)
+        return 2
+    print()
+    print(result.table)
+    print()
+    for item in result.exported:
+        print(f"{item.name:12s} {item.export.layer_fraction:6.1%} of the layers -> {item.export.path}")
+    print(f"\nrun folder: {result.output} (summary.json, supernet/, search/trials.csv, search/pareto.csv, search/pareto.png, models/)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
