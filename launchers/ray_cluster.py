@@ -27,16 +27,14 @@ import ray
 from ray import cloudpickle
 from ray.exceptions import RayTaskError
 
-from local import DEFAULT, QUICK
 from nas_tune.cli import quiet_libraries
-from nas_tune.cli.finetune import add_finetune_options, finetune_config
-from nas_tune.cli.options import add_data_options, add_model_options, add_search_space_option, data_config
-from nas_tune.cli.search import add_search_options, search_settings
+from nas_tune.cli.pipeline_options import add_run_folder_options, parse_pipeline_args, pipeline_config, pipeline_parser, print_pipeline_result
+from nas_tune.cli.search import search_settings
 from nas_tune.data import DataConfig
 from nas_tune.errors import UserError
 from nas_tune.evaluate import LatencySettings
 from nas_tune.io import atomic_write_bytes
-from nas_tune.pipeline import PipelineConfig, run_pipeline
+from nas_tune.pipeline import run_pipeline
 from nas_tune.report.summary import format_table, report_run
 from nas_tune.search.ray_executor import connect, ray_executor
 from nas_tune.search.run import ExecutorFactory, search_checkpoint
@@ -96,12 +94,7 @@ def finetune_on_cluster(model: str | None, data: DataConfig, config: FinetuneCon
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_model_options(parser)
-    add_data_options(parser)
-    add_search_space_option(parser)
-    add_finetune_options(parser)
-    add_search_options(parser)
+    parser = pipeline_parser(__doc__)
     cluster = parser.add_argument_group("Ray cluster")
     cluster.add_argument("--address", help="Ray cluster HOST:PORT (default: start a local Ray instance)")
     cluster.add_argument("--cpus-per-worker", type=float, default=1, help="CPUs (and torch threads) per search actor (default: 1)")
@@ -109,18 +102,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     cluster.add_argument("--max-retries", type=int, default=2, help="reruns of a trial whose actor or node died (default: 2)")
     cluster.add_argument("--finetune-on-cluster", action="store_true", help="fine-tune the super-network as one Ray task in one worker's resources")
     cluster.add_argument("--checkpoint", help="only search this super-network folder on the cluster (results in --output)")
-    parser.add_argument("--quick", action="store_true", help="tiny budget for a first look (" + ", ".join(f"{k}={v}" for k, v in QUICK.items()) + ")")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--output", help="run folder (default: runs/<dataset>[-quick])")
-    parser.add_argument("--resume", action="store_true", help="continue an interrupted run in --output")
-    parser.add_argument("--overwrite", action="store_true", help="replace --output")
-    parser.set_defaults(**DEFAULT)
-    args = parser.parse_args(argv)
-    if args.quick:  # quick values become defaults, so options given explicitly still win
-        parser.set_defaults(**QUICK)
-        args = parser.parse_args(argv)
-    args.output = args.output or f"runs/{args.dataset}{'-quick' if args.quick else ''}"
-    return args
+    add_run_folder_options(parser)
+    return parse_pipeline_args(parser, argv)
 
 
 def search_only(args: argparse.Namespace, factory: ExecutorFactory) -> None:
@@ -146,19 +129,12 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         finetune = (partial(finetune_on_cluster, num_cpus=args.cpus_per_worker, num_gpus=args.gpus_per_worker)
                     if args.finetune_on_cluster else finetune_supernet)
-        config = PipelineConfig(model=args.model, data=data_config(args, args.seed), finetune=finetune_config(args),
-                                search=search_settings(args), max_seq_length=args.max_seq_length, reorder=args.reorder)
-        result = run_pipeline(config, args.output, resume=args.resume, overwrite=args.overwrite,
+        result = run_pipeline(pipeline_config(args), args.output, resume=args.resume, overwrite=args.overwrite,
                               finetune=finetune, executor_factory=factory)
     except UserError as error:
         print(f"ray_cluster.py: error: {error}", file=sys.stderr)
         return 2
-    print()
-    print(result.table)
-    print()
-    for item in result.exported:
-        print(f"{item.name:12s} {item.export.layer_fraction:6.1%} of the layers -> {item.export.path}")
-    print(f"\nrun folder: {result.output} (summary.json, supernet/, search/trials.csv, search/pareto.csv, search/pareto.png, models/)")
+    print_pipeline_result(result)
     return 0
 
 

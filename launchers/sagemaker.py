@@ -15,10 +15,9 @@ import os
 import shlex
 import sys
 
-from local import DEFAULT, QUICK
-
 from nas_tune.cli.finetune import add_finetune_options
 from nas_tune.cli.options import add_data_options, add_model_options, add_search_space_option, positive_int
+from nas_tune.cli.pipeline_options import parse_pipeline_args, pipeline_parser
 from nas_tune.cli.search import add_search_options
 from nas_tune.cloud.sagemaker import (CHECKPOINT_CHANNEL, TRAINING_CHANNEL, JobFailed, JobSettings, glue_uploads, job_name,
                                       submit, timestamp, to_argv, to_hyperparameters, training_job_request, upload_files,
@@ -46,14 +45,7 @@ JOB_OPTIONS = {
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_model_options(parser)
-    add_data_options(parser)
-    add_search_space_option(parser)
-    add_finetune_options(parser)
-    add_search_options(parser)
-    parser.add_argument("--quick", action="store_true", help="tiny budget for a first look (" + ", ".join(f"{k}={v}" for k, v in QUICK.items()) + ")")
-    parser.add_argument("--seed", type=int, default=0)
+    parser = pipeline_parser(__doc__)
     aws = parser.add_argument_group("SageMaker (credentials come from the standard AWS chain)")
     aws.add_argument("--role", help="ARN of the IAM role the jobs run as")
     aws.add_argument("--bucket", help="S3 bucket for data and results")
@@ -68,12 +60,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     aws.add_argument("--checkpoint-s3", help="job 1's model artifact (s3://.../output/model.tar.gz), for --search-only")
     aws.add_argument("--dry-run", action="store_true", help="print the S3 uploads and CreateTrainingJob requests as JSON; send nothing")
     aws.add_argument("--wait", action="store_true", help="follow the jobs until they end and run job 2 after job 1")
-    parser.set_defaults(**DEFAULT)
-    args = parser.parse_args(argv)
-    if args.quick:  # quick values become the defaults, so options given explicitly still win
-        parser.set_defaults(**QUICK)
-        args = parser.parse_args(argv)
-    return args
+    return parse_pipeline_args(parser, argv)
 
 
 def hyperparameters(args: argparse.Namespace, stage: str) -> dict[str, str]:
