@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+from transformers import PreTrainedModel
 
 from nas_tune.data import default_cache_dir, tokenize_split
 from nas_tune.errors import UserError
@@ -52,12 +53,15 @@ class ExportedPick:
 
 
 def export_pick(setup: EvaluationSetup, tester: Evaluator, row: pd.Series, output: str | Path, *, name: str,
-                provenance: dict, overwrite: bool = False) -> ExportedPick:
+                provenance: dict, overwrite: bool = False, model: PreTrainedModel | None = None) -> ExportedPick:
+    """`model`: a corrected copy of the super-network (e.g. repaired) to test and export instead of it."""
     config = config_of(row)
     space = setup.evaluator.search_space
+    if model is not None:
+        tester = Evaluator(model, tester.adapter, space, tester.task, tester.data, batch_size=tester.batch_size, flops_seq_len=tester.flops_seq_len)
     test = tester.evaluate(config)
     export = export_subnetwork(
-        setup.loaded.model, setup.loaded.tokenizer, setup.loaded.adapter, space.to_subnetwork(config), output,
+        model if model is not None else setup.loaded.model, setup.loaded.tokenizer, setup.loaded.adapter, space.to_subnetwork(config), output,
         provenance={**provenance, "config": config, "trial_id": int(row["trial_id"]), "validation_error": float(row["error"]),
                     "test_metrics": test.metrics, "pick": name},
         overwrite=overwrite,

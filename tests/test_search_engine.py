@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import torch
 import pytest
 
 from nas_tune.cli import main as cli_main
@@ -143,3 +144,21 @@ def test_report_and_select_budget_queries(supernet, tmp_path, glue_dir, capsys):
     assert "test_metrics" in chosen
     assert cli_main(["select", str(tmp_path / "run"), "--max-params", "0.0001", "--output", str(tmp_path / "tiny")]) == 2
     assert "no evaluated sub-network" in capsys.readouterr().err
+
+
+def test_select_with_repair_exports_a_corrected_model(tmp_path, tiny_model_dir, glue_dir, capsys):
+    data = DataConfig("rte", data_dir=str(glue_dir), max_train_samples=160, max_validation_samples=32, max_test_samples=32)
+    finetune_supernet(str(tiny_model_dir), data, FinetuneConfig(epochs=1, batch_size=32, lr=1e-3), tmp_path / "ckpt", max_seq_length=32, show_progress=False)
+    search(tmp_path / "ckpt", tmp_path / "run", glue_dir, searcher="random", num_trials=6)
+    argv = ["select", str(tmp_path / "run"), "--max-params", "0.9", "--data-dir", str(glue_dir)]
+    assert cli_main([*argv, "--output", str(tmp_path / "plain")]) == 0
+    assert cli_main([*argv, "--output", str(tmp_path / "repaired"), "--repair"]) == 0
+    assert "reconstruction error" in capsys.readouterr().out
+    plain = json.loads((tmp_path / "plain" / "nas_tune_export.json").read_text())
+    repaired = json.loads((tmp_path / "repaired" / "nas_tune_export.json").read_text())
+    assert repaired["config"] == plain["config"] and repaired["layer_params"] == plain["layer_params"]
+    assert repaired["repair"]["reconstruction_after"] <= repaired["repair"]["reconstruction_before"]
+    from safetensors.torch import load_file
+
+    a, b = load_file(str(tmp_path / "plain" / "model.safetensors")), load_file(str(tmp_path / "repaired" / "model.safetensors"))
+    assert a.keys() == b.keys() and any(not torch.equal(a[k], b[k]) for k in a)  # output projections were refitted

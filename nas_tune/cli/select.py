@@ -8,7 +8,9 @@ from nas_tune.export import prepare_output_dir
 from nas_tune.report.summary import load_run
 from nas_tune.search.run import checkpoint_data_config
 from nas_tune.evaluate.setup import build_evaluator
-from nas_tune.select import export_pick, pick, test_evaluator
+from nas_tune.baselines.repair import repair_subnetwork
+from nas_tune.data import default_cache_dir, tokenize_split
+from nas_tune.select import config_of, export_pick, pick, test_evaluator
 from nas_tune.supernet import read_supernet_meta
 
 
@@ -22,6 +24,8 @@ def add_parser(subparsers) -> None:
     budget.add_argument("--max-error", type=float, help="validation error, e.g. 0.2")
     parser.add_argument("--output", required=True, help="folder for the exported model")
     parser.add_argument("--overwrite", action="store_true")
+    parser.add_argument("--repair", action="store_true",
+                        help="fit the kept heads/neurons' output scales to the full model's layer outputs (rfp's least-squares mask tuning; no retraining)")
     parser.add_argument("--data-dir", help="GLUE folder (default: $GLUE_DIR)")
     parser.add_argument("--checkpoint", help="super-network folder, if it moved since the search (e.g. results downloaded from SageMaker)")
     parser.set_defaults(run=run)
@@ -36,10 +40,19 @@ def run(args: argparse.Namespace) -> int:
     max_seq_length = meta["options"].get("max_seq_length", 128)
     setup = build_evaluator(checkpoint, checkpoint_data_config(meta, args.data_dir), metadata["search_space"],
                             max_seq_length=max_seq_length)
-    chosen = export_pick(setup, test_evaluator(setup, max_seq_length), row, args.output, name="select",
-                         provenance={"checkpoint": str(checkpoint), "run_dir": str(args.run_dir)}, overwrite=args.overwrite)
+    provenance = {"checkpoint": str(checkpoint), "run_dir": str(args.run_dir)}
+    repaired = None
+    if args.repair:
+        train = tokenize_split(setup.data.train, setup.loaded.tokenizer, setup.data.task, max_seq_length, cache_dir=default_cache_dir())
+        repaired = repair_subnetwork(setup.loaded, setup.evaluator.search_space.to_subnetwork(config_of(row)), train)
+        provenance["repair"] = repaired.summary()
+    chosen = export_pick(setup, test_evaluator(setup, max_seq_length), row, args.output, name="select", provenance=provenance,
+                         overwrite=args.overwrite, model=repaired.model if repaired else None)
     metric = setup.data.task.metric
     print(f"trial {int(row['trial_id'])}: {row['params']:.1%} of the layer parameters, validation error {row['error']:.4f}, "
           f"test {metric} {chosen.test.metrics[metric]:.4f}")
+    if repaired is not None:
+        summary = repaired.summary()
+        print(f"repaired: layer reconstruction error {summary['reconstruction_before']:.4g} -> {summary['reconstruction_after']:.4g}")
     print(f"exported to {chosen.export.path}" + (" (load with trust_remote_code=True)" if chosen.export.needs_remote_code else ""))
     return 0
