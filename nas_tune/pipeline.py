@@ -90,7 +90,11 @@ def run_pipeline(config: PipelineConfig, output: str | Path, *, resume: bool = F
     for name, row in _picks(report.trials, full_error).items():
         exported.append(export_pick(setup, tester, row, models_dir / name, name=name, overwrite=True,
                                     provenance={"checkpoint": str(supernet_dir.resolve()), "description": config.picks[name]}))
-    highlight = pd.DataFrame([e.row.to_dict() for e in exported], index=[e.name for e in exported])
+    names_by_trial: dict[int, list[str]] = {}
+    for item in exported:  # picks that coincide share one label
+        names_by_trial.setdefault(int(item.row["trial_id"]), []).append(item.name)
+    highlight = pd.DataFrame([report.trials.set_index("trial_id").loc[t] for t in names_by_trial],
+                             index=[", ".join(n) for n in names_by_trial.values()])
     plot_pareto(report.trials, "params", "error", search_dir / "pareto.png", highlight=highlight,
                 title=f"{task.name}: validation error vs. layer parameters")
     table = format_table(front, task.metric)
