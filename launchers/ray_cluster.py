@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
 import tempfile
 from dataclasses import replace
@@ -33,7 +32,7 @@ from nas_tune.cli.search import search_settings
 from nas_tune.data import DataConfig
 from nas_tune.errors import UserError
 from nas_tune.evaluate import LatencySettings
-from nas_tune.io import atomic_write_bytes
+from nas_tune.io import atomic_folder, atomic_write_bytes
 from nas_tune.pipeline import run_pipeline
 from nas_tune.report.summary import format_table, report_run
 from nas_tune.search.ray_executor import connect, ray_executor
@@ -85,11 +84,8 @@ def finetune_on_cluster(model: str | None, data: DataConfig, config: FinetuneCon
         if isinstance(exc.cause, UserError):
             raise exc.cause from None
         raise
-    incoming = output.with_name(output.name + ".incoming")
-    shutil.rmtree(incoming, ignore_errors=True)
-    write_folder(incoming, written)
-    shutil.rmtree(output, ignore_errors=True)
-    incoming.rename(output)
+    with atomic_folder(output) as incoming:
+        write_folder(incoming, written)
     return replace(result, output_dir=output)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from nas_tune import __version__
 from nas_tune.errors import UserError
-from nas_tune.io import atomic_write_json
+from nas_tune.io import atomic_folder, atomic_write_json
 from nas_tune.metrics.parameters import count_parameters
 from nas_tune.models.adapter import ModelAdapter
 from nas_tune.models.subnetwork import SubNetwork
@@ -55,9 +54,7 @@ def export_subnetwork(
     small = adapter.extract(model, subnet)
     needs_remote_code = getattr(small.config, "auto_map", None) is not None
     size = count_parameters(model, adapter, subnet)
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=output_dir.parent, prefix=f".{output_dir.name}."))
-    try:
+    with atomic_folder(output_dir) as staging:
         small.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
         if needs_remote_code:
@@ -75,10 +72,4 @@ def export_subnetwork(
                 **(provenance or {}),
             },
         )
-        if output_dir.exists():
-            shutil.rmtree(output_dir)
-        staging.rename(output_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return ExportResult(output_dir, size.layer_params, size.layer_fraction, size.total_params, needs_remote_code)

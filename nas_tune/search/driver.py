@@ -8,10 +8,9 @@ trials in flight, so a killed search resumes without losing or repeating a compl
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
-import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
@@ -45,14 +44,6 @@ class SearchSettings:
             raise UserError(f"--workers must be positive, got {self.workers}.")
         if self.max_params is not None and not 0 < self.max_params <= 1:
             raise UserError(f"--max-params is a fraction of the layer parameters in (0, 1], got {self.max_params}.")
-
-
-@dataclass
-class SearchProgress:
-    completed: int
-    failed: int
-    pareto_size: int
-    hypervolume: float
 
 
 def _front_stats(records: list[TrialRecord], objectives: list[str]) -> tuple[int, float]:
@@ -125,7 +116,6 @@ class SearchDriver:
 
     def _submit(self, request: TrialRequest) -> None:
         self._in_flight[request.trial_id] = request
-        self._write_running()
         self.executor.submit(request)
 
     def _next_request(self, trial_id: int) -> TrialRequest | TrialRecord | None:
@@ -171,6 +161,9 @@ class SearchDriver:
                         exhausted = skipped > 20 * settings.num_trials
                     else:
                         self._submit(request)
+                # One write per round, before waiting: a trial finished since the last write is already in the
+                # store, which resume trusts over running.json (completed trials are never re-run).
+                self._write_running()
                 if self.executor.running == 0:
                     break
                 for outcome in self.executor.wait():
@@ -178,7 +171,6 @@ class SearchDriver:
                     self._finish(_record(outcome), records)
                     evaluated += 1
                     bar.update(1)
-                self._write_running()
                 if self.show_progress:  # front statistics only feed the progress bar
                     size, volume = _front_stats(records, settings.objectives)
                     bar.set_postfix(pareto=size, hv=f"{volume:.4f}", failed=sum(r.status == "failed" for r in records))
@@ -195,10 +187,6 @@ class SearchDriver:
             self.searcher.on_trial_complete(config, self._result(record.metrics, record.fidelity))
         else:
             self.searcher.on_trial_failed(config)
-
-
-def settings_metadata(settings: SearchSettings, **extra: Any) -> dict[str, Any]:
-    return {"settings": asdict(settings), **extra}
 
 
 def check_resumable(store: ResultsStore, metadata: dict[str, Any], *, resume: bool, overwrite: bool) -> None:

@@ -27,7 +27,7 @@ from nas_tune import __version__
 from nas_tune.data import TaskSpec, TokenizedSplit
 from nas_tune.errors import UserError
 from nas_tune.evaluate import Evaluator
-from nas_tune.io import atomic_write_json, atomic_write_text, read_json
+from nas_tune.io import atomic_folder, atomic_write_json, atomic_write_text, read_json
 from nas_tune.models import LoadedModel
 from nas_tune.search_space import make_search_space
 from nas_tune.supernet.strategies import StrategyOptions, canonical_strategy, make_strategy
@@ -140,18 +140,13 @@ class _Logs:
 
 
 def _save_state(output_dir: Path, model, optimizer, scheduler, rng: np.random.Generator, position: dict[str, int]) -> None:
-    staging = output_dir / f".{STATE_DIR}.tmp"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(staging / "model.safetensors"))
-    torch.save(
-        {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state(),
-         "numpy_rng": rng.bit_generator.state, **position},
-        staging / "state.pt",
-    )
-    final = output_dir / STATE_DIR
-    shutil.rmtree(final, ignore_errors=True)
-    staging.rename(final)
+    with atomic_folder(output_dir / STATE_DIR) as staging:
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(staging / "model.safetensors"))
+        torch.save(
+            {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state(),
+             "numpy_rng": rng.bit_generator.state, **position},
+            staging / "state.pt",
+        )
 
 
 def _load_state(output_dir: Path, model, optimizer, scheduler, rng: np.random.Generator) -> dict[str, int]:
