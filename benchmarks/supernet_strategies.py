@@ -5,7 +5,7 @@ local-search budget on the validation split, re-score the Pareto set on the test
 the hypervolume of the validation and test fronts and the test metric at ~50 % of the layer
 parameters. The `standard` strategy's full model is the unpruned fine-tuned reference.
 
-    python benchmarks/supernet_strategies.py --tasks rte mrpc --seeds 0 1 [--max-train-samples 512 ...]
+    python benchmarks/supernet_strategies.py --tasks rte mrpc --seeds 0 1 [--max-train-samples 512 ...] [--resume]
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def one_run(task: str, strategy: str, seed: int, args, workdir: Path) -> dict:
                       max_validation_samples=args.max_validation_samples, max_test_samples=args.max_test_samples, seed=seed)
     start = time.perf_counter()
     ckpt = workdir / f"{task}-{strategy}-{seed}"
-    finetune_supernet(None, data, FinetuneConfig(strategy=strategy, epochs=args.epochs, batch_size=args.batch_size, seed=seed),
+    finetune_supernet(None, data, FinetuneConfig(strategy=strategy, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=seed),
                       ckpt, max_seq_length=args.max_seq_length, overwrite=True, show_progress=False)
     tuned = time.perf_counter() - start
     store, setup = search_checkpoint(ckpt, workdir / f"search-{task}-{strategy}-{seed}",
@@ -74,18 +74,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-seq-length", type=int, default=64)
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--lr", type=float, default=FinetuneConfig.lr)
     parser.add_argument("--num-trials", type=int, default=30)
     parser.add_argument("--aggregate-only", action="store_true", help="only rebuild the table and plot from the runs file")
+    parser.add_argument("--resume", action="store_true", help="keep the runs file of an interrupted benchmark (same settings) and skip its runs")
     args = parser.parse_args(argv)
     quiet_libraries()
     RESULTS.mkdir(exist_ok=True)
     runs_path = RESULTS / "supernet_strategies_runs.csv"
     if not args.aggregate_only:
-        runs_path.unlink(missing_ok=True)
+        if not args.resume:
+            runs_path.unlink(missing_ok=True)
+        done_runs = set(pd.read_csv(runs_path)[["task", "strategy", "seed"]].itertuples(index=False, name=None)) if runs_path.exists() else set()
         with tempfile.TemporaryDirectory() as workdir:
-            for task in args.tasks:
-                for seed in args.seeds:
+            for seed in args.seeds:  # a benchmark stopped early still covers every task
+                for task in args.tasks:
                     for strategy in args.strategies:
+                        if (task, strategy, seed) in done_runs:
+                            continue
                         row = one_run(task, strategy, seed, args, Path(workdir))
                         print(row, file=sys.stderr, flush=True)
                         done = pd.concat([pd.read_csv(runs_path), pd.DataFrame([row])]) if runs_path.exists() else pd.DataFrame([row])

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from nas_tune.baselines.importance import MIN_SAMPLES
+from nas_tune.baselines.repair import repair_config
 from nas_tune.data import DataConfig
 from nas_tune.errors import UserError
 from nas_tune.evaluate import LatencySettings
@@ -31,6 +33,7 @@ class PipelineConfig:
     max_seq_length: int = 128
     eval_batch_size: int = 64
     reorder: str = "none"  # "importance": heads/neurons sorted best-first before super-network training
+    repair: bool = False  # least-squares output reconstruction of each picked sub-network before it is tested and exported
     picks: dict[str, str] = field(default_factory=lambda: {
         "within_1pct": "smallest sub-network within 1 % of the full model's validation metric",
         "within_5pct": "smallest sub-network within 5 % of the full model's validation metric",
@@ -63,6 +66,9 @@ def run_pipeline(config: PipelineConfig, output: str | Path, *, resume: bool = F
     output = Path(output)
     if output.exists() and any(output.iterdir()) and not (resume or overwrite):
         raise UserError(f"{output} already holds a run; pass --resume to continue it, --overwrite to replace it, or another --output.")
+    if config.repair and (config.data.max_train_samples or MIN_SAMPLES) < MIN_SAMPLES:  # fail before hours of work, not after
+        raise UserError(f"--repair needs at least {MIN_SAMPLES} training examples but --max-train-samples is {config.data.max_train_samples}; "
+                        "raise it or drop --repair.")
     supernet_dir, search_dir, models_dir = output / "supernet", output / "search", output / "models"
     finished = (supernet_dir / SUPERNET_FILE).is_file() and read_supernet_meta(supernet_dir).get("status") == "completed"
     if not (resume and finished):
@@ -86,10 +92,14 @@ def run_pipeline(config: PipelineConfig, output: str | Path, *, resume: bool = F
 
     print(f"[3/3] exporting picked sub-networks -> {models_dir}")
     full_error = float(report.trials.loc[report.trials["params"].idxmax(), "error"])
-    exported = []
+    exported, repairs = [], {}
     for name, row in _picks(report.trials, full_error).items():
-        exported.append(export_pick(setup, tester, row, models_dir / name, name=name, overwrite=True,
-                                    provenance={"checkpoint": str(supernet_dir.resolve()), "description": config.picks[name]}))
+        provenance = {"checkpoint": str(supernet_dir.resolve()), "description": config.picks[name]}
+        repaired = repair_config(setup, config_of(row), config.max_seq_length) if config.repair else None
+        if repaired is not None:
+            provenance["repair"] = repairs[name] = repaired.summary()
+        exported.append(export_pick(setup, tester, row, models_dir / name, name=name, overwrite=True, provenance=provenance,
+                                    model=repaired.model if repaired else None))
     names_by_trial: dict[int, list[str]] = {}
     for item in exported:  # picks that coincide share one label
         names_by_trial.setdefault(int(item.row["trial_id"]), []).append(item.name)
@@ -103,7 +113,8 @@ def run_pipeline(config: PipelineConfig, output: str | Path, *, resume: bool = F
         "full_model_validation_error": full_error, "config": json.loads(json.dumps(asdict(config), default=str)),
         "exported": [{"name": e.name, "path": str(e.export.path), "layer_fraction": e.export.layer_fraction,
                       "total_params": e.export.total_params, "validation_error": float(e.row["error"]),
-                      f"test_{task.metric}": e.test.metrics[task.metric], "needs_trust_remote_code": e.export.needs_remote_code}
+                      f"test_{task.metric}": e.test.metrics[task.metric], "needs_trust_remote_code": e.export.needs_remote_code,
+                      "repair": repairs.get(e.name)}
                      for e in exported],
     }
     atomic_write_json(output / "summary.json", summary)

@@ -8,6 +8,8 @@ import sys
 
 import pandas as pd
 import pytest
+import torch
+from safetensors.torch import load_file
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).parents[1] / "launchers"))
 import local  # noqa: E402
@@ -26,10 +28,9 @@ print(json.dumps({"shape": list(model(**batch).logits.shape), "numel": sum(p.num
 
 def test_quick_pipeline_on_minilm_rte(tmp_path, glue_dir, capsys):
     output = tmp_path / "run"
-    code = local.main(["--dataset", "rte", "--data-dir", str(glue_dir), "--quick", "--max-train-samples", "32",
-                       "--max-validation-samples", "48", "--max-test-samples", "48", "--max-seq-length", "32",
-                       "--num-trials", "8", "--output", str(output)])
-    assert code == 0
+    args = ["--dataset", "rte", "--data-dir", str(glue_dir), "--quick", "--max-train-samples", "128", "--max-validation-samples", "48",
+            "--max-test-samples", "48", "--max-seq-length", "32", "--num-trials", "8", "--output", str(output)]
+    assert local.main(args) == 0
     shown = capsys.readouterr().out
     assert "test_accuracy" in shown and str(output) in shown
     summary = json.loads((output / "summary.json").read_text())
@@ -50,3 +51,19 @@ def test_quick_pipeline_on_minilm_rte(tmp_path, glue_dir, capsys):
     # the same folder is refused without --resume/--overwrite, and nothing is lost
     assert local.main(["--dataset", "rte", "--data-dir", str(glue_dir), "--quick", "--output", str(output)]) == 2
     assert (output / "summary.json").is_file()
+    # --resume reuses the finished stages; --repair refits each pick before it is tested and exported
+    smallest = min(summary["exported"], key=lambda e: e["layer_fraction"])
+    before = load_file(f"{smallest['path']}/model.safetensors")
+    assert local.main([*args, "--resume", "--repair"]) == 0
+    repaired = json.loads((output / "summary.json").read_text())
+    assert repaired["trials"] == 8 and len(pd.read_csv(output / "search" / "trials.csv")) == 8
+    assert [e["layer_fraction"] for e in repaired["exported"]] == [e["layer_fraction"] for e in summary["exported"]]
+    for exported in repaired["exported"]:
+        fit = exported["repair"]
+        assert fit["reconstruction_after"] <= fit["reconstruction_before"] + 1e-9
+    if smallest["layer_fraction"] < 1:
+        after = load_file(f"{smallest['path']}/model.safetensors")
+        assert any(not torch.equal(before[k], after[k]) for k in before)
+    assert local.main(["--dataset", "rte", "--data-dir", str(glue_dir), "--quick", "--max-train-samples", "64", "--repair",
+                       "--output", str(tmp_path / "few")]) == 2
+    assert "--repair needs at least 128 training examples" in capsys.readouterr().err

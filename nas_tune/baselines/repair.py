@@ -15,7 +15,8 @@ from typing import Any
 from nas_tune.baselines.base import BaselineInputs, BaselineSettings, Candidate, GridBaseline, load_inputs, run_baseline
 from nas_tune.baselines.importance import training_sample
 from nas_tune.baselines.rfp import MaskTuning, tune_masks
-from nas_tune.data import TokenizedSplit
+from nas_tune.data import TokenizedSplit, default_cache_dir, tokenize_split
+from nas_tune.evaluate.setup import EvaluationSetup
 from nas_tune.models import LoadedModel, SubNetwork
 from nas_tune.pareto import pareto_front
 from nas_tune.report.summary import load_run
@@ -34,6 +35,12 @@ def repair_subnetwork(loaded: LoadedModel, subnet: SubNetwork, train: TokenizedS
     with `export_subnetwork(result.model, ..., subnet, ...)`."""
     samples = training_sample(train, num_samples, seed, "--repair")
     return tune_masks(loaded.model, loaded.adapter, subnet, samples, batch_size=batch_size)
+
+
+def repair_config(setup: EvaluationSetup, config: Config, max_seq_length: int, *, num_samples: int = DEFAULT_SAMPLES) -> MaskTuning:
+    """`repair_subnetwork` for a searched config, on the checkpoint's training split tokenised like the search's."""
+    train = tokenize_split(setup.data.train, setup.loaded.tokenizer, setup.data.task, max_seq_length, cache_dir=default_cache_dir())
+    return repair_subnetwork(setup.loaded, setup.evaluator.search_space.to_subnetwork(config), train, num_samples=num_samples)
 
 
 class SearchedFront(GridBaseline):

@@ -30,9 +30,13 @@ def pipeline_parser(description: str | None) -> argparse.ArgumentParser:
 
 
 def add_run_folder_options(parser: argparse.ArgumentParser) -> None:
+    """Options of the launchers that run the whole pipeline where they are started (local, Ray)."""
     parser.add_argument("--output", help="run folder (default: runs/<dataset>[-quick])")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run in --output")
     parser.add_argument("--overwrite", action="store_true", help="replace --output")
+    parser.add_argument("--repair", action="store_true",
+                        help="before testing and exporting each pick, fit its kept heads/neurons' output scales to the full "
+                             "super-network's layer outputs (least squares on 256 training examples, no retraining)")
 
 
 def parse_pipeline_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
@@ -47,7 +51,8 @@ def parse_pipeline_args(parser: argparse.ArgumentParser, argv: list[str] | None)
 
 def pipeline_config(args: argparse.Namespace) -> PipelineConfig:
     return PipelineConfig(model=args.model, data=data_config(args, args.seed), finetune=finetune_config(args),
-                          search=search_settings(args), max_seq_length=args.max_seq_length, reorder=args.reorder)
+                          search=search_settings(args), max_seq_length=args.max_seq_length, reorder=args.reorder,
+                          repair=args.repair)
 
 
 def print_pipeline_result(result: PipelineResult) -> None:
