@@ -96,7 +96,7 @@ class TaskBench:
     def finetune(self, model: str | None, strategy: str, seed: int, name: str) -> tuple[Path, float]:
         output = self.work / name
         result = finetune_supernet(model, self.data, FinetuneConfig(strategy=strategy, epochs=self.args.epochs, batch_size=self.args.batch_size,
-                                                                    seed=seed), output, max_seq_length=self.args.max_seq_length, show_progress=False)
+                                                                    lr=self.args.lr, seed=seed), output, max_seq_length=self.args.max_seq_length, show_progress=False)
         return output, result.seconds
 
     def baseline(self, name: str, model: str | None, seed: int, **overrides) -> ResultsStore:
@@ -223,6 +223,23 @@ def log(message: str) -> None:
 METHODS = ["nas", "nas+reorder", "nas+repair", "rfp", "importance", "layer_drop", "standard_nas"]
 
 
+def write_results(name: str, rows: list[dict], points: list[dict], argv: list[str] | None, args: argparse.Namespace) -> None:
+    """The per-task table (mean over seeds), its markdown, every run, every front point, and the command."""
+    runs_frame = pd.DataFrame(rows)
+    table = runs_frame.groupby(["task", "method"], sort=False).mean(numeric_only=True).drop(columns="seed").reset_index()
+    table["seeds"] = runs_frame.groupby(["task", "method"], sort=False).size().to_numpy()
+    table = table.round({"hv": 4, "max_reduction": 3, "test@50": 4, "test@25": 4, "ms@50": 1, "unpruned_test": 4,
+                         "unpruned_ms": 1, "finetune_s": 0, "search_s": 1, "total_s": 0, "models": 1})
+    print(table.to_string(index=False))
+    RESULTS.mkdir(exist_ok=True)
+    atomic_write_text(RESULTS / f"{name}.csv", table.to_csv(index=False))
+    atomic_write_text(RESULTS / f"{name}.md", markdown(table))
+    atomic_write_text(RESULTS / f"{name}_runs.csv", runs_frame.to_csv(index=False))
+    atomic_write_text(RESULTS / f"{name}_points.csv", pd.DataFrame(points).to_csv(index=False))
+    atomic_write_json(RESULTS / f"{name}.json", {"command": "python benchmarks/paper_comparison.py " + " ".join(argv or sys.argv[1:]),
+                                                 "settings": vars(args)})
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", nargs="+", default=["rte", "mrpc", "cola", "stsb", "sst2"])
@@ -235,6 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-seq-length", type=int, default=128)
     parser.add_argument("--epochs", type=int, default=3, help="standard fine-tuning, super-networks and layer_drop")
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=FinetuneConfig.lr, help="standard fine-tuning, super-networks and layer_drop")
     parser.add_argument("--strategy", default="sandwich_kd")
     parser.add_argument("--searcher", default="local_search")
     parser.add_argument("--num-trials", type=int, default=100, help="weight-sharing search evaluations (the paper's budget)")
@@ -261,19 +279,7 @@ def main(argv: list[str] | None = None) -> int:
                               front[["params", "error", "test_error", f"test_{metric}", "latency_seconds"]].to_dict("records"))
                 log(f"{task} {run.method} seed {run.seed}: {rows[-1]}")
             plot_fronts(runs, task, metric, reference[f"test_{metric}"], RESULTS / f"{name}_{task}.png")
-    runs_frame = pd.DataFrame(rows)
-    table = runs_frame.groupby(["task", "method"], sort=False).mean(numeric_only=True).drop(columns="seed").reset_index()
-    table["seeds"] = runs_frame.groupby(["task", "method"], sort=False).size().to_numpy()
-    table = table.round({"hv": 4, "max_reduction": 3, "test@50": 4, "test@25": 4, "ms@50": 1, "unpruned_test": 4,
-                         "unpruned_ms": 1, "finetune_s": 0, "search_s": 1, "total_s": 0, "models": 1})
-    print(table.to_string(index=False))
-    RESULTS.mkdir(exist_ok=True)
-    atomic_write_text(RESULTS / f"{name}.csv", table.to_csv(index=False))
-    atomic_write_text(RESULTS / f"{name}.md", markdown(table))
-    atomic_write_text(RESULTS / f"{name}_runs.csv", runs_frame.to_csv(index=False))
-    atomic_write_text(RESULTS / f"{name}_points.csv", pd.DataFrame(points).to_csv(index=False))
-    atomic_write_json(RESULTS / f"{name}.json", {"command": "python benchmarks/paper_comparison.py " + " ".join(argv or sys.argv[1:]),
-                                                 "settings": vars(args)})
+            write_results(name, rows, points, argv, args)  # after every task: a stopped benchmark keeps what it finished
     return 0
 
 
