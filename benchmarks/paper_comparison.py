@@ -42,7 +42,7 @@ from nas_tune.cli import quiet_libraries
 from nas_tune.cli.baseline import parse_budgets
 from nas_tune.data import DataConfig, get_task
 from nas_tune.errors import UserError
-from nas_tune.io import atomic_write_bytes, atomic_write_json, atomic_write_text
+from nas_tune.io import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
 from nas_tune.models import SubNetwork
 from nas_tune.pareto import hypervolume, pareto_front
 from nas_tune.report.summary import completed_trials
@@ -91,7 +91,7 @@ class TaskBench:
         self.data = DataConfig(task, data_dir=os.environ.get("GLUE_DIR"), max_train_samples=train_cap,
                                max_validation_samples=args.max_validation_samples, max_test_samples=args.max_test_samples)
         self.settings = BaselineSettings(budgets=parse_budgets(args.budgets), num_samples=args.num_samples,
-                                         tune_samples=args.tune_samples, batch_size=args.batch_size)
+                                         tune_samples=args.tune_samples, batch_size=args.batch_size, lr=args.lr)
 
     def finetune(self, model: str | None, strategy: str, seed: int, name: str) -> tuple[Path, float]:
         output = self.work / name
@@ -191,18 +191,19 @@ def summarise(run: MethodRun, metric: str, reference: float) -> dict[str, float]
             "total_s": run.finetune_seconds + run.search_seconds, "models": len(run.rows)}
 
 
-def plot_fronts(runs: list[MethodRun], task: str, metric: str, reference: float, path: Path) -> None:
+def plot_fronts(points: pd.DataFrame, task: str, metric: str, reference: float, path: Path) -> None:
+    """Each method's validation-chosen front on the test split, for the task's first seed."""
     figure = Figure(figsize=(7, 5), dpi=120, layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
-    for run in runs:
-        if run.seed != runs[0].seed:
-            continue
-        front = pareto_front(run.rows, ["error", "params"]).sort_values("params")
-        axes.plot(front["params"], front[f"test_{metric}"], marker="o", markersize=3, linewidth=1, label=run.method)
+    points = points[points.task == task]
+    seed = points["seed"].min()
+    for method, front in points[points.seed == seed].groupby("method", sort=False):
+        front = front.sort_values("params")
+        axes.plot(front["params"], front[f"test_{metric}"], marker="o", markersize=3, linewidth=1, label=method)
     axes.axhline(0.95 * reference, color="grey", linestyle="--", linewidth=0.8, label="95 % of unpruned")
     axes.set(xlabel="fraction of layer parameters kept", ylabel=f"test {metric}",
-             title=f"{task}: validation-chosen Pareto sets on the test split (seed {runs[0].seed})")
+             title=f"{task}: validation-chosen Pareto sets on the test split (seed {seed})")
     axes.grid(True, alpha=0.3)
     axes.legend(fontsize=8)
     buffer = io.BytesIO()
@@ -221,11 +222,28 @@ def log(message: str) -> None:
 
 
 METHODS = ["nas", "nas+reorder", "nas+repair", "rfp", "importance", "layer_drop", "standard_nas"]
+ORDER = {method: position for position, method in enumerate(["rfp", "importance", "layer_drop", "standard_nas", "nas", "nas+repair", "nas+reorder"])}
 
 
-def write_results(name: str, rows: list[dict], points: list[dict], argv: list[str] | None, args: argparse.Namespace) -> None:
-    """The per-task table (mean over seeds), its markdown, every run, every front point, and the command."""
-    runs_frame = pd.DataFrame(rows)
+def write_results(name: str, rows: list[dict], points: list[dict], argv: list[str] | None,
+                  args: argparse.Namespace) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The per-task table (mean over seeds), its markdown, every run, every front point, and the command(s).
+    With --update, this run's (task, method, seed) rows replace those of the earlier results and join the rest."""
+    runs_frame, points_frame = pd.DataFrame(rows), pd.DataFrame(points)
+    commands = ["python benchmarks/paper_comparison.py " + " ".join(argv or sys.argv[1:])]
+    if args.update and (RESULTS / f"{name}_runs.csv").is_file():
+        key = ["task", "method", "seed"]
+        redone = set(runs_frame[key].itertuples(index=False, name=None))
+
+        def kept(earlier: pd.DataFrame) -> pd.DataFrame:
+            return earlier[[k not in redone for k in earlier[key].itertuples(index=False, name=None)]]
+
+        runs_frame = pd.concat([kept(pd.read_csv(RESULTS / f"{name}_runs.csv")), runs_frame], ignore_index=True)
+        points_frame = pd.concat([kept(pd.read_csv(RESULTS / f"{name}_points.csv")), points_frame], ignore_index=True)
+        earlier = read_json(RESULTS / f"{name}.json")
+        commands = [c for c in earlier.get("commands", [earlier.get("command")]) if c] + commands
+    runs_frame = runs_frame.sort_values(["task", "method", "seed"], key=lambda c: c.map(ORDER).fillna(len(ORDER)) if c.name == "method" else c,
+                                        kind="stable")
     table = runs_frame.groupby(["task", "method"], sort=False).mean(numeric_only=True).drop(columns="seed").reset_index()
     table["seeds"] = runs_frame.groupby(["task", "method"], sort=False).size().to_numpy()
     table = table.round({"hv": 4, "max_reduction": 3, "test@50": 4, "test@25": 4, "ms@50": 1, "unpruned_test": 4,
@@ -235,9 +253,9 @@ def write_results(name: str, rows: list[dict], points: list[dict], argv: list[st
     atomic_write_text(RESULTS / f"{name}.csv", table.to_csv(index=False))
     atomic_write_text(RESULTS / f"{name}.md", markdown(table))
     atomic_write_text(RESULTS / f"{name}_runs.csv", runs_frame.to_csv(index=False))
-    atomic_write_text(RESULTS / f"{name}_points.csv", pd.DataFrame(points).to_csv(index=False))
-    atomic_write_json(RESULTS / f"{name}.json", {"command": "python benchmarks/paper_comparison.py " + " ".join(argv or sys.argv[1:]),
-                                                 "settings": vars(args)})
+    atomic_write_text(RESULTS / f"{name}_points.csv", points_frame.to_csv(index=False))
+    atomic_write_json(RESULTS / f"{name}.json", {"commands": commands, "settings": vars(args)})
+    return runs_frame, points_frame
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -262,6 +280,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--num-samples", type=int, default=2048, help="rfp / importance / reorder examples")
     parser.add_argument("--tune-samples", type=int, default=256, help="rfp / repair least-squares examples")
     parser.add_argument("--tag", default="", help="suffix for the result files (e.g. smoke)")
+    parser.add_argument("--update", action="store_true",
+                        help="re-run only the given --tasks/--methods/--seeds and merge them into the existing result files (same settings)")
     args = parser.parse_args(argv)
     quiet_libraries()
     name = "paper_comparison" + (f"_{args.tag}" if args.tag else "")
@@ -278,8 +298,8 @@ def main(argv: list[str] | None = None) -> int:
                 points.extend({"task": task, "method": run.method, "seed": run.seed, **r} for r in
                               front[["params", "error", "test_error", f"test_{metric}", "latency_seconds"]].to_dict("records"))
                 log(f"{task} {run.method} seed {run.seed}: {rows[-1]}")
-            plot_fronts(runs, task, metric, reference[f"test_{metric}"], RESULTS / f"{name}_{task}.png")
-            write_results(name, rows, points, argv, args)  # after every task: a stopped benchmark keeps what it finished
+            merged_rows, merged_points = write_results(name, rows, points, argv, args)  # after every task: a stopped benchmark keeps it
+            plot_fronts(merged_points, task, metric, reference[f"test_{metric}"], RESULTS / f"{name}_{task}.png")
     return 0
 
 
