@@ -36,7 +36,8 @@ def add_run_folder_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace --output")
     parser.add_argument("--repair", action="store_true",
                         help="before testing and exporting each pick, fit its kept heads/neurons' output scales to the full "
-                             "super-network's layer outputs (least squares on 256 training examples, no retraining)")
+                             "super-network's layer outputs (least squares on 256 training examples, no retraining; "
+                             "it lowered the test metric of super-network picks in benchmarks/paper_comparison.py)")
 
 
 def parse_pipeline_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
