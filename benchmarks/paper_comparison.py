@@ -22,7 +22,6 @@ fine-tuned model), layer_drop and standard_nas (from pre-trained weights). Rando
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import sys
 import tempfile
@@ -42,9 +41,10 @@ from nas_tune.cli import quiet_libraries
 from nas_tune.cli.baseline import parse_budgets
 from nas_tune.data import DataConfig, get_task
 from nas_tune.errors import UserError
-from nas_tune.io import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
+from nas_tune.io import atomic_write_json, atomic_write_text, read_json
 from nas_tune.models import SubNetwork
 from nas_tune.pareto import hypervolume, pareto_front
+from nas_tune.report.plots import save_figure
 from nas_tune.report.summary import completed_trials
 from nas_tune.search.driver import SearchSettings
 from nas_tune.search.run import search_checkpoint
@@ -206,9 +206,7 @@ def plot_fronts(points: pd.DataFrame, task: str, metric: str, reference: float, 
              title=f"{task}: validation-chosen Pareto sets on the test split (seed {seed})")
     axes.grid(True, alpha=0.3)
     axes.legend(fontsize=8)
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    atomic_write_bytes(path, buffer.getvalue())
+    save_figure(figure, path)
 
 
 def markdown(frame: pd.DataFrame) -> str:
@@ -221,8 +219,7 @@ def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-METHODS = ["nas", "nas+reorder", "nas+repair", "rfp", "importance", "layer_drop", "standard_nas"]
-ORDER = {method: position for position, method in enumerate(["rfp", "importance", "layer_drop", "standard_nas", "nas", "nas+repair", "nas+reorder"])}
+METHODS = ["rfp", "importance", "layer_drop", "standard_nas", "nas", "nas+repair", "nas+reorder"]  # the table's order
 
 
 def write_results(name: str, rows: list[dict], points: list[dict], argv: list[str] | None,
@@ -242,8 +239,7 @@ def write_results(name: str, rows: list[dict], points: list[dict], argv: list[st
         points_frame = pd.concat([kept(pd.read_csv(RESULTS / f"{name}_points.csv")), points_frame], ignore_index=True)
         earlier = read_json(RESULTS / f"{name}.json")
         commands = [c for c in earlier.get("commands", [earlier.get("command")]) if c] + commands
-    runs_frame = runs_frame.sort_values(["task", "method", "seed"], key=lambda c: c.map(ORDER).fillna(len(ORDER)) if c.name == "method" else c,
-                                        kind="stable")
+    runs_frame = runs_frame.sort_values(["task", "method", "seed"], key=lambda c: c.map(METHODS.index) if c.name == "method" else c)
     table = runs_frame.groupby(["task", "method"], sort=False).mean(numeric_only=True).drop(columns="seed").reset_index()
     table["seeds"] = runs_frame.groupby(["task", "method"], sort=False).size().to_numpy()
     table = table.round({"hv": 4, "max_reduction": 3, "test@50": 4, "test@25": 4, "ms@50": 1, "unpruned_test": 4,
@@ -298,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
                 points.extend({"task": task, "method": run.method, "seed": run.seed, **r} for r in
                               front[["params", "error", "test_error", f"test_{metric}", "latency_seconds"]].to_dict("records"))
                 log(f"{task} {run.method} seed {run.seed}: {rows[-1]}")
-            merged_rows, merged_points = write_results(name, rows, points, argv, args)  # after every task: a stopped benchmark keeps it
+            _, merged_points = write_results(name, rows, points, argv, args)  # after every task: a stopped benchmark keeps it
             plot_fronts(merged_points, task, metric, reference[f"test_{metric}"], RESULTS / f"{name}_{task}.png")
     return 0
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import heapq
-import io
 import json
 import os
 import sys
@@ -36,8 +35,9 @@ from matplotlib.figure import Figure
 from nas_tune.cli import quiet_libraries
 from nas_tune.data import DataConfig
 from nas_tune.evaluate.setup import EvaluationSetup, build_evaluator
-from nas_tune.io import atomic_write_bytes, atomic_write_json, atomic_write_text
+from nas_tune.io import atomic_write_json, atomic_write_text
 from nas_tune.metrics import count_parameters
+from nas_tune.report.plots import save_figure
 from nas_tune.search.driver import SearchDriver, SearchSettings
 from nas_tune.search.executors import Executor, TrialOutcome, TrialRequest
 from nas_tune.search.ray_executor import connect, ray_executor
@@ -245,9 +245,7 @@ def plot(table: pd.DataFrame, path: Path) -> None:
     right.set_title("per-trial overhead, 1 worker")
     for ax in (left, middle, right):
         ax.grid(True, alpha=0.3)
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    atomic_write_bytes(path, buffer.getvalue())
+    save_figure(figure, path)
 
 
 def main(argv: list[str] | None = None) -> int:

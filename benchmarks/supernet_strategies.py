@@ -11,7 +11,6 @@ parameters. The `standard` strategy's full model is the unpruned fine-tuned refe
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import sys
 import tempfile
@@ -24,8 +23,9 @@ from matplotlib.figure import Figure
 
 from nas_tune.cli import quiet_libraries
 from nas_tune.data import DataConfig
-from nas_tune.io import atomic_write_bytes, atomic_write_json, atomic_write_text
+from nas_tune.io import atomic_write_json, atomic_write_text
 from nas_tune.pareto import hypervolume, normalise_objectives, pareto_front
+from nas_tune.report.plots import save_figure
 from nas_tune.report.summary import completed_trials
 from nas_tune.search.driver import SearchSettings
 from nas_tune.search.run import search_checkpoint
@@ -83,9 +83,7 @@ def plot_strategies(runs: pd.DataFrame, tasks: list[str], strategies: list[str],
             axis.set_xticks(range(len(strategies)), strategies, rotation=30, fontsize=8)
             axis.set(ylabel=label, title=f"{task} ({done.size().max()} seeds)")
             axis.grid(True, axis="y", alpha=0.3)
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    atomic_write_bytes(path, buffer.getvalue())
+    save_figure(figure, path)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,6 +1,6 @@
 """Run the whole nas-tune pipeline on this machine: super-network fine-tuning, search, export.
 
-    python launchers/local.py --dataset rte            # default budget (~30 min on 2 CPU cores)
+    python launchers/local.py --dataset rte            # default budget (estimated ~30 min on 2 CPU cores)
     python launchers/local.py --dataset rte --quick    # a first look in a few minutes
 """
 

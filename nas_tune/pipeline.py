@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from nas_tune.baselines.importance import MIN_SAMPLES
-from nas_tune.baselines.repair import repair_config
+from nas_tune.baselines.repair import repair_subnetwork, repair_training_split
 from nas_tune.data import DataConfig
 from nas_tune.errors import UserError
 from nas_tune.evaluate import LatencySettings
@@ -92,10 +92,11 @@ def run_pipeline(config: PipelineConfig, output: str | Path, *, resume: bool = F
 
     print(f"[3/3] exporting picked sub-networks -> {models_dir}")
     full_error = float(report.trials.loc[report.trials["params"].idxmax(), "error"])
+    train = repair_training_split(setup, config.max_seq_length) if config.repair else None
     exported, repairs = [], {}
     for name, row in _picks(report.trials, full_error).items():
         provenance = {"checkpoint": str(supernet_dir.resolve()), "description": config.picks[name]}
-        repaired = repair_config(setup, config_of(row), config.max_seq_length) if config.repair else None
+        repaired = None if train is None else repair_subnetwork(setup.loaded, setup.evaluator.search_space.to_subnetwork(config_of(row)), train)
         if repaired is not None:
             provenance["repair"] = repairs[name] = repaired.summary()
         exported.append(export_pick(setup, tester, row, models_dir / name, name=name, overwrite=True, provenance=provenance,

@@ -37,10 +37,9 @@ def repair_subnetwork(loaded: LoadedModel, subnet: SubNetwork, train: TokenizedS
     return tune_masks(loaded.model, loaded.adapter, subnet, samples, batch_size=batch_size)
 
 
-def repair_config(setup: EvaluationSetup, config: Config, max_seq_length: int, *, num_samples: int = DEFAULT_SAMPLES) -> MaskTuning:
-    """`repair_subnetwork` for a searched config, on the checkpoint's training split tokenised like the search's."""
-    train = tokenize_split(setup.data.train, setup.loaded.tokenizer, setup.data.task, max_seq_length, cache_dir=default_cache_dir())
-    return repair_subnetwork(setup.loaded, setup.evaluator.search_space.to_subnetwork(config), train, num_samples=num_samples)
+def repair_training_split(setup: EvaluationSetup, max_seq_length: int) -> TokenizedSplit:
+    """The searched checkpoint's training split, tokenised like the search's: what `repair_subnetwork` fits on."""
+    return tokenize_split(setup.data.train, setup.loaded.tokenizer, setup.data.task, max_seq_length, cache_dir=default_cache_dir())
 
 
 class SearchedFront(GridBaseline):

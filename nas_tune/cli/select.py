@@ -8,7 +8,7 @@ from nas_tune.export import prepare_output_dir
 from nas_tune.report.summary import load_run
 from nas_tune.search.run import checkpoint_data_config
 from nas_tune.evaluate.setup import build_evaluator
-from nas_tune.baselines.repair import repair_config
+from nas_tune.baselines.repair import repair_subnetwork, repair_training_split
 from nas_tune.select import config_of, export_pick, pick, test_evaluator
 from nas_tune.supernet import read_supernet_meta
 
@@ -42,7 +42,8 @@ def run(args: argparse.Namespace) -> int:
     provenance = {"checkpoint": str(checkpoint), "run_dir": str(args.run_dir)}
     repaired = None
     if args.repair:
-        repaired = repair_config(setup, config_of(row), max_seq_length)
+        subnet = setup.evaluator.search_space.to_subnetwork(config_of(row))
+        repaired = repair_subnetwork(setup.loaded, subnet, repair_training_split(setup, max_seq_length))
         provenance["repair"] = repaired.summary()
     chosen = export_pick(setup, test_evaluator(setup, max_seq_length), row, args.output, name="select", provenance=provenance,
                          overwrite=args.overwrite, model=repaired.model if repaired else None)

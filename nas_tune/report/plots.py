@@ -29,7 +29,8 @@ def _new_axes(title: str) -> tuple[Figure, Axes]:
     return figure, axes
 
 
-def _save(figure: Figure, path: str | Path) -> Path:
+def save_figure(figure: Figure, path: str | Path) -> Path:
+    """PNG, written atomically: an interrupted run never leaves half a plot."""
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
     atomic_write_bytes(path, buffer.getvalue())
@@ -78,7 +79,7 @@ def plot_pareto(
     axes.set_xlabel(x)
     axes.set_ylabel(y)
     axes.legend(loc="best")
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_hypervolume(
@@ -107,4 +108,4 @@ def plot_hypervolume(
     axes.set_ylabel("hypervolume")
     if traces:
         axes.legend(loc="lower right")
-    return _save(figure, path)
+    return save_figure(figure, path)
