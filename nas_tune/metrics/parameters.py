@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from transformers import PreTrainedModel
 
 from nas_tune.models.adapter import ModelAdapter
-from nas_tune.models.subnetwork import SubNetwork
+from nas_tune.models.subnetwork import ModelShape, SubNetwork
 
 
 @dataclass(frozen=True)
@@ -18,10 +18,21 @@ class ParameterCount:
     total_fraction: float  # the paper's measure (embeddings are about half of MiniLM)
 
 
-def count_parameters(model: PreTrainedModel, adapter: ModelAdapter, subnet: SubNetwork) -> ParameterCount:
-    shape = adapter.shape(model)
+def _layer_counts(adapter: ModelAdapter, shape: ModelShape, subnet: SubNetwork) -> tuple[int, int]:
+    """(layer parameters of `subnet`, layer parameters of the full model)."""
     full_layers = shape.num_layers * adapter.layer_parameter_count(shape, shape.num_heads, shape.ffn_size)
     layers = sum(adapter.layer_parameter_count(shape, len(h), len(u)) for h, u in zip(subnet.kept_heads(), subnet.kept_units()))
+    return layers, full_layers
+
+
+def layer_fraction(adapter: ModelAdapter, shape: ModelShape, subnet: SubNetwork) -> float:
+    """The fraction of the full model's layer parameters `subnet` keeps (no model needed)."""
+    layers, full_layers = _layer_counts(adapter, shape, subnet)
+    return layers / full_layers
+
+
+def count_parameters(model: PreTrainedModel, adapter: ModelAdapter, subnet: SubNetwork) -> ParameterCount:
+    layers, full_layers = _layer_counts(adapter, adapter.shape(model), subnet)
     full_total = sum(p.numel() for p in model.parameters())
     fixed = full_total - full_layers
     return ParameterCount(

@@ -53,3 +53,7 @@ class ModelAdapter(ABC):
 
     @abstractmethod
     def layers(self, model: PreTrainedModel) -> nn.ModuleList: ...
+
+    def head_bias(self, model: PreTrainedModel) -> nn.Parameter | None:
+        """The output bias of the task head (None when it has none): training starts it at the label prior."""
+        return None

@@ -74,6 +74,10 @@ class BertFamilyAdapter(ModelAdapter):
     def layers(self, model: PreTrainedModel) -> nn.ModuleList:
         return model.base_model.encoder.layer
 
+    def head_bias(self, model: PreTrainedModel) -> nn.Parameter | None:
+        head = model.classifier  # BERT: a Linear; RoBERTa: dense -> out_proj
+        return getattr(head, "out_proj", head).bias
+
     def shape(self, model: PreTrainedModel) -> ModelShape:
         config = model.config
         return ModelShape(
