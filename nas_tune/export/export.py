@@ -16,7 +16,6 @@ from nas_tune.metrics.parameters import count_parameters
 from nas_tune.models.adapter import ModelAdapter
 from nas_tune.models.subnetwork import SubNetwork
 
-MODELING_FILE = Path(__file__).with_name("modeling_nas_tune.py")
 PROVENANCE_FILE = "nas_tune_export.json"
 
 
@@ -58,7 +57,7 @@ def export_subnetwork(
         small.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
         if needs_remote_code:
-            shutil.copy(MODELING_FILE, staging / MODELING_FILE.name)
+            shutil.copy(adapter.modeling_file, staging / adapter.modeling_file.name)
         atomic_write_json(
             staging / PROVENANCE_FILE,
             {

@@ -235,10 +235,9 @@ def finetune(
     if config.max_steps is not None:
         total_steps = min(total_steps, config.max_steps)
     epochs = -(-total_steps // steps_per_epoch)  # fewer than config.epochs when max_steps ends training early
-    no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
-    groups = [
-        {"params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)], "weight_decay": config.weight_decay},
-        {"params": [p for n, p in model.named_parameters() if n.endswith(no_decay)], "weight_decay": 0.0},
+    groups = [  # no decay on vectors (biases, LayerNorm/RMSNorm scales), whatever the family calls them
+        {"params": [p for p in model.parameters() if p.ndim >= 2], "weight_decay": config.weight_decay},
+        {"params": [p for p in model.parameters() if p.ndim < 2], "weight_decay": 0.0},
     ]
     optimizer = torch.optim.AdamW(groups, lr=config.lr)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * total_steps), total_steps)
