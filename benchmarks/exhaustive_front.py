@@ -25,6 +25,7 @@ import argparse
 import itertools
 import json
 import os
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -241,8 +242,9 @@ def replay_all(args: argparse.Namespace, grid: UnitGrid, table: ResultsStore) ->
     for searcher in args.searchers:
         for seed in range(args.seeds):
             folder = args.workdir / "replay" / f"{searcher}-{seed}"
+            shutil.rmtree(folder, ignore_errors=True)  # scratch: a replay always starts fresh, never resumes an old one
             # MO-ASHA trials cost their fidelity: allow enough trials to spend the budget in full-fidelity equivalents.
-            trials = budget * len(MOASHA_FIDELITIES) ** 2 if searcher == "moasha" else budget
+            trials = budget * len(MOASHA_FIDELITIES) if searcher == "moasha" else budget
             started = time.perf_counter()
             frame = run_search(searcher, grid, function, trials, seed, folder)
             curves[searcher, seed] = hv_curve(frame)
