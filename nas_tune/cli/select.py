@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from nas_tune.cli.export import add_format_option, describe_onnx, onnx_stage
 from nas_tune.export import prepare_output_dir
 from nas_tune.report.summary import load_run
 from nas_tune.search.run import checkpoint_data_config
@@ -27,6 +28,7 @@ def add_parser(subparsers) -> None:
                         help="fit the kept heads/neurons' output scales to the full model's layer outputs (rfp's least-squares mask tuning; no retraining)")
     parser.add_argument("--data-dir", help="GLUE folder (default: $GLUE_DIR)")
     parser.add_argument("--checkpoint", help="super-network folder, if it moved since the search (e.g. results downloaded from SageMaker)")
+    add_format_option(parser)
     parser.set_defaults(run=run)
 
 
@@ -45,8 +47,11 @@ def run(args: argparse.Namespace) -> int:
         subnet = setup.evaluator.search_space.to_subnetwork(config_of(row))
         repaired = repair_subnetwork(setup.loaded, subnet, repair_training_split(setup, max_seq_length))
         provenance["repair"] = repaired.summary()
-    chosen = export_pick(setup, test_evaluator(setup, max_seq_length), row, args.output, name="select", provenance=provenance,
-                         overwrite=args.overwrite, model=repaired.model if repaired else None)
+    with onnx_stage(args, repaired.model if repaired else setup.loaded.model, setup.loaded.adapter,
+                    setup.evaluator.search_space.to_subnetwork(config_of(row)), setup.loaded.tokenizer) as onnx:
+        chosen = export_pick(setup, test_evaluator(setup, max_seq_length), row, args.output, name="select", provenance=provenance,
+                             overwrite=args.overwrite, model=repaired.model if repaired else None)
+        onnx_result = onnx.install(chosen.export.path, seq_len=max_seq_length) if onnx else None
     metric = setup.data.task.metric
     print(f"trial {int(row['trial_id'])}: {row['params']:.1%} of the layer parameters, validation error {row['error']:.4f}, "
           f"test {metric} {chosen.test.metrics[metric]:.4f}")
@@ -54,4 +59,6 @@ def run(args: argparse.Namespace) -> int:
         summary = repaired.summary()
         print(f"repaired: layer reconstruction error {summary['reconstruction_before']:.4g} -> {summary['reconstruction_after']:.4g}")
     print(f"exported to {chosen.export.path}" + (" (load with trust_remote_code=True)" if chosen.export.needs_remote_code else ""))
+    if onnx_result is not None:
+        print(describe_onnx(onnx_result))
     return 0
