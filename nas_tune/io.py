@@ -36,6 +36,11 @@ def atomic_write_json(path: str | Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
 
+def as_json(obj: Any) -> Any:
+    """`obj` as `atomic_write_json` stores it and `read_json` gives it back (tuples become lists), to compare with what was stored."""
+    return json.loads(json.dumps(obj, default=str))
+
+
 def read_json(path: str | Path) -> Any:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
