@@ -18,8 +18,8 @@ def add_finetune_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("super-network fine-tuning")
     group.add_argument("--strategy", default=DEFAULTS.strategy, choices=[*STRATEGIES, *ALIASES],
                        help=f"how sub-networks are sampled while training (default: {DEFAULTS.strategy}; one_shot is an alias)")
-    group.add_argument("--epochs", type=positive_int, default=DEFAULTS.epochs, help=f"(default: {DEFAULTS.epochs})")
-    group.add_argument("--batch-size", type=positive_int, default=DEFAULTS.batch_size, help=f"(default: {DEFAULTS.batch_size})")
+    group.add_argument("--epochs", type=positive_int, default=DEFAULTS.epochs, help="(default: %(default)s)")
+    group.add_argument("--batch-size", type=positive_int, default=DEFAULTS.batch_size, help="(default: %(default)s)")
     group.add_argument("--lr", type=float, default=DEFAULTS.lr, help=f"peak AdamW learning rate, linear warm-up and decay (default: {DEFAULTS.lr})")
     group.add_argument("--num-random-subnets", type=int, help="random sub-networks per step (default: 1 for random/kd, 2 for sandwich)")
     group.add_argument("--temperature", type=float, default=DEFAULTS.temperature, help=f"in-place distillation temperature (default: {DEFAULTS.temperature})")

@@ -27,7 +27,7 @@ from nas_tune import __version__
 from nas_tune.data import TaskSpec, TokenizedSplit
 from nas_tune.errors import UserError
 from nas_tune.evaluate import Evaluator
-from nas_tune.io import atomic_folder, atomic_write_json, atomic_write_text, read_json
+from nas_tune.io import as_json, atomic_folder, atomic_write_json, atomic_write_text, read_json, recover_folder
 from nas_tune.models import LoadedModel
 from nas_tune.search_space import make_search_space
 from nas_tune.supernet.head import HEAD_INIT_CHOICES, initialise_head_bias
@@ -110,11 +110,12 @@ def _check_output_dir(output_dir: Path, options: dict[str, Any], *, resume: bool
     if resume:
         if not meta_path.is_file():
             raise UserError(f"--resume: {output_dir} holds no run to resume (no {SUPERNET_FILE}); drop --resume.")
-        stored = read_supernet_meta(output_dir)["options"]
+        stored, options = read_supernet_meta(output_dir)["options"], as_json(options)  # compared as stored: tuples are lists
         differing = sorted(k for k in set(stored) | set(options) if stored.get(k) != options.get(k))
         if differing:
             shown = ", ".join(f"{k}: {stored.get(k)!r} vs {options.get(k)!r}" for k in differing[:4])
             raise UserError(f"--resume: {output_dir} was trained with other options ({shown}); use the same options or a new --output.")
+        recover_folder(output_dir / STATE_DIR)  # a kill while the state was being replaced
         return (output_dir / STATE_DIR).is_dir()
     if output_dir.exists() and any(output_dir.iterdir()):
         if not overwrite:
@@ -244,6 +245,7 @@ def finetune(
     position = {"epoch": 0, "batch": 0, "global_step": 0}
     if continuing:
         position = _load_state(output_dir, model, optimizer, scheduler, rng)
+    if resume:  # also when killed before the first saved state: those steps are trained again
         _drop_log_rows_after(output_dir, position["global_step"])
 
     device = next(model.parameters()).device
