@@ -10,10 +10,19 @@ test split. Table columns:
   ms@50           measured latency (batch 1, max-seq-length tokens) of that <= 50 % model, in milliseconds
   finetune_s / search_s / total_s   cost: fine-tuning (standard model, super-network, or every candidate)
                   vs. search / pruning, for the whole front (rfp/importance: the whole budget grid)
-Methods: nas (super-network + search), nas+reorder, nas+repair, rfp, importance (both on the standard
-fine-tuned model), layer_drop and standard_nas (from pre-trained weights). Random methods run per seed.
+  hv@20           the same hypervolume inside params >= 0.2 only (a point below counts as if at 0.2), so a front
+                  that reaches tiny models at chance level gains nothing there
+  max_red@1/@10   as max_reduction, with 1 % and 10 % tolerated drop
+Methods: rfp and importance on the standard fine-tuned model; rfp_long, rfp on a standard model fine-tuned for
+--long-epochs (the equal-compute reference for the two-stage recipes); layer_drop and standard_nas (from
+pre-trained weights); nas (sandwich_kd super-network from the pre-trained model + search), nas_old (the same with the
+fresh head's bias at zero, the recipe before the label-prior fix), nas+reorder, nas+repair; two_stage (the
+super-network starts from the standard fine-tuned model and is distilled from it for --two-stage-steps steps) and
+two_stage+reorder (heads/neurons first sorted by importance under the fine-tuned head). The two-stage cost includes
+the standard fine-tuning. Every fine-tuning starts a fresh head at the label prior (--head-init prior) except
+nas_old. Fine-tuning seconds are the wall time of the whole fine-tuning call (loading and reordering included).
 
-    python benchmarks/paper_comparison.py --tasks rte mrpc cola stsb sst2 --seeds 0 1
+    python benchmarks/paper_comparison.py --tasks rte mrpc cola stsb sst2 --seeds 0 1   # seed-major: every task for seed 0 first
     python benchmarks/paper_comparison.py --tasks stsb --seeds 0 --max-train-samples 256 --max-validation-samples 128 \\
         --max-test-samples 200 --max-seq-length 64 --epochs 1 --num-trials 12 --standard-nas-trials 4 \\
         --budgets 0.25,0.5,0.75 --num-samples 128 --tune-samples 128        # smoke run, ~15 min on 2 cores
@@ -35,7 +44,6 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from nas_tune.baselines import BASELINES, BaselineSettings, Scorer, load_inputs, run_baseline
-from nas_tune.baselines.reorder import reorder_by_importance
 from nas_tune.baselines.repair import score_front
 from nas_tune.cli import quiet_libraries
 from nas_tune.cli.baseline import parse_budgets
@@ -43,7 +51,7 @@ from nas_tune.data import DataConfig, get_task
 from nas_tune.errors import UserError
 from nas_tune.io import atomic_write_json, atomic_write_text, read_json
 from nas_tune.models import SubNetwork
-from nas_tune.pareto import hypervolume, pareto_front
+from nas_tune.pareto import hypervolume, pareto_front, range_hypervolume
 from nas_tune.report.plots import save_figure
 from nas_tune.report.summary import completed_trials
 from nas_tune.search.driver import SearchSettings
@@ -93,24 +101,29 @@ class TaskBench:
         self.settings = BaselineSettings(budgets=parse_budgets(args.budgets), num_samples=args.num_samples,
                                          tune_samples=args.tune_samples, batch_size=args.batch_size, lr=args.lr)
 
-    def finetune(self, model: str | None, strategy: str, seed: int, name: str) -> tuple[Path, float]:
+    def finetune(self, model: str | None, strategy: str, seed: int, name: str, *, epochs: int | None = None, **options) -> tuple[Path, float]:
+        """Fine-tune into work/name; the seconds are the whole call's wall time (loading and reordering included).
+        `options`: FinetuneConfig fields (head_init, max_steps) and finetune_supernet's (reorder, init_from, teacher)."""
         output = self.work / name
-        result = finetune_supernet(model, self.data, FinetuneConfig(strategy=strategy, epochs=self.args.epochs, batch_size=self.args.batch_size,
-                                                                    lr=self.args.lr, seed=seed), output, max_seq_length=self.args.max_seq_length, show_progress=False)
-        return output, result.seconds
+        config_keys = {"head_init", "max_steps", "sampling", "min_params"}
+        config = FinetuneConfig(strategy=strategy, epochs=epochs or self.args.epochs, batch_size=self.args.batch_size, lr=self.args.lr,
+                                seed=seed, **{k: v for k, v in options.items() if k in config_keys})
+        start = time.perf_counter()
+        finetune_supernet(model, self.data, config, output, max_seq_length=self.args.max_seq_length, show_progress=False,
+                          **{k: v for k, v in options.items() if k not in config_keys})
+        return output, time.perf_counter() - start
 
-    def baseline(self, name: str, model: str | None, seed: int, **overrides) -> ResultsStore:
+    def baseline(self, name: str, model: str | None, seed: int, label: str | None = None, **overrides) -> ResultsStore:
         settings = BaselineSettings(**{**vars(self.settings), "seed": seed, **overrides})
         inputs = load_inputs(model, self.data, max_seq_length=self.args.max_seq_length, seed=seed)
-        return run_baseline(BASELINES[name](inputs, settings), self.work / f"{name}-{seed}", show_progress=False)
+        return run_baseline(BASELINES[name](inputs, settings), self.work / f"{label or name}-{seed}", show_progress=False)
 
-    def nas(self, checkpoint: Path, seed: int, label: str, finetune_seconds: float, *, extra_seconds: float = 0.0,
-            repair: bool = False) -> list[MethodRun]:
+    def nas(self, checkpoint: Path, seed: int, label: str, finetune_seconds: float, *, repair: bool = False) -> list[MethodRun]:
         """Search the super-network and score its front (and the repaired front): one run per variant."""
         run = self.work / f"{label}-search-{seed}"
         search_settings = SearchSettings(searcher=self.args.searcher, num_trials=self.args.num_trials, seed=seed)
         store, _ = search_checkpoint(checkpoint, run, search_settings, show_progress=False)
-        search = search_wall(store) + extra_seconds
+        search = search_wall(store)
         settings = BaselineSettings(**{**vars(self.settings), "seed": seed})
         front = score_front(run, self.work / f"{label}-front-{seed}", settings=settings, show_progress=False)
         runs = [MethodRun(label, seed, rows_of(front), finetune_seconds, search)]
@@ -119,17 +132,6 @@ class TaskBench:
             runs.append(MethodRun("nas+repair", seed, rows_of(repaired), finetune_seconds, search + grid_costs(repaired)[1]))
         return runs
 
-    def reordered_model(self, seed: int) -> tuple[str, float]:
-        """The pre-trained model (with its seeded classifier) permuted by importance, saved as a folder."""
-        start = time.perf_counter()
-        inputs = load_inputs(self.args.model, self.data, max_seq_length=self.args.max_seq_length, seed=seed)
-        reorder_by_importance(inputs.loaded, inputs.train, num_samples=self.args.num_samples, seed=seed)
-        seconds = time.perf_counter() - start
-        folder = self.work / f"reordered-{seed}"
-        inputs.loaded.model.save_pretrained(folder)
-        inputs.loaded.tokenizer.save_pretrained(folder)
-        return str(folder), seconds
-
     def unpruned(self, checkpoint: Path) -> dict[str, float]:
         """Test metric and latency of the standard fine-tuned model: the reference every method is held to."""
         inputs = load_inputs(str(checkpoint), self.data, max_seq_length=self.args.max_seq_length)
@@ -137,38 +139,47 @@ class TaskBench:
         full = SubNetwork.full(adapter.shape(model))
         return Scorer(inputs).measure(adapter.extract(model, full).eval(), full)
 
-    def run(self, methods: list[str]) -> tuple[list[MethodRun], dict[str, float]]:
-        runs, references = [], []
-        for seed in self.args.seeds:
-            log(f"{self.task} seed {seed}: standard fine-tuning")
-            standard, standard_seconds = self.finetune(self.args.model, "standard", seed, f"standard-{seed}")
-            references.append(self.unpruned(standard))
-            for name in ("rfp", "importance"):
-                if name in methods:
-                    log(f"{self.task} seed {seed}: {name}")
-                    store = self.baseline(name, str(standard), seed)
-                    runs.append(MethodRun(name, seed, rows_of(store), standard_seconds, grid_costs(store)[1]))
-            if "layer_drop" in methods:
-                log(f"{self.task} seed {seed}: layer_drop")
-                store = self.baseline("layer_drop", self.args.model, seed, epochs=self.args.epochs)
-                runs.append(MethodRun("layer_drop", seed, rows_of(store), *grid_costs(store)))
-            if "standard_nas" in methods:
-                log(f"{self.task} seed {seed}: standard_nas")
-                search = SearchSettings(searcher=self.args.searcher, num_trials=self.args.standard_nas_trials, seed=seed)
-                store = self.baseline("standard_nas", self.args.model, seed, epochs=self.args.standard_nas_epochs, search=search)
-                frame = rows_of(store)
-                training = float(frame["finetune_seconds"].sum())
-                runs.append(MethodRun("standard_nas", seed, frame, training, search_wall(store) - training))
-            if "nas" in methods:
-                log(f"{self.task} seed {seed}: weight-sharing NAS ({self.args.strategy}, {self.args.searcher})")
-                supernet, seconds = self.finetune(self.args.model, self.args.strategy, seed, f"supernet-{seed}")
-                runs.extend(self.nas(supernet, seed, "nas", seconds, repair="nas+repair" in methods))
-            if "nas+reorder" in methods:
-                log(f"{self.task} seed {seed}: weight-sharing NAS with --reorder importance")
-                folder, reorder_seconds = self.reordered_model(seed)
-                supernet, seconds = self.finetune(folder, self.args.strategy, seed, f"supernet-reordered-{seed}")
-                runs.extend(self.nas(supernet, seed, "nas+reorder", seconds, extra_seconds=reorder_seconds))
-        reference = pd.DataFrame(references).mean().to_dict()
+    def run(self, methods: list[str], seed: int) -> tuple[list[MethodRun], dict[str, float]]:
+        """Every method for one seed, and the unpruned standard fine-tuned model's test metric and latency."""
+        runs = []
+        log(f"{self.task} seed {seed}: standard fine-tuning")
+        standard, standard_seconds = self.finetune(self.args.model, "standard", seed, f"standard-{seed}")
+        reference = self.unpruned(standard)
+        for name in ("rfp", "importance"):
+            if name in methods:
+                log(f"{self.task} seed {seed}: {name}")
+                store = self.baseline(name, str(standard), seed)
+                runs.append(MethodRun(name, seed, rows_of(store), standard_seconds, grid_costs(store)[1]))
+        if "rfp_long" in methods:
+            log(f"{self.task} seed {seed}: rfp on a standard model fine-tuned for {self.args.long_epochs} epochs")
+            longer, seconds = self.finetune(self.args.model, "standard", seed, f"standard-long-{seed}", epochs=self.args.long_epochs)
+            store = self.baseline("rfp", str(longer), seed, label="rfp_long")
+            runs.append(MethodRun("rfp_long", seed, rows_of(store), seconds, grid_costs(store)[1]))
+        if "layer_drop" in methods:
+            log(f"{self.task} seed {seed}: layer_drop")
+            store = self.baseline("layer_drop", self.args.model, seed, epochs=self.args.epochs)
+            runs.append(MethodRun("layer_drop", seed, rows_of(store), *grid_costs(store)))
+        if "standard_nas" in methods:
+            log(f"{self.task} seed {seed}: standard_nas")
+            search = SearchSettings(searcher=self.args.searcher, num_trials=self.args.standard_nas_trials, seed=seed)
+            store = self.baseline("standard_nas", self.args.model, seed, epochs=self.args.standard_nas_epochs, search=search)
+            frame = rows_of(store)
+            training = float(frame["finetune_seconds"].sum())
+            runs.append(MethodRun("standard_nas", seed, frame, training, search_wall(store) - training))
+        supernets = {  # label -> (model, finetune_supernet options, seconds spent before it)
+            "nas_old": (self.args.model, {"head_init": "zero"}, 0.0),
+            "nas": (self.args.model, {}, 0.0),
+            "nas+reorder": (self.args.model, {"reorder": "importance"}, 0.0),
+            "two_stage": (self.args.model, {"init_from": str(standard), "teacher": str(standard), "max_steps": self.args.two_stage_steps},
+                          standard_seconds),
+            "two_stage+reorder": (self.args.model, {"init_from": str(standard), "teacher": str(standard), "reorder": "importance",
+                                                    "max_steps": self.args.two_stage_steps}, standard_seconds),
+        }
+        for label, (model, options, before) in supernets.items():
+            if label in methods:
+                log(f"{self.task} seed {seed}: {label} ({self.args.strategy}, {self.args.searcher})")
+                supernet, seconds = self.finetune(model, self.args.strategy, seed, f"supernet-{label}-{seed}", **options)
+                runs.extend(self.nas(supernet, seed, label, before + seconds, repair=label == "nas" and "nas+repair" in methods))
         return runs, reference
 
 
@@ -177,7 +188,10 @@ def summarise(run: MethodRun, metric: str, reference: float) -> dict[str, float]
     front = pareto_front(run.rows, ["error", "params"])
     test = f"test_{metric}"
     points = np.clip(front[["test_error", "params"]].to_numpy(dtype=float), 0.0, 1.0)
-    kept = front[front[test] >= 0.95 * reference]
+
+    def max_reduction(tolerance: float) -> float:
+        kept = front[front[test] >= (1 - tolerance) * reference]
+        return float(1 - kept["params"].min()) if len(kept) else 0.0
 
     def at(budget: float, column: str) -> float:
         try:
@@ -185,8 +199,9 @@ def summarise(run: MethodRun, metric: str, reference: float) -> dict[str, float]
         except UserError:  # nothing that small
             return float("nan")
 
-    return {"hv": hypervolume(points), "max_reduction": float(1 - kept["params"].min()) if len(kept) else 0.0,
-            "test@50": at(0.5, test), "test@25": at(0.25, test), "ms@50": 1000 * at(0.5, "latency_seconds"),
+    return {"hv": hypervolume(points), "hv@20": range_hypervolume(points, [0.0, 0.2]), "max_red@1": max_reduction(0.01),
+            "max_reduction": max_reduction(0.05), "max_red@10": max_reduction(0.10),
+            "test@75": at(0.75, test), "test@50": at(0.5, test), "test@25": at(0.25, test), "ms@50": 1000 * at(0.5, "latency_seconds"),
             "finetune_s": run.finetune_seconds, "search_s": run.search_seconds,
             "total_s": run.finetune_seconds + run.search_seconds, "models": len(run.rows)}
 
@@ -219,7 +234,8 @@ def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-METHODS = ["rfp", "importance", "layer_drop", "standard_nas", "nas", "nas+repair", "nas+reorder"]  # the table's order
+METHODS = ["rfp", "rfp_long", "importance", "layer_drop", "standard_nas", "nas_old", "nas", "nas+repair", "nas+reorder",
+           "two_stage", "two_stage+reorder"]  # the table's order
 
 
 def write_results(name: str, rows: list[dict], points: list[dict], argv: list[str] | None,
@@ -238,11 +254,11 @@ def write_results(name: str, rows: list[dict], points: list[dict], argv: list[st
         runs_frame = pd.concat([kept(pd.read_csv(RESULTS / f"{name}_runs.csv")), runs_frame], ignore_index=True)
         points_frame = pd.concat([kept(pd.read_csv(RESULTS / f"{name}_points.csv")), points_frame], ignore_index=True)
         earlier = read_json(RESULTS / f"{name}.json")
-        commands = [c for c in earlier.get("commands", [earlier.get("command")]) if c] + commands
+        commands = list(dict.fromkeys([c for c in earlier.get("commands", [earlier.get("command")]) if c] + commands))
     runs_frame = runs_frame.sort_values(["task", "method", "seed"], key=lambda c: c.map(METHODS.index) if c.name == "method" else c)
     table = runs_frame.groupby(["task", "method"], sort=False).mean(numeric_only=True).drop(columns="seed").reset_index()
     table["seeds"] = runs_frame.groupby(["task", "method"], sort=False).size().to_numpy()
-    table = table.round({"hv": 4, "max_reduction": 3, "test@50": 4, "test@25": 4, "ms@50": 1, "unpruned_test": 4,
+    table = table.round({"hv": 4, "hv@20": 4, "max_red@1": 3, "max_reduction": 3, "max_red@10": 3, "test@75": 4, "test@50": 4, "test@25": 4, "ms@50": 1, "unpruned_test": 4,
                          "unpruned_ms": 1, "finetune_s": 0, "search_s": 1, "total_s": 0, "models": 1})
     print(table.to_string(index=False))
     RESULTS.mkdir(exist_ok=True)
@@ -272,6 +288,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--num-trials", type=int, default=100, help="weight-sharing search evaluations (the paper's budget)")
     parser.add_argument("--standard-nas-trials", type=int, default=20)
     parser.add_argument("--standard-nas-epochs", type=int, default=1)
+    parser.add_argument("--two-stage-steps", type=int, default=40, help="super-network steps after the standard fine-tuning")
+    parser.add_argument("--long-epochs", type=int, default=2, help="rfp_long: epochs of its standard fine-tuning")
     parser.add_argument("--budgets", default="0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9")
     parser.add_argument("--num-samples", type=int, default=2048, help="rfp / importance / reorder examples")
     parser.add_argument("--tune-samples", type=int, default=256, help="rfp / repair least-squares examples")
@@ -281,21 +299,22 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     quiet_libraries()
     name = "paper_comparison" + (f"_{args.tag}" if args.tag else "")
-    rows, points = [], []
+    rows, points, references = [], [], {}
     with tempfile.TemporaryDirectory(prefix="nas-tune-paper-") as tmp:
-        for task in args.tasks:
-            bench = TaskBench(task, args, Path(tmp) / task)
-            runs, reference = bench.run(args.methods)
-            metric = get_task(task).metric
-            for run in runs:
-                rows.append({"task": task, "method": run.method, "seed": run.seed, "unpruned_test": reference[f"test_{metric}"],
-                             "unpruned_ms": 1000 * reference["latency_seconds"], **summarise(run, metric, reference[f"test_{metric}"])})
-                front = pareto_front(run.rows, ["error", "params"])
-                points.extend({"task": task, "method": run.method, "seed": run.seed, **r} for r in
-                              front[["params", "error", "test_error", f"test_{metric}", "latency_seconds"]].to_dict("records"))
-                log(f"{task} {run.method} seed {run.seed}: {rows[-1]}")
-            _, merged_points = write_results(name, rows, points, argv, args)  # after every task: a stopped benchmark keeps it
-            plot_fronts(merged_points, task, metric, reference[f"test_{metric}"], RESULTS / f"{name}_{task}.png")
+        for seed in args.seeds:  # seed-major: a stopped run has every task at the first seed
+            for task in args.tasks:
+                runs, reference = TaskBench(task, args, Path(tmp) / task).run(args.methods, seed)
+                metric = get_task(task).metric
+                references.setdefault(task, []).append(reference[f"test_{metric}"])
+                for run in runs:
+                    rows.append({"task": task, "method": run.method, "seed": run.seed, "unpruned_test": reference[f"test_{metric}"],
+                                 "unpruned_ms": 1000 * reference["latency_seconds"], **summarise(run, metric, reference[f"test_{metric}"])})
+                    front = pareto_front(run.rows, ["error", "params"])
+                    points.extend({"task": task, "method": run.method, "seed": run.seed, **r} for r in
+                                  front[["params", "error", "test_error", f"test_{metric}", "latency_seconds"]].to_dict("records"))
+                    log(f"{task} {run.method} seed {run.seed}: {rows[-1]}")
+                _, merged_points = write_results(name, rows, points, argv, args)  # after every task and seed: a stopped run keeps it
+                plot_fronts(merged_points, task, metric, float(np.mean(references[task])), RESULTS / f"{name}_{task}.png")
     return 0
 
 

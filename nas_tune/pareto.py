@@ -164,3 +164,19 @@ def hypervolume_trace(points: np.ndarray, reference: Sequence[float] | None = No
             front = np.vstack([front[~(point <= front).all(axis=1)], point])
         trace[k] = total
     return trace
+
+
+def range_hypervolume(points: np.ndarray, lower: Sequence[float]) -> float:
+    """The share of the box [lower, 1] (per objective) that `points` dominate.
+
+    With lower = (0, 0.2) for (error, params), a front that reaches tiny models at chance level gains
+    nothing for the region below 20 % of the parameters: a point there counts as if it sat at 20 %.
+    Points are first clipped to [0, 1] like every nas-tune objective.
+    """
+    array = np.clip(_as_points(points), 0.0, 1.0)
+    low = _reference(array, lower) if len(array) else np.asarray(lower, dtype=float)
+    if ((low < 0) | (low >= 1)).any():
+        raise ValueError(f"lower bounds must lie in [0, 1), got {list(low)}")
+    if len(array) == 0:
+        return 0.0
+    return hypervolume(np.maximum(array, low)) / float(np.prod(1.0 - low))

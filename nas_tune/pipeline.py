@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import shutil
+import sys
+import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
@@ -14,12 +17,13 @@ from nas_tune.baselines.repair import repair_subnetwork, repair_training_split
 from nas_tune.data import DataConfig
 from nas_tune.errors import UserError
 from nas_tune.evaluate import LatencySettings
-from nas_tune.io import atomic_write_json, atomic_write_text
-from nas_tune.report.plots import plot_pareto
-from nas_tune.report.summary import format_table, report_run
+from nas_tune.io import atomic_write_json
+from nas_tune.pareto import hypervolume, normalise_objectives, pareto_front
+from nas_tune.report.run_folder import write_test_metrics
+from nas_tune.report.summary import format_table, load_run, report_run
 from nas_tune.search.driver import SearchSettings
 from nas_tune.search.run import ExecutorFactory, local_executor, search_checkpoint
-from nas_tune.select import ExportedPick, config_of, export_pick, pick, test_evaluator
+from nas_tune.select import ExportedPick, base_model_name, config_of, export_pick, pick, test_evaluator
 from nas_tune.supernet import SUPERNET_FILE, FinetuneConfig, FinetuneResult, read_supernet_meta
 from nas_tune.supernet.run import finetune_supernet
 
@@ -60,6 +64,28 @@ def _picks(trials: pd.DataFrame, full_error: float) -> dict[str, pd.Series]:
     return chosen
 
 
+def distinct_picks(chosen: dict[str, pd.Series]) -> list[tuple[list[str], pd.Series]]:
+    """Picks grouped by sub-network: budgets that chose the same trial share one export (first name, aliases)."""
+    groups: dict[int, tuple[list[str], pd.Series]] = {}
+    for name, row in chosen.items():
+        groups.setdefault(int(row["trial_id"]), ([], row))[0].append(name)
+    return list(groups.values())
+
+
+def _pick_record(item: ExportedPick, metric: str, data_source: str, description: str, repair: dict | None) -> dict:
+    """One summary.json entry: what the pick is, where it came from, how good, big and fast it is, and where it lies."""
+    row, export, test = item.row, item.export, item.test
+    return {
+        "name": item.name, "description": description, "same_as": item.same_as, "path": str(export.path),
+        "trial_id": int(row["trial_id"]), "config": config_of(row), "data_source": data_source,
+        "layer_fraction": export.layer_fraction, "layer_params": export.layer_params, "total_params": export.total_params,
+        "total_fraction": float(row["total_fraction"]), "validation_error": float(row["error"]), f"validation_{metric}": float(row[metric]),
+        "test_error": test.metrics["error"], f"test_{metric}": test.metrics[metric], "latency_seconds": test.latency,
+        "needs_trust_remote_code": export.needs_remote_code, "repair": repair,
+        "no_better_than_trivial": item.no_better_than,
+    }
+
+
 def run_pipeline(config: PipelineConfig, output: str | Path, *, resume: bool = False, overwrite: bool = False, show_progress: bool = True,
                  finetune: Callable[..., FinetuneResult] = finetune_supernet, executor_factory: ExecutorFactory = local_executor) -> PipelineResult:
     """`finetune` (called like `finetune_supernet`) and `executor_factory` decide where stages 1 and 2 run."""
@@ -78,45 +104,54 @@ def run_pipeline(config: PipelineConfig, output: str | Path, *, resume: bool = F
                           reorder=config.reorder)
     print(f"[2/3] searching sub-networks ({config.search.searcher}, {config.search.num_trials} trials) -> {search_dir}")
     latency = LatencySettings() if "latency" in config.search.objectives else None
-    store, setup = search_checkpoint(supernet_dir, search_dir, config.search, data_dir=config.data.data_dir, batch_size=config.eval_batch_size,
+    _, setup = search_checkpoint(supernet_dir, search_dir, config.search, data_dir=config.data.data_dir, batch_size=config.eval_batch_size,
                                      latency=latency, resume=resume and (search_dir / "metadata.json").exists(), overwrite=overwrite,
                                      show_progress=show_progress, executor_factory=executor_factory)
-    report = report_run(search_dir)
+    started = time.perf_counter()
+    _, _, trials = load_run(search_dir)
     task = setup.data.task
     tester = test_evaluator(setup, config.max_seq_length)
-    front = report.front.copy()
-    test_results = [tester.evaluate(config_of(row)) for _, row in front.iterrows()]
-    front[f"test_{task.metric}"] = [r.metrics[task.metric] for r in test_results]
-    front["test_error"] = [r.metrics["error"] for r in test_results]
-    atomic_write_text(search_dir / "pareto.csv", front.to_csv(index=False))
+    full = trials.loc[[trials["params"].idxmax()]]
+    front = pareto_front(trials, config.search.objectives)
+    scored = pd.concat([front, full]).drop_duplicates("trial_id")  # the unpruned model too, the reference for every pick
+    write_test_metrics(search_dir, {int(row["trial_id"]): tester.evaluate(config_of(row)).metrics for _, row in scored.iterrows()})
 
     print(f"[3/3] exporting picked sub-networks -> {models_dir}")
-    full_error = float(report.trials.loc[report.trials["params"].idxmax(), "error"])
+    full_error = float(full["error"].iloc[0])
     train = repair_training_split(setup, config.max_seq_length) if config.repair else None
-    exported, repairs = [], {}
-    for name, row in _picks(report.trials, full_error).items():
-        provenance = {"checkpoint": str(supernet_dir.resolve()), "description": config.picks[name]}
+    base_model = base_model_name(read_supernet_meta(supernet_dir)["base_model"])
+    exported: list[ExportedPick] = []
+    repairs: dict[str, dict] = {}
+    for names, row in distinct_picks(_picks(trials, full_error)):
+        first = names[0]
+        provenance = {"checkpoint": str(supernet_dir.resolve()), "base_model": base_model, "description": config.picks[first],
+                      "picks": {name: config.picks[name] for name in names}}
         repaired = None if train is None else repair_subnetwork(setup.loaded, setup.evaluator.search_space.to_subnetwork(config_of(row)), train)
         if repaired is not None:
-            provenance["repair"] = repairs[name] = repaired.summary()
-        exported.append(export_pick(setup, tester, row, models_dir / name, name=name, overwrite=True, provenance=provenance,
-                                    model=repaired.model if repaired else None))
-    names_by_trial: dict[int, list[str]] = {}
-    for item in exported:  # picks that coincide share one label
-        names_by_trial.setdefault(int(item.row["trial_id"]), []).append(item.name)
-    highlight = pd.DataFrame([report.trials.set_index("trial_id").loc[t] for t in names_by_trial],
-                             index=[", ".join(n) for n in names_by_trial.values()])
-    plot_pareto(report.trials, "params", "error", search_dir / "pareto.png", highlight=highlight,
-                title=f"{task.name}: validation error vs. layer parameters")
-    table = format_table(front, task.metric)
+            provenance["repair"] = repairs[first] = repaired.summary()
+        item = export_pick(setup, tester, row, models_dir / first, name=first, overwrite=True, provenance=provenance,
+                           model=repaired.model if repaired else None)
+        exported.append(item)
+        for alias in names[1:]:
+            print(f"{alias} is the same sub-network as {first} (trial {int(row['trial_id'])}): saved once, in {item.export.path}")
+            shutil.rmtree(models_dir / alias, ignore_errors=True)  # a folder an earlier run of this pipeline wrote for it
+            exported.append(replace(item, name=alias, same_as=first))
+            repairs[alias] = repairs.get(first)
+    exported.sort(key=lambda item: list(config.picks).index(item.name))
+    for item in exported:
+        if item.same_as is None and item.no_better_than:
+            print(f"warning: {item.name} scores test {task.metric} {item.test.metrics[task.metric]:.4f}, no better than "
+                  f"{item.no_better_than}: it has not learnt the task", file=sys.stderr)
+    trivial = exported[0].trivial
     summary = {
-        "task": task.name, "hypervolume": report.hypervolume, "trials": len(report.trials), "pareto_size": len(front),
-        "full_model_validation_error": full_error, "config": json.loads(json.dumps(asdict(config), default=str)),
-        "exported": [{"name": e.name, "path": str(e.export.path), "layer_fraction": e.export.layer_fraction,
-                      "total_params": e.export.total_params, "validation_error": float(e.row["error"]),
-                      f"test_{task.metric}": e.test.metrics[task.metric], "needs_trust_remote_code": e.export.needs_remote_code,
-                      "repair": repairs.get(e.name)}
-                     for e in exported],
+        "task": task.name, "trials": len(trials), "pareto_size": len(front), "data_source": setup.data.source,
+        "hypervolume": hypervolume(normalise_objectives(trials, config.search.objectives)), "full_model_validation_error": full_error,
+        "config": json.loads(json.dumps(asdict(config), default=str)),
+        "trivial_predictor": {"description": trivial.description, **{f"test_{k}": v for k, v in trivial.metrics.items()}},
+        "seconds": {"test_and_export": time.perf_counter() - started},
+        "exported": [_pick_record(item, task.metric, setup.data.source, config.picks[item.name], repairs.get(item.name))
+                     for item in exported],
     }
     atomic_write_json(output / "summary.json", summary)
-    return PipelineResult(output, front, exported, table)
+    report = report_run(output)  # pareto.csv with test metrics, plots with the picks, report.html
+    return PipelineResult(output, report.front, exported, format_table(report.front, task.metric))

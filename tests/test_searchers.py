@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import signal
-from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -60,22 +58,6 @@ def assert_valid(config: dict, space: dict) -> None:
             assert type(config[name]) is int
 
 
-@contextmanager
-def time_limit(seconds: int):
-    """Fail instead of hanging (e.g. if BoTorch started compiling its C++ kernel)."""
-
-    def fail(*_):
-        raise TimeoutError(f"took longer than {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, fail)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
-
-
 def hv(configs: list[dict]) -> float:
     return hypervolume(np.array([[evaluate(c)[o] for o in OBJECTIVES] for c in configs]))
 
@@ -85,12 +67,11 @@ def hv(configs: list[dict]) -> float:
 def test_suggestions_are_valid_start_with_initial_configs_and_are_seeded(name, outstanding):
     num_trials = NUM_TRIALS.get(name, DEFAULT_TRIALS)
     initial = [LARGEST, SMALLEST]
-    with time_limit(120):
-        first, second, other_seed = [
-            run(make_searcher(name, SMALL, OBJECTIVES, seed=seed, initial_configs=initial, **CHEAP.get(name, {})),
-                num_trials, outstanding)
-            for seed in (3, 3, 4)
-        ]
+    first, second, other_seed = [
+        run(make_searcher(name, SMALL, OBJECTIVES, seed=seed, initial_configs=initial, **CHEAP.get(name, {})),
+            num_trials, outstanding)
+        for seed in (3, 3, 4)
+    ]
     assert first == second
     assert len(first) == num_trials
     for config in first:
@@ -176,14 +157,13 @@ def test_ehvi_refuses_spaces_it_cannot_model():
         make_searcher("ehvi", BINARY, OBJECTIVES)
 
 
-def test_ehvi_model_based_suggestions_are_fast():
-    """BoTorch must not start compiling its C++ kernel (minutes); model-based steps take ~1 s."""
+def test_ehvi_model_based_suggestions_never_compile_botorch_kernels():
+    """BoTorch must not start compiling its C++ kernel (minutes, and a hang after a kill); timing lives in benchmarks."""
     from botorch.acquisition.multi_objective import logei
 
     searcher = make_searcher("ehvi", SMALL, OBJECTIVES, seed=0, initial_configs=[LARGEST, SMALLEST])
     assert logei._load_attempted  # so the compile can never start
-    with time_limit(120):
-        run(searcher, 8)  # 2 initial + 3 random, then the GP
+    run(searcher, 8)  # 2 initial + 3 random, then the GP
 
 
 def test_ehvi_fits_each_config_with_its_own_result_when_results_arrive_out_of_order():

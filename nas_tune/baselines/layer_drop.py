@@ -39,7 +39,7 @@ class LayerDrop(GridBaseline):
                                     [shape.ffn_size] * shape.num_layers)
         small = self.adapter.extract(self.model, subnet)
         with tempfile.TemporaryDirectory(prefix="nas-tune-layer-drop-") as output:  # its checkpoint is not kept
-            result = finetune(LoadedModel(small, loaded.tokenizer, self.adapter, loaded.source), self.inputs.task,
+            result = finetune(LoadedModel(small, loaded.tokenizer, self.adapter, loaded.source, loaded.head_is_new), self.inputs.task,
                               self.inputs.train, self.inputs.validation, self.finetune_config(), output, show_progress=False)
         # The kept layers are the first k, so the small model's parameter names are the full model's: load the
         # fine-tuned weights into a full-size copy (the dropped layers keep their weights and stay unused).

@@ -18,7 +18,8 @@ from nas_tune.baselines.importance import Scores, first_order_scores, mask_gradi
 from nas_tune.data import TokenizedSplit
 from nas_tune.errors import UserError
 from nas_tune.models import LoadedModel, ModelAdapter
-from nas_tune.models.bert import BertFamilyAdapter, _sliced_copy
+from nas_tune.models.bert import BertFamilyAdapter
+from nas_tune.models.slicing import sliced_copy as _sliced_copy
 
 REORDER_CHOICES = ("none", "importance")
 

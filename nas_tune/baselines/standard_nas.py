@@ -79,7 +79,7 @@ class StandardNAS(Baseline):
         subnet = self.search.to_subnetwork(config)
         small = self.adapter.extract(self.model, subnet)
         with tempfile.TemporaryDirectory(prefix="nas-tune-standard-nas-") as output:  # its checkpoint is not kept
-            result = finetune(LoadedModel(small, loaded.tokenizer, ExtractedBertAdapter(), loaded.source), self.inputs.task,
+            result = finetune(LoadedModel(small, loaded.tokenizer, ExtractedBertAdapter(), loaded.source, loaded.head_is_new), self.inputs.task,
                               self.inputs.train, self.inputs.validation, self.finetune_config(), output, show_progress=False)
         return {**scorer.measure(small.eval(), subnet), "finetune_seconds": result.seconds, "prune_seconds": 0.0}
 

@@ -8,7 +8,7 @@ import sys
 
 from nas_tune.errors import UserError
 
-COMMANDS = ("finetune", "search", "report", "select", "evaluate", "export", "baseline")
+COMMANDS = ("finetune", "search", "report", "show", "select", "evaluate", "export", "baseline")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -61,5 +61,7 @@ def print_pipeline_result(result: PipelineResult) -> None:
     print(result.table)
     print()
     for item in result.exported:
-        print(f"{item.name:12s} {item.export.layer_fraction:6.1%} of the layers -> {item.export.path}")
-    print(f"\nrun folder: {result.output} (summary.json, supernet/, search/trials.csv, search/pareto.csv, search/pareto.png, models/)")
+        same = f" (the same sub-network as {item.same_as})" if item.same_as else ""
+        print(f"{item.name:12s} {item.export.layer_fraction:6.1%} of the layers -> {item.export.path}{same}")
+    print(f"\nrun folder: {result.output} (report.html, summary.json, supernet/, search/, models/); "
+          f"`nas-tune show {result.output}` lists the picks")

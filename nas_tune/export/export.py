@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,12 +12,12 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from nas_tune import __version__
 from nas_tune.errors import UserError
+from nas_tune.export.model_card import write_model_card
 from nas_tune.io import atomic_folder, atomic_write_json
 from nas_tune.metrics.parameters import count_parameters
 from nas_tune.models.adapter import ModelAdapter
 from nas_tune.models.subnetwork import SubNetwork
 
-MODELING_FILE = Path(__file__).with_name("modeling_nas_tune.py")
 PROVENANCE_FILE = "nas_tune_export.json"
 
 
@@ -47,29 +48,35 @@ def export_subnetwork(
     output_dir: str | Path,
     *,
     provenance: dict[str, Any] | None = None,
+    label_names: Sequence[str] = (),
     overwrite: bool = False,
 ) -> ExportResult:
-    """Write `save_pretrained` weights, tokenizer and provenance; the folder appears complete or not at all."""
+    """Write `save_pretrained` weights, tokenizer, provenance and a model card; the folder appears complete or not at all.
+
+    `label_names[i]` names class i (the task's labels), so the model predicts "entailment", not "LABEL_0".
+    """
     output_dir = prepare_output_dir(output_dir, overwrite=overwrite)
     small = adapter.extract(model, subnet)
+    if label_names:
+        small.config.id2label = dict(enumerate(label_names))
+        small.config.label2id = {name: i for i, name in enumerate(label_names)}
     needs_remote_code = getattr(small.config, "auto_map", None) is not None
     size = count_parameters(model, adapter, subnet)
+    record = {
+        "nas_tune_version": __version__,
+        "subnetwork": subnet.to_json(),
+        "layer_params": size.layer_params,
+        "layer_fraction": size.layer_fraction,
+        "total_params": size.total_params,
+        "total_fraction": size.total_fraction,
+        "needs_trust_remote_code": needs_remote_code,
+        **(provenance or {}),
+    }
     with atomic_folder(output_dir) as staging:
         small.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
         if needs_remote_code:
-            shutil.copy(MODELING_FILE, staging / MODELING_FILE.name)
-        atomic_write_json(
-            staging / PROVENANCE_FILE,
-            {
-                "nas_tune_version": __version__,
-                "subnetwork": subnet.to_json(),
-                "layer_params": size.layer_params,
-                "layer_fraction": size.layer_fraction,
-                "total_params": size.total_params,
-                "total_fraction": size.total_fraction,
-                "needs_trust_remote_code": needs_remote_code,
-                **(provenance or {}),
-            },
-        )
+            shutil.copy(adapter.modeling_file, staging / adapter.modeling_file.name)
+        atomic_write_json(staging / PROVENANCE_FILE, record)
+        write_model_card(staging, subnet, record, small.config, name=output_dir.name)
     return ExportResult(output_dir, size.layer_params, size.layer_fraction, size.total_params, needs_remote_code)

@@ -1,23 +1,27 @@
 """What a model family must tell nas-tune: its prunable structure, how to mask it, how to slice it.
 
 Search spaces, training strategies, the evaluator and export only talk to this interface, so a new
-family (GPT-2, LLaMA with grouped-query attention) is one new adapter module and nothing else.
+family is one new adapter module (registered in `models/loading.py`) and nothing else.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from contextlib import AbstractContextManager
+from pathlib import Path
 from typing import ClassVar
 
 from torch import nn
-from transformers import PreTrainedModel
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from nas_tune.models.subnetwork import ModelShape, SubNetwork
 
 
 class ModelAdapter(ABC):
     model_types: ClassVar[tuple[str, ...]]  # transformers `config.model_type` values this adapter handles
+    # Standalone modeling code (torch + transformers only) that export copies next to pruned models the
+    # stock config cannot describe; config.json's auto_map points into it.
+    modeling_file: ClassVar[Path]
 
     @abstractmethod
     def shape(self, model: PreTrainedModel) -> ModelShape: ...
@@ -44,12 +48,24 @@ class ModelAdapter(ABC):
         """
 
     @abstractmethod
-    def layer_parameter_count(self, shape: ModelShape, num_heads: int, num_units: int) -> int:
-        """Parameters of one transformer layer that keeps `num_heads` heads and `num_units` FFN neurons."""
+    def layer_parameter_count(self, shape: ModelShape, num_heads: int, num_units: int, num_kv_heads: int | None = None) -> int:
+        """Parameters of one layer that keeps `num_heads` query heads, `num_kv_heads` key/value heads
+        (None: as many as grouped-query attention needs for `num_heads`) and `num_units` FFN neurons."""
 
     @abstractmethod
-    def layer_flops(self, shape: ModelShape, num_heads: int, num_units: int, seq_len: int) -> int:
+    def layer_flops(self, shape: ModelShape, num_heads: int, num_units: int, seq_len: int, num_kv_heads: int | None = None) -> int:
         """Floating-point operations (2 per multiply-add) of one layer for one sequence of `seq_len` tokens."""
 
     @abstractmethod
+    def output_flops(self, model: PreTrainedModel, seq_len: int) -> int:
+        """FLOPs after the last layer for one sequence (pooler and classifier, or the LM head)."""
+
+    @abstractmethod
     def layers(self, model: PreTrainedModel) -> nn.ModuleList: ...
+
+    def head_bias(self, model: PreTrainedModel) -> nn.Parameter | None:
+        """The output bias of the task head (None when it has none): training starts it at the label prior."""
+        return None
+
+    def prepare_tokenizer(self, tokenizer: PreTrainedTokenizerBase, model: PreTrainedModel) -> None:
+        """Make `tokenizer` usable for batched training and evaluation of `model` (e.g. give it a pad token)."""

@@ -51,6 +51,7 @@ class LoadedModel:
     tokenizer: PreTrainedTokenizerBase
     adapter: ModelAdapter
     source: str  # the folder or hub name it came from
+    head_is_new: bool = False  # the task head was freshly initialised (a base checkpoint), not fine-tuned
 
 
 def load_model(name: str | None, num_labels: int | None = None, *, seed: int = 0, trust_remote_code: bool = False) -> LoadedModel:
@@ -83,6 +84,30 @@ def load_model(name: str | None, num_labels: int | None = None, *, seed: int = 0
     except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
         raise UserError(f"could not load the model weights in '{source}' ({str(exc).splitlines()[0]}){offline_hint}; the folder may be corrupted.") from None
     model.eval()
-    return LoadedModel(model=model, tokenizer=tokenizer, adapter=adapter, source=source)
+    return LoadedModel(model=model, tokenizer=tokenizer, adapter=adapter, source=source, head_is_new=not is_classifier)
 
 
+
+
+ARCHITECTURE_KEYS = ("model_type", "vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
+                     "intermediate_size")
+
+
+def load_finetuned(name: str, num_labels: int, like: str | None, *, option: str, trust_remote_code: bool = False) -> LoadedModel:
+    """A classifier already fine-tuned for the task, with the same architecture as the model `like` names.
+
+    For `--init-from` / `--teacher`: a base checkpoint (fresh head), another label count, family or shape
+    is refused before any work, since a super-network started from it would silently be another experiment.
+    """
+    if not Path(name).expanduser().is_dir():
+        raise UserError(f"{option} {name} is not a folder; pass a model folder written by `nas-tune finetune --strategy standard`.")
+    loaded = load_model(name, num_labels, trust_remote_code=trust_remote_code)
+    if loaded.head_is_new:
+        raise UserError(f"{option} {name} is not a fine-tuned classifier (it has no task head); fine-tune it first with `nas-tune finetune --strategy standard`.")
+    expected = AutoConfig.from_pretrained(resolve_model(like), trust_remote_code=trust_remote_code).to_dict()
+    found = loaded.model.config.to_dict()
+    differing = [k for k in ARCHITECTURE_KEYS if expected.get(k) != found.get(k)]
+    if differing:
+        shown = ", ".join(f"{k} {found.get(k)} vs {expected.get(k)}" for k in differing)
+        raise UserError(f"{option} {name} has another architecture than --model ({shown}); fine-tune it from the same --model.")
+    return loaded

@@ -17,10 +17,22 @@ class ModelShape:
     """The prunable structure of a transformer: what every search space and metric is sized by."""
 
     num_layers: int
-    num_heads: int
+    num_heads: int  # query heads per layer
     head_dim: int
     hidden_size: int
     ffn_size: int
+    num_kv_heads: int | None = None  # key/value heads (grouped-query attention); None: one per query head
+    # Family details that change parameter counts but not the search space, e.g. {"qkv_bias", "qk_norm"}.
+    features: frozenset[str] = frozenset()
+
+    @property
+    def kv_heads(self) -> int:
+        return self.num_kv_heads or self.num_heads
+
+    @property
+    def group_size(self) -> int:
+        """Query heads that share one key/value head (1 without grouped-query attention)."""
+        return max(1, self.num_heads // max(1, self.kv_heads))
 
 
 @dataclass(frozen=True)
@@ -56,6 +68,26 @@ class SubNetwork:
 
     def kept_units(self) -> list[tuple[int, ...]]:
         return [self.units[i] for i in self.layers]
+
+    def kept_kv_heads(self, shape: ModelShape) -> list[tuple[int, ...]]:
+        """Key/value heads each kept layer needs: those of the groups its query heads belong to."""
+        return [tuple(sorted({h // shape.group_size for h in heads})) for heads in self.kept_heads()]
+
+    def gqa_problem(self, shape: ModelShape) -> str | None:
+        """Why this sub-network is not a valid grouped-query attention model, or None when it is.
+
+        A kept key/value head keeps its group; every kept group of a layer must keep the same number of
+        query heads, or the pruned layer has no `num_key_value_groups`.
+        """
+        for layer, heads in zip(self.layers, self.kept_heads()):
+            per_group = {}
+            for h in heads:
+                per_group[h // shape.group_size] = per_group.get(h // shape.group_size, 0) + 1
+            if len(set(per_group.values())) > 1:
+                counts = ", ".join(f"group {g}: {n}" for g, n in sorted(per_group.items()))
+                return (f"layer {layer} keeps unequal numbers of query heads per key/value group ({counts}); "
+                        f"grouped-query attention needs the same number (at most {shape.group_size}) in every kept group")
+        return None
 
     def head_mask(self, shape: ModelShape) -> torch.Tensor:
         """[layers, heads] 0/1 float mask; rows of dropped layers are zero."""

@@ -52,8 +52,11 @@ def plot_pareto(
     label_column: str | None = None,
     title: str = "",
     highlight: pd.DataFrame | None = None,
+    xlabel: str | None = None,
+    ylabel: str | None = None,
 ) -> Path:
-    """All trials as light points and the front (both axes minimised) as a step line.
+    """All trials as light points and the front (both axes minimised) as a step line; axes are labelled
+    `xlabel`/`ylabel` (in words, e.g. "fraction of layer parameters kept"), or the column names.
 
     `highlight` rows (e.g. exported models) are marked and annotated with `label_column`, or their
     index when it is None; without `highlight`, a given `label_column` annotates the front points.
@@ -76,8 +79,8 @@ def plot_pareto(
         _annotate(axes, highlight, x, y, label_column)
     elif label_column is not None:
         _annotate(axes, front, x, y, label_column)
-    axes.set_xlabel(x)
-    axes.set_ylabel(y)
+    axes.set_xlabel(xlabel or x)
+    axes.set_ylabel(ylabel or y)
     axes.legend(loc="best")
     return save_figure(figure, path)
 

@@ -1,4 +1,8 @@
-"""Report of a search run: the Pareto table, `pareto.csv`, `pareto.png` and `hypervolume.png`."""
+"""Report of a run: the Pareto table, `pareto.csv`, `pareto.png`, `hypervolume.png` and `report.html`.
+
+Everything is regenerated from what the run wrote (trials, the pipeline's test metrics and picks), so running
+`nas-tune report` on a pipeline's folder rewrites its files with the same content, never with less.
+"""
 
 from __future__ import annotations
 
@@ -8,22 +12,50 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from nas_tune.data import GLUE_TASKS
 from nas_tune.errors import UserError
 from nas_tune.io import atomic_write_text
 from nas_tune.pareto import hypervolume, hypervolume_trace, normalise_objectives, pareto_front
+from nas_tune.report.html import PARAMS_LABEL, write_html_report
+from nas_tune.report.picks import pick_highlights, picks_frame
 from nas_tune.report.plots import plot_hypervolume, plot_pareto
+from nas_tune.report.run_folder import RunFolder, read_test_metrics, resolve_run_folder
 from nas_tune.search.store import ResultsStore
 
 TABLE_COLUMNS = ["trial_id", "params", "total_fraction", "layer_params", "error", "latency", "test_error"]
+METRIC_WORDS = {"accuracy": "accuracy", "f1": "F1", "matthews_correlation": "Matthews correlation",
+                "spearman": "Spearman correlation", "pearson": "Pearson correlation"}
 
 
 @dataclass
 class RunReport:
-    trials: pd.DataFrame  # completed full-fidelity trials
+    folder: RunFolder
+    metadata: dict
+    trials: pd.DataFrame  # completed full-fidelity trials, with test_* columns where the run scored them
     front: pd.DataFrame
     objectives: list[str]
     hypervolume: float
+    metric: str  # the task's primary metric ("accuracy", "spearman", ...)
+    picks: pd.DataFrame  # one row per exported pick of a pipeline run (see report.picks); empty otherwise
     files: list[Path]
+
+    @property
+    def label(self) -> str:
+        """How plots and tables name the run: its folder and its method."""
+        return f"{self.folder.name} ({self.metadata.get('searcher', 'search')})"
+
+    def error_label(self, split: str) -> str:
+        return f"{split} error (1 - {METRIC_WORDS.get(self.metric, self.metric)})"
+
+    def hypervolume_over_time(self) -> tuple[np.ndarray, np.ndarray]:
+        """(seconds since the run's first trial started, best-so-far hypervolume) in order of completion."""
+        ordered = self.trials.sort_values("end_time")
+        seconds = ordered["end_time"].to_numpy(dtype=float) - ordered["start_time"].min()
+        return seconds, hypervolume_trace(normalise_objectives(ordered, self.objectives))
+
+    def unpruned(self) -> pd.DataFrame:
+        """The trial of the full model (all layer parameters kept), when the run evaluated it."""
+        return self.trials[self.trials["params"] >= 1.0 - 1e-9].head(1)
 
 
 def completed_trials(store: ResultsStore) -> pd.DataFrame:
@@ -34,30 +66,77 @@ def completed_trials(store: ResultsStore) -> pd.DataFrame:
 
 
 def load_run(run_dir: str | Path) -> tuple[ResultsStore, dict, pd.DataFrame]:
-    store = ResultsStore(run_dir)
+    """The search store, metadata and completed trials of a pipeline or search run folder."""
+    return _load_search(resolve_run_folder(run_dir))
+
+
+def _load_search(folder: RunFolder) -> tuple[ResultsStore, dict, pd.DataFrame]:
+    store = ResultsStore(folder.search)
     metadata = store.read_metadata()
     if metadata is None:
-        raise UserError(f"{run_dir} is not a search run folder (no metadata.json); pass the --output of `nas-tune search`.")
+        raise UserError(f"{folder.search} has no metadata.json; pass the --output of the pipeline, `nas-tune search` or `nas-tune baseline`.")
     trials = completed_trials(store)
     if trials.empty:
-        raise UserError(f"{run_dir} has no completed trials yet; run or resume the search first.")
+        raise UserError(f"{folder.search} has no completed trials yet; run or resume the search first.")
     return store, metadata, trials
 
 
-def report_run(run_dir: str | Path, *, title: str = "") -> RunReport:
-    store, metadata, trials = load_run(run_dir)
+def with_test_metrics(trials: pd.DataFrame, search_dir: Path) -> pd.DataFrame:
+    """Add the pipeline's test-split metrics (test_metrics.json) as test_* columns; rows that already carry
+    them (baselines score the test split themselves) keep theirs."""
+    scored = read_test_metrics(search_dir)
+    if not scored:
+        return trials
+    tests = pd.DataFrame.from_dict(scored, orient="index").add_prefix("test_")
+    merged = trials.copy()
+    for column in tests.columns:
+        values = merged["trial_id"].astype(int).map(tests[column])
+        merged[column] = merged[column].fillna(values) if column in merged.columns else values
+    return merged
+
+
+def primary_metric(task_name: str, columns) -> str:
+    """The metric a run's error is 1 minus: the GLUE task's, or for custom data the one its rows hold."""
+    if task_name in GLUE_TASKS:
+        return GLUE_TASKS[task_name].metric
+    return "spearman" if "spearman" in columns else "accuracy"
+
+
+def load_report(run: str | Path) -> RunReport:
+    """Everything a report shows, read from the run folder; nothing is written."""
+    folder = resolve_run_folder(run)
+    _, metadata, trials = _load_search(folder)
+    trials = with_test_metrics(trials, folder.search)
     objectives = metadata["objectives"]
-    front = pareto_front(trials, objectives)
-    run_dir = Path(run_dir)
-    csv_path = run_dir / "pareto.csv"
-    atomic_write_text(csv_path, front.to_csv(index=False))
-    points = normalise_objectives(trials.sort_values("end_time"), objectives)
-    files = [
-        csv_path,
-        plot_pareto(trials, "params", "error", run_dir / "pareto.png", title=title or f"{metadata.get('task', '')} {metadata.get('searcher', '')}"),
-        plot_hypervolume({metadata.get("searcher", "search"): hypervolume_trace(points)}, run_dir / "hypervolume.png", title="hypervolume over evaluations"),
-    ]
-    return RunReport(trials, front, objectives, hypervolume(points), files)
+    points = normalise_objectives(trials, objectives)
+    metric = primary_metric(metadata.get("task", ""), trials.columns)
+    return RunReport(folder, metadata, trials, pareto_front(trials, objectives), objectives, hypervolume(points), metric,
+                     picks_frame(folder.summary, metric), [])
+
+
+def write_report_files(report: RunReport) -> list[Path]:
+    """pareto.csv (every column, test metrics included) and the two PNGs, with the picks marked."""
+    search_dir = report.folder.search
+    csv_path = search_dir / "pareto.csv"
+    atomic_write_text(csv_path, report.front.to_csv(index=False))
+    highlight = pick_highlights(report.picks, report.trials)
+    title = f"{report.metadata.get('task', '')}: {report.metadata.get('searcher', '')}"
+    pareto_png = plot_pareto(report.trials, "params", "error", search_dir / "pareto.png", title=title,
+                             highlight=highlight if len(highlight) else None, xlabel=PARAMS_LABEL, ylabel=report.error_label("validation"))
+    _, trace = report.hypervolume_over_time()
+    hv_png = plot_hypervolume({report.metadata.get("searcher", "search"): trace}, search_dir / "hypervolume.png", title="hypervolume over evaluations")
+    return [csv_path, pareto_png, hv_png]
+
+
+def write_report(report: RunReport) -> RunReport:
+    """Write a loaded run's report files and its report.html (in the top-level folder); `report.files` lists them."""
+    report.files = [*write_report_files(report), write_html_report([report], report.folder.root / "report.html")]
+    return report
+
+
+def report_run(run: str | Path) -> RunReport:
+    """Regenerate a run's report files from what it holds and return what they show."""
+    return write_report(load_report(run))
 
 
 def format_table(front: pd.DataFrame, metric: str | None = None) -> str:

@@ -54,7 +54,7 @@ def _front_stats(records: list[TrialRecord], objectives: list[str]) -> tuple[int
     return int(pareto_mask(points).sum()), hypervolume(points)
 
 
-def _record(outcome: TrialOutcome) -> TrialRecord:
+def outcome_record(outcome: TrialOutcome) -> TrialRecord:
     request = outcome.request
     return TrialRecord(
         trial_id=request.trial_id, config=request.config, metrics=outcome.metrics or {},
@@ -168,7 +168,7 @@ class SearchDriver:
                     break
                 for outcome in self.executor.wait():
                     self._in_flight.pop(outcome.request.trial_id, None)
-                    self._finish(_record(outcome), records)
+                    self._finish(outcome_record(outcome), records)
                     evaluated += 1
                     bar.update(1)
                 if self.show_progress:  # front statistics only feed the progress bar

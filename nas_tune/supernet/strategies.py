@@ -8,7 +8,7 @@ whatever the strategy. Sub-networks run at their real size with `adapter.sliced`
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
@@ -20,6 +20,7 @@ from nas_tune.errors import UserError
 from nas_tune.models.adapter import ModelAdapter
 from nas_tune.models.subnetwork import SubNetwork
 from nas_tune.search_space import SearchSpace
+from nas_tune.supernet.sampling import SamplingOptions, SubnetSampler
 
 
 @dataclass
@@ -28,6 +29,7 @@ class StrategyOptions:
     temperature: float = 1.0  # in-place distillation temperature (the reference code effectively used 1)
     label_weight: float = 1.0  # weight of the label loss for distilled sub-networks
     kd_weight: float = 1.0  # weight of the distillation loss
+    sampling: SamplingOptions = field(default_factory=SamplingOptions)  # which random sub-networks are drawn
 
 
 def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float, regression: bool) -> torch.Tensor:
@@ -42,11 +44,20 @@ class Strategy(ABC):
     name: ClassVar[str]
     default_random_subnets: ClassVar[int] = 1
 
-    def __init__(self, adapter: ModelAdapter, space: SearchSpace, rng: np.random.Generator, options: StrategyOptions | None = None):
+    uses_teacher: ClassVar[bool] = False
+
+    def __init__(self, adapter: ModelAdapter, space: SearchSpace, rng: np.random.Generator, options: StrategyOptions | None = None,
+                 teacher: PreTrainedModel | None = None):
+        """`teacher`: a fixed model (e.g. a standard fine-tuned one) that distils every sub-network, the largest
+        included, instead of the in-place largest sub-network; only for strategies that distil."""
         self.adapter = adapter
         self.space = space
         self.rng = rng
         self.options = options or StrategyOptions()
+        if teacher is not None:
+            require_distillation(self.name)
+        self.teacher = teacher
+        self.sampler = SubnetSampler(space, adapter, space.shape, self.options.sampling)
         self.num_random = self.options.num_random_subnets if self.options.num_random_subnets is not None else self.default_random_subnets
         self.largest = space.to_subnetwork(space.largest())
         self.smallest = space.to_subnetwork(space.smallest())
@@ -56,7 +67,7 @@ class Strategy(ABC):
         """Forward + backward of this step's sub-networks; `progress` runs from 0 to 1 over training."""
 
     def random_subnets(self) -> list[SubNetwork]:
-        return [self.space.to_subnetwork(self.space.sample(self.rng)) for _ in range(self.num_random)]
+        return [self.sampler.sample(self.rng) for _ in range(self.num_random)]
 
     def _forward(self, model, subnet: SubNetwork, batch) -> torch.Tensor:
         with self.adapter.sliced(model, subnet):
@@ -76,12 +87,20 @@ class Strategy(ABC):
         return total / len(subnets)
 
     def _train_with_teacher(self, model, students: list[SubNetwork], batch) -> float:
-        """The largest sub-network learns from labels; its detached outputs teach the `students`."""
-        teacher_logits = self._forward(model, self.largest, batch)
-        loss = self._label_loss(teacher_logits, batch["labels"])
-        loss.backward()
-        total = loss.item()
-        teacher = teacher_logits.detach()
+        """The largest sub-network learns from labels; its detached outputs teach the `students`.
+
+        With a fixed teacher model, that model's outputs teach the largest sub-network too.
+        """
+        if self.teacher is not None:
+            with torch.no_grad():
+                teacher = self.teacher(**{k: v for k, v in batch.items() if k != "labels"}).logits
+            students, total = [self.largest, *students], 0.0
+        else:
+            teacher_logits = self._forward(model, self.largest, batch)
+            loss = self._label_loss(teacher_logits, batch["labels"])
+            loss.backward()
+            total = loss.item()
+            teacher = teacher_logits.detach()
         regression = teacher.shape[-1] == 1
         for subnet in students:
             logits = self._forward(model, subnet, batch)
@@ -89,7 +108,7 @@ class Strategy(ABC):
             loss = loss + self.options.kd_weight * distillation_loss(logits, teacher, self.options.temperature, regression)
             loss.backward()
             total += loss.item()
-        return total / (len(students) + 1)
+        return total / (len(students) + (self.teacher is None))
 
 
 class Standard(Strategy):
@@ -138,6 +157,7 @@ class RandomKD(Strategy):
     """k random sub-networks distilled in place from the full network (which learns from labels)."""
 
     name = "kd"
+    uses_teacher = True
 
     def step(self, model, batch, progress):
         return self._train_with_teacher(model, self.random_subnets(), batch)
@@ -148,6 +168,7 @@ class SandwichKD(Strategy):
 
     name = "sandwich_kd"
     default_random_subnets = 2
+    uses_teacher = True
 
     def step(self, model, batch, progress):
         return self._train_with_teacher(model, [self.smallest, *self.random_subnets()], batch)
@@ -164,5 +185,12 @@ def canonical_strategy(name: str) -> str:
     return name
 
 
-def make_strategy(name: str, adapter: ModelAdapter, space: SearchSpace, rng: np.random.Generator, options: StrategyOptions | None = None) -> Strategy:
-    return STRATEGIES[canonical_strategy(name)](adapter, space, rng, options)
+def require_distillation(name: str) -> None:
+    """Refuse a fixed teacher for a strategy that never distils (it would be ignored silently)."""
+    if not STRATEGIES[canonical_strategy(name)].uses_teacher:
+        raise UserError(f"strategy '{name}' does not distil, so it cannot use --teacher; pick kd or sandwich_kd, or drop --teacher.")
+
+
+def make_strategy(name: str, adapter: ModelAdapter, space: SearchSpace, rng: np.random.Generator, options: StrategyOptions | None = None,
+                  teacher: PreTrainedModel | None = None) -> Strategy:
+    return STRATEGIES[canonical_strategy(name)](adapter, space, rng, options, teacher)

@@ -21,15 +21,17 @@ import pandas as pd
 import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
-from transformers import get_linear_schedule_with_warmup
+from transformers import PreTrainedModel, get_linear_schedule_with_warmup
 
 from nas_tune import __version__
 from nas_tune.data import TaskSpec, TokenizedSplit
 from nas_tune.errors import UserError
 from nas_tune.evaluate import Evaluator
-from nas_tune.io import atomic_folder, atomic_write_json, atomic_write_text, read_json
+from nas_tune.io import as_json, atomic_folder, atomic_write_json, atomic_write_text, read_json, recover_folder
 from nas_tune.models import LoadedModel
 from nas_tune.search_space import make_search_space
+from nas_tune.supernet.head import HEAD_INIT_CHOICES, initialise_head_bias
+from nas_tune.supernet.sampling import SamplingOptions
 from nas_tune.supernet.strategies import StrategyOptions, canonical_strategy, make_strategy
 
 SUPERNET_FILE = "supernet.json"
@@ -53,6 +55,10 @@ class FinetuneConfig:
     kd_weight: float = 1.0
     eval_batch_size: int = 64
     save_steps: int = 50  # also saved at the end of every epoch
+    head_init: str = "prior"  # a fresh task head starts at the label prior ("zero": as transformers creates it)
+    sampling: str = "uniform"  # random sub-networks: "uniform" over the space, or "stratified" by size
+    min_params: float = 0.0  # random sub-networks keep at least this layer-parameter fraction
+    max_steps: int | None = None  # stop after this many steps (the learning-rate schedule ends there); None: all epochs
 
     def __post_init__(self):
         self.strategy = canonical_strategy(self.strategy)
@@ -61,6 +67,14 @@ class FinetuneConfig:
                 raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}.")
         if self.lr <= 0 or self.temperature <= 0:
             raise UserError("--lr and --temperature must be positive.")
+        if self.max_steps is not None and self.max_steps <= 0:
+            raise UserError(f"--max-steps must be positive, got {self.max_steps}.")
+        if self.head_init not in HEAD_INIT_CHOICES:
+            raise UserError(f"unknown --head-init '{self.head_init}'; choose one of: {', '.join(HEAD_INIT_CHOICES)}.")
+        self.sampling_options()  # validates --sampling / --min-params
+
+    def sampling_options(self) -> SamplingOptions:
+        return SamplingOptions(self.sampling, self.min_params)
 
 
 @dataclass
@@ -96,11 +110,12 @@ def _check_output_dir(output_dir: Path, options: dict[str, Any], *, resume: bool
     if resume:
         if not meta_path.is_file():
             raise UserError(f"--resume: {output_dir} holds no run to resume (no {SUPERNET_FILE}); drop --resume.")
-        stored = read_supernet_meta(output_dir)["options"]
+        stored, options = read_supernet_meta(output_dir)["options"], as_json(options)  # compared as stored: tuples are lists
         differing = sorted(k for k in set(stored) | set(options) if stored.get(k) != options.get(k))
         if differing:
             shown = ", ".join(f"{k}: {stored.get(k)!r} vs {options.get(k)!r}" for k in differing[:4])
             raise UserError(f"--resume: {output_dir} was trained with other options ({shown}); use the same options or a new --output.")
+        recover_folder(output_dir / STATE_DIR)  # a kill while the state was being replaced
         return (output_dir / STATE_DIR).is_dir()
     if output_dir.exists() and any(output_dir.iterdir()):
         if not overwrite:
@@ -191,8 +206,12 @@ def finetune(
     overwrite: bool = False,
     stop_at_step: int | None = None,
     show_progress: bool = True,
+    teacher: PreTrainedModel | None = None,
 ) -> FinetuneResult:
-    """Fine-tune `loaded.model` as a super-network; `stop_at_step` simulates an interruption (tests)."""
+    """Fine-tune `loaded.model` as a super-network; `stop_at_step` simulates an interruption (tests).
+
+    `teacher`: a fixed model whose outputs distil every sub-network (its weights never change).
+    """
     output_dir = Path(output_dir)
     options = {**asdict(config), **(run_info or {})}
     continuing = _check_output_dir(output_dir, options, resume=resume, overwrite=overwrite)
@@ -203,23 +222,30 @@ def finetune(
         atomic_write_json(output_dir / SUPERNET_FILE, meta)
 
     model, adapter = loaded.model, loaded.adapter
+    if config.head_init == "prior":
+        initialise_head_bias(loaded, train.labels)
     space = make_search_space(config.search_space, adapter.shape(model))
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
+    if teacher is not None:
+        teacher.to(next(model.parameters()).device).eval().requires_grad_(False)
     strategy = make_strategy(config.strategy, adapter, space, rng, StrategyOptions(
-        config.num_random_subnets, config.temperature, config.label_weight, config.kd_weight))
+        config.num_random_subnets, config.temperature, config.label_weight, config.kd_weight, config.sampling_options()), teacher)
     steps_per_epoch = -(-len(train) // config.batch_size)
     total_steps = steps_per_epoch * config.epochs
-    no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
-    groups = [
-        {"params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)], "weight_decay": config.weight_decay},
-        {"params": [p for n, p in model.named_parameters() if n.endswith(no_decay)], "weight_decay": 0.0},
+    if config.max_steps is not None:
+        total_steps = min(total_steps, config.max_steps)
+    epochs = -(-total_steps // steps_per_epoch)  # fewer than config.epochs when max_steps ends training early
+    groups = [  # no decay on vectors (biases, LayerNorm/RMSNorm scales), whatever the family calls them
+        {"params": [p for p in model.parameters() if p.ndim >= 2], "weight_decay": config.weight_decay},
+        {"params": [p for p in model.parameters() if p.ndim < 2], "weight_decay": 0.0},
     ]
     optimizer = torch.optim.AdamW(groups, lr=config.lr)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * total_steps), total_steps)
     position = {"epoch": 0, "batch": 0, "global_step": 0}
     if continuing:
         position = _load_state(output_dir, model, optimizer, scheduler, rng)
+    if resume:  # also when killed before the first saved state: those steps are trained again
         _drop_log_rows_after(output_dir, position["global_step"])
 
     device = next(model.parameters()).device
@@ -231,11 +257,13 @@ def finetune(
     step = position["global_step"]
     bar = tqdm(total=total_steps, initial=step, desc=f"fine-tuning ({config.strategy})", unit="step", disable=not show_progress)
     try:
-        for epoch in range(position["epoch"], config.epochs):
+        for epoch in range(position["epoch"], epochs):
             first_batch = position["batch"] if epoch == position["epoch"] else 0
             batches = _epoch_batches(train, config.batch_size, config.seed, epoch)
             model.train()
             for index in range(first_batch, len(batches)):
+                if step >= total_steps:
+                    break
                 if stop_at_step is not None and step >= stop_at_step:
                     _save_state(output_dir, model, optimizer, scheduler, rng, {"epoch": epoch, "batch": index, "global_step": step})
                     return FinetuneResult(output_dir, {}, step, time.perf_counter() - start, history)
@@ -263,7 +291,7 @@ def finetune(
         bar.close()
         logs.close()
     model.eval()
-    final = history[-1] if history else _evaluate_extremes(evaluator, space, task, config.epochs, step)
+    final = history[-1] if history else _evaluate_extremes(evaluator, space, task, epochs, step)
     model.save_pretrained(output_dir)
     loaded.tokenizer.save_pretrained(output_dir)
     meta.update(status="completed", final_metrics=final, steps=step, train_seconds=time.perf_counter() - start)

@@ -9,13 +9,16 @@ Why it is needed: BERT derives the head size from ``hidden_size / num_attention_
 fewer heads cannot be expressed by the stock config. The per-layer sizes live in
 ``config.nas_tune_layer_heads`` and ``config.nas_tune_layer_units``; ``config.nas_tune_head_dim`` keeps
 the original head size.
+
+The classes carry the stock names (``BertForSequenceClassification``): transformers' ``pipeline`` checks a
+model's class name against its supported models and would otherwise log a screen-long "not supported" error.
 """
 
 from __future__ import annotations
 
 import torch
+import transformers
 from torch import nn
-from transformers import BertForSequenceClassification, RobertaForSequenceClassification
 
 
 class EmptySelfAttention(nn.Module):
@@ -45,15 +48,20 @@ def resize_encoder(encoder: nn.Module, config) -> None:
         resize_layer(layer, heads, units, config.nas_tune_head_dim)
 
 
-class NasTuneBertForSequenceClassification(BertForSequenceClassification):
+class BertForSequenceClassification(transformers.BertForSequenceClassification):
     def __init__(self, config):
         super().__init__(config)
         resize_encoder(self.bert.encoder, config)
         self.post_init()
 
 
-class NasTuneRobertaForSequenceClassification(RobertaForSequenceClassification):
+class RobertaForSequenceClassification(transformers.RobertaForSequenceClassification):
     def __init__(self, config):
         super().__init__(config)
         resize_encoder(self.roberta.encoder, config)
         self.post_init()
+
+
+# The names config.json's auto_map uses (nas_tune.models.bert.CUSTOM_CLASSES).
+NasTuneBertForSequenceClassification = BertForSequenceClassification
+NasTuneRobertaForSequenceClassification = RobertaForSequenceClassification

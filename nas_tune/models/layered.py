@@ -1,0 +1,125 @@
+"""Masking, slicing and extraction for transformers whose prunable blocks sit in one list of layers.
+
+Every family nas-tune supports keeps its layers in a `ModuleList` and has one projection that reads all
+attention heads and one that reads all FFN neurons; a family adapter names those modules and says how one
+layer is cut, and this class does the rest the same way for all of them.
+"""
+
+from __future__ import annotations
+
+import copy
+from abc import abstractmethod
+from contextlib import contextmanager
+from functools import partial
+from collections.abc import Callable, Iterator
+
+import torch
+from torch import nn
+from transformers import PreTrainedConfig, PreTrainedModel
+
+from nas_tune.models.adapter import ModelAdapter
+from nas_tune.models.slicing import SlicedLinear, mask_head_outputs, mask_units, sliced_copy
+from nas_tune.models.subnetwork import ModelShape, SubNetwork
+
+SliceLinear = Callable[[nn.Linear, torch.Tensor | None, torch.Tensor | None], nn.Module]
+Replace = Callable[[nn.Module, str, nn.Module], None]
+
+
+class LayeredAdapter(ModelAdapter):
+    @abstractmethod
+    def _set_layers(self, model: PreTrainedModel, layers: nn.ModuleList) -> None: ...
+
+    @abstractmethod
+    def _output_projections(self, layer: nn.Module) -> tuple[nn.Linear, nn.Linear]:
+        """The Linear that reads the concatenated heads, and the one that reads the FFN neurons."""
+
+    @abstractmethod
+    def slice_layer(self, layer: nn.Module, heads: tuple[int, ...], units: tuple[int, ...], shape: ModelShape,
+                    slice_linear: SliceLinear, replace: Replace = setattr) -> None:
+        """Restrict one layer to `heads` and `units`; `slice_linear` decides copy (export) or view (training)."""
+
+    @abstractmethod
+    def _pruned_config(self, model: PreTrainedModel, subnet: SubNetwork) -> PreTrainedConfig: ...
+
+    def _attention(self, layer: nn.Module) -> nn.Module | None:
+        """The module holding `layer_idx` (the KV-cache slot), if the family has one."""
+        return None
+
+    def check(self, shape: ModelShape, subnet: SubNetwork) -> None:
+        """Raise when `subnet` cannot be built for this model."""
+        subnet.validate(shape)
+
+    @contextmanager
+    def _only_layers(self, model: PreTrainedModel, kept: tuple[int, ...]) -> Iterator[nn.ModuleList]:
+        """Run only the `kept` layers, numbered 0.. so that a KV cache fills its slots in order."""
+        all_layers = self.layers(model)
+        attentions = [self._attention(all_layers[i]) for i in kept]
+        numbers = [getattr(a, "layer_idx", None) for a in attentions]
+        self._set_layers(model, nn.ModuleList([all_layers[i] for i in kept]))
+        try:
+            for index, attention in enumerate(attentions):
+                if numbers[index] is not None:
+                    attention.layer_idx = index
+            yield self.layers(model)
+        finally:
+            for attention, number in zip(attentions, numbers):
+                if number is not None:
+                    attention.layer_idx = number
+            self._set_layers(model, all_layers)
+
+    @contextmanager
+    def masked(self, model: PreTrainedModel, subnet: SubNetwork) -> Iterator[PreTrainedModel]:
+        shape = self.shape(model)
+        self.check(shape, subnet)
+        head_mask, unit_mask = subnet.head_mask(shape), subnet.unit_mask(shape)
+        handles = []
+        try:
+            for i in subnet.layers:
+                head_reader, unit_reader = self._output_projections(self.layers(model)[i])
+                if len(subnet.heads[i]) < shape.num_heads:
+                    hook = partial(mask_head_outputs, mask=head_mask[i].to(head_reader.weight.device), head_dim=shape.head_dim)
+                    handles.append(head_reader.register_forward_pre_hook(hook))
+                if len(subnet.units[i]) < shape.ffn_size:
+                    hook = partial(mask_units, mask=unit_mask[i].to(unit_reader.weight.device))
+                    handles.append(unit_reader.register_forward_pre_hook(hook))
+            with self._only_layers(model, subnet.layers):
+                yield model
+        finally:
+            for handle in handles:
+                handle.remove()
+
+    @contextmanager
+    def sliced(self, model: PreTrainedModel, subnet: SubNetwork) -> Iterator[PreTrainedModel]:
+        shape = self.shape(model)
+        self.check(shape, subnet)
+        swapped: list[tuple[nn.Module, str, object]] = []
+
+        def replace(parent: nn.Module, name: str, value: object) -> None:
+            swapped.append((parent, name, getattr(parent, name)))
+            setattr(parent, name, value)
+
+        try:
+            for i in subnet.layers:
+                if len(subnet.heads[i]) < shape.num_heads or len(subnet.units[i]) < shape.ffn_size:
+                    self.slice_layer(self.layers(model)[i], subnet.heads[i], subnet.units[i], shape, SlicedLinear, replace)
+            with self._only_layers(model, subnet.layers):
+                yield model
+        finally:
+            for parent, name, original in reversed(swapped):
+                setattr(parent, name, original)
+
+    def extract(self, model: PreTrainedModel, subnet: SubNetwork) -> PreTrainedModel:
+        shape = self.shape(model)
+        self.check(shape, subnet)
+        # Copy everything but the layer list, then only the kept layers: no mutation of `model`,
+        # so threads may extract from one shared super-network concurrently.
+        all_layers = self.layers(model)
+        small = copy.deepcopy(model, memo={id(all_layers): nn.ModuleList()})
+        self.layers(small).extend(copy.deepcopy(all_layers[i]) for i in subnet.layers)
+        for new_index, (layer, heads, units) in enumerate(zip(self.layers(small), subnet.kept_heads(), subnet.kept_units())):
+            self.slice_layer(layer, heads, units, shape, sliced_copy)
+            attention = self._attention(layer)
+            if hasattr(attention, "layer_idx"):
+                attention.layer_idx = new_index
+        small.config = self._pruned_config(model, subnet)
+        return small

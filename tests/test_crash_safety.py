@@ -1,0 +1,175 @@
+"""Crash safety: a folder replacement interrupted at any step, and fine-tuning killed with SIGKILL and resumed."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from nas_tune import io
+from nas_tune.io import atomic_folder, recover_folder
+
+
+class Crash(BaseException):
+    """Stands for the process dying: nothing after the failing call runs, no cleanup either."""
+
+
+def contents(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): p.read_text() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def write_folder(folder: Path, files: dict[str, str]) -> None:
+    for name, text in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(text)
+
+
+OLD = {"model.safetensors": "old weights", "state/optimizer.pt": "old optimizer"}
+NEW = {"model.safetensors": "new weights", "state/optimizer.pt": "new optimizer", "extra.json": "{}"}
+
+
+def crashing_after(monkeypatch, calls: int) -> None:
+    """Let `calls` renames/removals of nas_tune.io run, then crash in the next one (a removal half done)."""
+    done = {"count": 0}
+    rename, rmtree = Path.rename, shutil.rmtree
+
+    def step():
+        if done["count"] == calls:
+            raise Crash
+        done["count"] += 1
+
+    def crashing_rename(self, target):
+        step()
+        return rename(self, target)
+
+    def crashing_rmtree(path, *args, **kwargs):
+        if done["count"] == calls and Path(path).is_dir():  # a removal killed midway leaves part of the folder
+            next(p for p in Path(path).rglob("*") if p.is_file()).unlink()
+        step()
+        return rmtree(path, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "rename", crashing_rename)
+    monkeypatch.setattr(io.shutil, "rmtree", crashing_rmtree)
+
+
+@pytest.mark.parametrize("calls", range(4))
+def test_atomic_folder_survives_a_crash_at_every_step(tmp_path, monkeypatch, calls):
+    target = tmp_path / "training_state"
+    write_folder(target, OLD)
+    crashing_after(monkeypatch, calls)
+    try:
+        with atomic_folder(target) as staging:
+            write_folder(staging, NEW)
+        crashed = False
+    except Crash:
+        crashed = True
+    monkeypatch.undo()
+    assert crashed == (calls < 3)  # three steps: old aside, new in, old removed
+    recover_folder(target)  # what the next start does
+    assert contents(target) in (OLD, NEW)  # never neither, never a mix
+    assert contents(target) == (NEW if calls >= 2 else OLD)  # once the new folder is in place it stays
+    assert [p.name for p in tmp_path.iterdir()] == ["training_state"]  # no leftovers
+
+
+def test_a_writer_killed_while_staging_leaves_the_old_folder_and_no_leftovers(tmp_path):
+    target = tmp_path / "ckpt"
+    write_folder(target, OLD)
+    write_folder(tmp_path / ".ckpt.staging-abc123", {"model.safetensors": "half writ"})  # SIGKILL mid-write
+    with atomic_folder(target) as staging:
+        write_folder(staging, NEW)
+    assert contents(target) == NEW and [p.name for p in tmp_path.iterdir()] == ["ckpt"]
+
+
+def test_an_error_while_staging_keeps_the_old_folder(tmp_path):
+    target = tmp_path / "ckpt"
+    write_folder(target, OLD)
+    with pytest.raises(RuntimeError), atomic_folder(target) as staging:
+        write_folder(staging, NEW)
+        raise RuntimeError("disk full")
+    assert contents(target) == OLD and [p.name for p in tmp_path.iterdir()] == ["ckpt"]
+
+
+# A `nas-tune` process that SIGKILLs itself at a chosen moment of a state save ("save:N": the N-th save, after the
+# weights file and before the optimizer file; "replace:N": the N-th save, after the old state was renamed aside).
+DRIVER = """
+import os, signal, sys
+from pathlib import Path
+import torch
+from nas_tune.cli import main
+where, count = os.environ["KILL_AT"].split(":")
+calls = {"n": 0}
+
+def maybe_die():
+    calls["n"] += 1
+    if calls["n"] == int(count):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+if where == "save":
+    save = torch.save
+    def dying_save(*args, **kwargs):
+        maybe_die()
+        return save(*args, **kwargs)
+    torch.save = dying_save
+else:
+    rename = Path.rename
+    def dying_rename(self, target):
+        if self.name.startswith(".training_state.staging-"):
+            maybe_die()
+        return rename(self, target)
+    Path.rename = dying_rename
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def write_csv(path: Path, rows: int) -> Path:
+    words = ["good", "bad", "fine", "awful", "great", "poor"]
+    lines = ["text,label"] + [f"{words[i % 6]} film number {i},{'pos' if i % 6 in (0, 2, 4) else 'neg'}" for i in range(rows)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def finetune_argv(model: Path, data: Path, output: Path) -> list[str]:
+    return ["finetune", "--model", str(model), "--train-file", str(data), "--text-columns", "text", "--max-seq-length", "16",
+            "--batch-size", "4", "--epochs", "2", "--lr", "1e-3", "--save-steps", "1", "--seed", "3", "--output", str(output)]
+
+
+@pytest.mark.slow  # five nas-tune processes: about 30 s idle, 140 s on a busy 2-core machine
+def test_finetune_killed_at_several_moments_resumes_to_the_same_weights(tmp_path, tiny_model_dir):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from safetensors.torch import load_file
+
+    data = write_csv(tmp_path / "reviews.csv", 40)  # 28 training rows: 7 steps an epoch, 14 in all
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "NAS_TUNE_CACHE": str(tmp_path / "cache"), "PYTHONPATH": str(Path(__file__).parents[1])}
+
+    def nas_tune(argv, kill_at="none:0", kill_after_rows=None):
+        process = subprocess.Popen([sys.executable, "-c", DRIVER, *argv], env={**env, "KILL_AT": kill_at},
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        log = Path(argv[argv.index("--output") + 1]) / "train_log.csv"
+        while kill_after_rows is not None and process.poll() is None:
+            if log.is_file() and len(log.read_text().splitlines()) > kill_after_rows:
+                process.send_signal(signal.SIGKILL)
+            time.sleep(0.01)
+        _, err = process.communicate(timeout=600)
+        return process.returncode, err
+
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    assert nas_tune(finetune_argv(tiny_model_dir, data, straight))[0] == 0
+    resume = [*finetune_argv(tiny_model_dir, data, killed), "--resume"]
+    moments = [("save:3", None), ("none:0", 9), ("replace:2", None)]  # mid-save, between saves, mid-replacement
+    for number, (kill_at, rows) in enumerate(moments):
+        code, err = nas_tune(resume if number else resume[:-1], kill_at=kill_at, kill_after_rows=rows)
+        assert code == -signal.SIGKILL, err
+        assert (killed / "supernet.json").is_file() and not (killed / "model.safetensors").exists()
+    code, err = nas_tune(resume)
+    assert code == 0, err
+    a, b = load_file(str(straight / "model.safetensors")), load_file(str(killed / "model.safetensors"))
+    assert a.keys() == b.keys() and all(a[k].equal(b[k]) for k in a)
+    steps = [line.split(",")[0] for line in (killed / "train_log.csv").read_text().splitlines()[1:]]
+    assert steps == [str(i) for i in range(1, 15)]  # each step logged once
+    assert sorted(p.name for p in killed.iterdir() if p.name.startswith(".")) == []  # no staging leftovers
