@@ -26,7 +26,7 @@ from nas_tune.metrics.task import score
 from nas_tune.models import LoadedModel, ModelAdapter, SubNetwork, load_model
 from nas_tune.models.bert import BertFamilyAdapter
 from nas_tune.search.driver import SearchSettings, check_resumable
-from nas_tune.search.searchers import config_key
+from nas_tune.search_space import config_key
 from nas_tune.search.store import ResultsStore, TrialRecord
 from nas_tune.search_space import Config, make_search_space
 from nas_tune.supernet import FinetuneConfig
