@@ -224,6 +224,7 @@ class GridBaseline(Baseline):
     def export(self, candidate: Candidate, path: Path) -> None:
         loaded = self.inputs.loaded
         export_subnetwork(candidate.model, loaded.tokenizer, self.adapter, candidate.subnet, path, overwrite=True,
+                          label_names=self.inputs.task.label_names,
                           provenance={"baseline": self.name, "config": candidate.config, "source_model": loaded.source})
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import PreTrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 from nas_tune import __version__
 from nas_tune.errors import UserError
@@ -40,6 +40,14 @@ def prepare_output_dir(path: str | Path, *, overwrite: bool) -> Path:
     return path
 
 
+def set_label_names(config: PreTrainedConfig, label_names: Sequence[str]) -> None:
+    """`label_names[i]` names class i (the task's labels), so the model predicts "entailment", not "LABEL_0";
+    no names (regression) leaves the config as it is."""
+    if label_names:
+        config.id2label = dict(enumerate(label_names))
+        config.label2id = {name: i for i, name in enumerate(label_names)}
+
+
 def export_subnetwork(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -53,13 +61,11 @@ def export_subnetwork(
 ) -> ExportResult:
     """Write `save_pretrained` weights, tokenizer, provenance and a model card; the folder appears complete or not at all.
 
-    `label_names[i]` names class i (the task's labels), so the model predicts "entailment", not "LABEL_0".
+    `label_names`: the task's class names (see `set_label_names`); without them the model keeps its config's labels.
     """
     output_dir = prepare_output_dir(output_dir, overwrite=overwrite)
     small = adapter.extract(model, subnet)
-    if label_names:
-        small.config.id2label = dict(enumerate(label_names))
-        small.config.label2id = {name: i for i, name in enumerate(label_names)}
+    set_label_names(small.config, label_names)
     needs_remote_code = getattr(small.config, "auto_map", None) is not None
     size = count_parameters(model, adapter, subnet)
     record = {
