@@ -86,6 +86,15 @@ def _pick_record(item: ExportedPick, metric: str, data_source: str, description:
     }
 
 
+def describe_data_budget(data: DataConfig) -> str:
+    """What the run will train and evaluate on, said before it starts: the evaluation cost follows these caps."""
+    def at_most(cap: int | None, what: str) -> str:
+        return f"all {what}" if cap is None else f"at most {cap} {what}"
+
+    return (f"data: {data.dataset}, training on {at_most(data.max_train_samples, 'training examples')}, every trial scored on "
+            f"{at_most(data.max_validation_samples, 'validation examples')}, picks tested on {at_most(data.max_test_samples, 'test examples')}")
+
+
 def run_pipeline(config: PipelineConfig, output: str | Path, *, resume: bool = False, overwrite: bool = False, show_progress: bool = True,
                  finetune: Callable[..., FinetuneResult] = finetune_supernet, executor_factory: ExecutorFactory = local_executor) -> PipelineResult:
     """`finetune` (called like `finetune_supernet`) and `executor_factory` decide where stages 1 and 2 run."""
@@ -95,6 +104,7 @@ def run_pipeline(config: PipelineConfig, output: str | Path, *, resume: bool = F
     if config.repair and (config.data.max_train_samples or MIN_SAMPLES) < MIN_SAMPLES:  # fail before hours of work, not after
         raise UserError(f"--repair needs at least {MIN_SAMPLES} training examples but --max-train-samples is {config.data.max_train_samples}; "
                         "raise it or drop --repair.")
+    print(describe_data_budget(config.data))
     supernet_dir, search_dir, models_dir = output / "supernet", output / "search", output / "models"
     finished = (supernet_dir / SUPERNET_FILE).is_file() and read_supernet_meta(supernet_dir).get("status") == "completed"
     if not (resume and finished):
