@@ -1,15 +1,21 @@
-"""Option groups shared by every command and launcher: one vocabulary, one place that defines it."""
+"""Option groups shared by every command and launcher: one vocabulary, one place that defines it.
+
+Parsers import only `nas_tune.settings` (no torch), so `--help` and bad options answer at once.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from nas_tune.data import DataConfig
 from nas_tune.errors import UserError
-from nas_tune.models import DEFAULT_MODEL
-from nas_tune.search_space import SEARCH_SPACES, Config, SearchSpace
+from nas_tune.settings import DEFAULT_MODEL, SEARCH_SPACE_NAMES
+
+if TYPE_CHECKING:
+    from nas_tune.data import DataConfig
+    from nas_tune.search_space import Config, SearchSpace
 
 VALIDATION_CAP = 2048  # validation examples every trial is scored on, without a training budget
 
@@ -61,6 +67,8 @@ def evaluation_caps(max_train: int | None, max_validation: int | None, max_test:
 
 
 def data_config(args: argparse.Namespace, seed: int) -> DataConfig:
+    from nas_tune.data import DataConfig
+
     max_validation, max_test = evaluation_caps(args.max_train_samples, args.max_validation_samples, args.max_test_samples)
     return DataConfig(
         dataset="custom" if args.train_file else args.dataset,
@@ -78,7 +86,18 @@ def data_config(args: argparse.Namespace, seed: int) -> DataConfig:
 
 
 def add_search_space_option(parser: argparse.ArgumentParser, *, default: str | None = "small") -> None:
-    parser.add_argument("--search-space", default=default, choices=list(SEARCH_SPACES), help=f"sub-network search space (default: {default})")
+    parser.add_argument("--search-space", default=default, choices=list(SEARCH_SPACE_NAMES), help=f"sub-network search space (default: {default})")
+
+
+def refuse_existing_output(output: str | Path, *, resume: bool, overwrite: bool, what: str, marker: str | None = None) -> None:
+    """Refuse a folder that holds a run before any slow import or load (the stage checks again, in detail):
+    `marker` is the file that says a run is there; without it, any content does."""
+    if resume and overwrite:
+        raise UserError("--resume and --overwrite contradict each other; pass one of them.")
+    path = Path(output)
+    taken = (path / marker).exists() if marker else path.is_dir() and any(path.iterdir())
+    if taken and not (resume or overwrite):
+        raise UserError(f"{path} already holds {what}; pass --resume to continue it, --overwrite to replace it, or another --output.")
 
 
 def parse_config(text: str, space: SearchSpace) -> Config:

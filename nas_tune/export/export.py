@@ -11,9 +11,8 @@ from typing import Any
 from transformers import PreTrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 from nas_tune import __version__
-from nas_tune.errors import UserError
 from nas_tune.export.model_card import write_model_card
-from nas_tune.io import atomic_folder, atomic_write_json
+from nas_tune.io import atomic_folder, atomic_write_json, prepare_output_dir
 from nas_tune.metrics.parameters import count_parameters
 from nas_tune.models.adapter import ModelAdapter
 from nas_tune.models.subnetwork import SubNetwork
@@ -28,16 +27,6 @@ class ExportResult:
     layer_fraction: float
     total_params: int
     needs_remote_code: bool  # True: load with trust_remote_code=True (modeling file in the folder)
-
-
-def prepare_output_dir(path: str | Path, *, overwrite: bool) -> Path:
-    """Refuse to clobber a non-empty folder unless asked: nothing already written is lost by accident."""
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise UserError(f"output path {path} exists and is not a folder; choose another --output.")
-    if path.is_dir() and any(path.iterdir()) and not overwrite:
-        raise UserError(f"output folder {path} exists and is not empty; choose another --output or pass --overwrite.")
-    return path
 
 
 def set_label_names(config: PreTrainedConfig, label_names: Sequence[str]) -> None:

@@ -32,6 +32,7 @@ from syne_tune.optimizer.schedulers.searchers.searcher import BaseSearcher
 from syne_tune.optimizer.schedulers.single_fidelity_scheduler import SingleFidelityScheduler
 
 from nas_tune.errors import UserError
+from nas_tune.settings import SEARCHER_NAMES
 
 Config = dict[str, Any]
 
@@ -386,6 +387,7 @@ SEARCHERS: dict[str, Callable[..., Searcher]] = {
     "local_search": _local_search,
     "moasha": _moasha,
 }
+assert tuple(SEARCHERS) == SEARCHER_NAMES, "nas_tune.settings.SEARCHER_NAMES lists every searcher, for the fast command line"
 
 
 def _check_initial_configs(initial_configs: list[Config], config_space: Config) -> None:
