@@ -22,10 +22,13 @@ from nas_tune.pareto import hypervolume, normalise_objectives, pareto_front
 from nas_tune.report.run_folder import write_test_metrics
 from nas_tune.report.summary import format_table, load_run, report_run
 from nas_tune.search.driver import SearchSettings
+from nas_tune.settings import RECIPES
 from nas_tune.search.run import ExecutorFactory, local_executor, search_checkpoint
 from nas_tune.select import ExportedPick, base_model_name, config_of, export_pick, pick, test_evaluator
 from nas_tune.supernet import SUPERNET_FILE, FinetuneConfig, FinetuneResult, read_supernet_meta
 from nas_tune.supernet.run import finetune_supernet
+from nas_tune.supernet.strategies import require_distillation
+
 
 
 @dataclass
@@ -38,6 +41,8 @@ class PipelineConfig:
     eval_batch_size: int = 64
     reorder: str = "none"  # "importance": heads/neurons sorted best-first before super-network training
     repair: bool = False  # least-squares output reconstruction of each picked sub-network before it is tested and exported
+    recipe: str = "one_stage"  # one of RECIPES
+    second_stage_steps: int | None = None  # two_stage: super-network steps after the standard fine-tuning (None: one epoch)
     picks: dict[str, str] = field(default_factory=lambda: {
         "within_1pct": "smallest sub-network within 1 % of the full model's validation metric",
         "within_5pct": "smallest sub-network within 5 % of the full model's validation metric",
@@ -95,6 +100,30 @@ def describe_data_budget(data: DataConfig) -> str:
             f"{at_most(data.max_validation_samples, 'validation examples')}, picks tested on {at_most(data.max_test_samples, 'test examples')}")
 
 
+def _finetune_stages(config: PipelineConfig, output: Path, finetune: Callable[..., FinetuneResult], **options) -> None:
+    """Stage 1 of the pipeline: the super-network in output/supernet (two_stage: from output/standard).
+
+    A stage whose folder holds a completed checkpoint is skipped on --resume, so no step is trained twice.
+    """
+    resume = options.pop("resume")
+    common = {"max_seq_length": config.max_seq_length, "overwrite": options["overwrite"], "show_progress": options["show_progress"]}
+
+    def run(label: str, folder: Path, finetune_config: FinetuneConfig, **extra) -> None:
+        if resume and (folder / SUPERNET_FILE).is_file() and read_supernet_meta(folder).get("status") == "completed":
+            return
+        print(f"[1/3] {label} -> {folder}")
+        finetune(config.model, config.data, finetune_config, folder, resume=resume and folder.exists(), **common, **extra)
+
+    if config.recipe == "one_stage":
+        run("fine-tuning the super-network", output / "supernet", config.finetune, reorder=config.reorder)
+        return
+    standard_dir = output / "standard"
+    run("two-stage recipe: standard fine-tuning", standard_dir, replace(config.finetune, strategy="standard"))
+    second = replace(config.finetune, epochs=1, max_steps=config.second_stage_steps)
+    run(f"two-stage recipe: super-network from it, distilled from it ({second.strategy})", output / "supernet", second,
+        reorder=config.reorder, init_from=str(standard_dir), teacher=str(standard_dir))
+
+
 def run_pipeline(config: PipelineConfig, output: str | Path, *, resume: bool = False, overwrite: bool = False, show_progress: bool = True,
                  finetune: Callable[..., FinetuneResult] = finetune_supernet, executor_factory: ExecutorFactory = local_executor) -> PipelineResult:
     """`finetune` (called like `finetune_supernet`) and `executor_factory` decide where stages 1 and 2 run."""
@@ -105,13 +134,12 @@ def run_pipeline(config: PipelineConfig, output: str | Path, *, resume: bool = F
         raise UserError(f"--repair needs at least {MIN_SAMPLES} training examples but --max-train-samples is {config.data.max_train_samples}; "
                         "raise it or drop --repair.")
     print(describe_data_budget(config.data))
+    if config.recipe not in RECIPES:
+        raise UserError(f"unknown recipe '{config.recipe}'; choose one of: {', '.join(RECIPES)}.")
+    if config.recipe == "two_stage":
+        require_distillation(config.finetune.strategy)  # before the first stage, not after it
     supernet_dir, search_dir, models_dir = output / "supernet", output / "search", output / "models"
-    finished = (supernet_dir / SUPERNET_FILE).is_file() and read_supernet_meta(supernet_dir).get("status") == "completed"
-    if not (resume and finished):
-        print(f"[1/3] fine-tuning the super-network -> {supernet_dir}")
-        finetune(config.model, config.data, config.finetune, supernet_dir, max_seq_length=config.max_seq_length,
-                          resume=resume and supernet_dir.exists(), overwrite=overwrite, show_progress=show_progress,
-                          reorder=config.reorder)
+    _finetune_stages(config, output, finetune, resume=resume, overwrite=overwrite, show_progress=show_progress)
     print(f"[2/3] searching sub-networks ({config.search.searcher}, {config.search.num_trials} trials) -> {search_dir}")
     latency = LatencySettings() if "latency" in config.search.objectives else None
     _, setup = search_checkpoint(supernet_dir, search_dir, config.search, data_dir=config.data.data_dir, batch_size=config.eval_batch_size,

@@ -26,7 +26,7 @@ from nas_tune.models import LoadedModel, ModelAdapter, SubNetwork, adapter_for
 from nas_tune.report.summary import report_run
 from nas_tune.search.driver import SearchSettings
 from nas_tune.search.run import search_checkpoint
-from nas_tune.search.searchers import config_key
+from nas_tune.search_space import config_key
 from nas_tune.search.store import ResultsStore
 from nas_tune.supernet import FinetuneConfig
 from nas_tune.supernet.run import finetune_supernet

@@ -115,3 +115,32 @@ def test_range_hypervolume_equals_a_brute_force_count():
     dominated = (np.maximum(points, lower)[None] <= cells[:, None]).all(axis=2).any(axis=1)
     assert range_hypervolume(points, lower) == pytest.approx(dominated.mean(), abs=5e-3)
     assert range_hypervolume(np.array([[0.5, 0.01]]), lower) == pytest.approx(0.5)  # a tiny model counts as if at 20 %
+
+
+def test_the_two_stage_recipe_runs_both_stages_counts_both_and_resumes_without_retraining(tmp_path, tiny_model_dir, glue_dir, capsys):
+    import json
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "launchers"))
+    import local
+
+    output = tmp_path / "run"
+    argv = ["--model", str(tiny_model_dir), "--dataset", "rte", "--data-dir", str(glue_dir), "--max-train-samples", "64",
+            "--max-validation-samples", "32", "--max-test-samples", "32", "--max-seq-length", "16", "--epochs", "1",
+            "--batch-size", "16", "--lr", "1e-3", "--num-trials", "4", "--recipe", "two_stage", "--second-stage-steps", "2",
+            "--output", str(output)]
+    assert local.main(argv) == 0
+    standard = json.loads((output / "standard" / "supernet.json").read_text())
+    supernet = json.loads((output / "supernet" / "supernet.json").read_text())
+    assert standard["strategy"] == "standard" and standard["status"] == "completed" and standard["steps"] == 4  # 64 examples / 16
+    assert supernet["strategy"] == "sandwich_kd" and supernet["steps"] == 2
+    assert supernet["options"]["init_from"] == supernet["options"]["teacher"] == str((output / "standard").resolve())
+    assert "standard fine-tuning (first of two stages)" in (output / "report.html").read_text()
+    capsys.readouterr()
+    assert local.main([*argv, "--resume"]) == 0  # both stages are done: neither is trained again
+    assert "[1/3]" not in capsys.readouterr().out
+    assert json.loads((output / "standard" / "supernet.json").read_text())["train_seconds"] == standard["train_seconds"]
+    refused = tmp_path / "refused"
+    assert local.main([*argv[:-1], str(refused), "--strategy", "standard"]) == 2
+    assert "does not distil" in capsys.readouterr().err and not refused.exists()

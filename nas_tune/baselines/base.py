@@ -26,9 +26,8 @@ from nas_tune.metrics.task import score
 from nas_tune.models import LoadedModel, ModelAdapter, SubNetwork, load_model
 from nas_tune.models.bert import BertFamilyAdapter
 from nas_tune.search.driver import check_resumable
-from nas_tune.search.searchers import config_key
 from nas_tune.search.store import ResultsStore, TrialRecord
-from nas_tune.search_space import Config, make_search_space
+from nas_tune.search_space import Config, config_key, make_search_space
 from nas_tune.settings import DEFAULT_BUDGETS, BaselineSettings, FinetuneConfig, check_budgets  # noqa: F401  (re-exported)
 
 OBJECTIVES = ["error", "params"]

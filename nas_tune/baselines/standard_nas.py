@@ -20,7 +20,7 @@ from nas_tune.models import LoadedModel, ModelShape
 from nas_tune.models.bert import BertFamilyAdapter
 from nas_tune.search.driver import SearchDriver
 from nas_tune.search.executors import LocalExecutor
-from nas_tune.search.searchers import config_key, make_searcher
+from nas_tune.search.searchers import SEARCHERS, searcher_class, start_searcher
 from nas_tune.search.store import ResultsStore
 from nas_tune.search_space import Config, make_search_space
 from nas_tune.supernet import finetune
@@ -58,9 +58,10 @@ class StandardNAS(Baseline):
         if settings.search_space not in UNIFORM_SPACES:
             raise UserError(f"standard_nas fine-tunes each sub-network as a model of its own, which needs the same heads and "
                             f"units in every layer; use --search-space {' or '.join(UNIFORM_SPACES)}, not {settings.search_space}.")
-        if settings.search.searcher == "moasha":
-            raise UserError("standard_nas trains every candidate in full; use a single-fidelity searcher "
-                            "(random, morea, ehvi, nsga2, local_search), not moasha.")
+        if searcher_class(settings.search.searcher).multi_fidelity:
+            single = ", ".join(name for name, cls in SEARCHERS.items() if not cls.multi_fidelity)
+            raise UserError(f"standard_nas trains every candidate in full; use a single-fidelity searcher "
+                            f"({single}), not {settings.search.searcher}.")
         self.search = make_search_space(settings.search_space, self.shape)
 
     @property
@@ -85,12 +86,8 @@ class StandardNAS(Baseline):
     def run(self, store: ResultsStore, *, show_progress: bool = True) -> None:
         settings, space = self.settings.search, self.search
         scorer = Scorer(self.inputs)
-        history = store.records()
-        done = {config_key(r.config) for r in history if r.status == "completed"}
-        initial = [c for c in (space.largest(), space.smallest()) if config_key(c) not in done]
-        # A resumed searcher gets a fresh seed, or its random draws would repeat the first run's configs.
-        searcher = make_searcher(settings.searcher, space.config_space(), settings.objectives,
-                                 seed=self.settings.seed + len(history), initial_configs=initial)
+        searcher = start_searcher(settings.searcher, space, settings.objectives, seed=self.settings.seed,
+                                  history=store.records())
 
         def size_of(config: Config) -> float:
             return count_parameters(self.model, self.adapter, space.to_subnetwork(config)).layer_fraction

@@ -6,8 +6,9 @@ import argparse
 from typing import TYPE_CHECKING
 
 from nas_tune.cli.finetune import add_finetune_options, finetune_config
-from nas_tune.cli.options import add_data_options, add_model_options, add_search_space_option, data_config
+from nas_tune.cli.options import add_data_options, add_model_options, add_search_space_option, data_config, positive_int
 from nas_tune.cli.search import add_search_options, search_settings
+from nas_tune.settings import RECIPES
 
 if TYPE_CHECKING:
     from nas_tune.pipeline import PipelineConfig, PipelineResult
@@ -41,6 +42,14 @@ def add_run_folder_options(parser: argparse.ArgumentParser) -> None:
                         help="before testing and exporting each pick, fit its kept heads/neurons' output scales to the full "
                              "super-network's layer outputs (least squares on 256 training examples, no retraining; "
                              "it lowered the test metric of super-network picks in benchmarks/paper_comparison.py)")
+    recipe = parser.add_argument_group("recipe")
+    recipe.add_argument("--recipe", choices=RECIPES, default="one_stage",
+                        help="one_stage: the super-network is fine-tuned from the pre-trained model; two_stage: a standard "
+                             "fine-tuning first (--epochs, strategy standard, in <output>/standard), then the super-network "
+                             "starts from it and every sub-network is distilled from it (--strategy must distil: kd or "
+                             "sandwich_kd); the cost of both stages is counted (default: %(default)s)")
+    recipe.add_argument("--second-stage-steps", type=positive_int,
+                        help="two_stage: super-network steps after the standard fine-tuning (default: one epoch)")
 
 
 def parse_pipeline_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
@@ -58,7 +67,7 @@ def pipeline_config(args: argparse.Namespace) -> PipelineConfig:
 
     return PipelineConfig(model=args.model, data=data_config(args, args.seed), finetune=finetune_config(args),
                           search=search_settings(args), max_seq_length=args.max_seq_length, reorder=args.reorder,
-                          repair=args.repair)
+                          repair=args.repair, recipe=args.recipe, second_stage_steps=args.second_stage_steps)
 
 
 def print_pipeline_result(result: PipelineResult) -> None:

@@ -99,6 +99,10 @@ def cost_split(report: RunReport) -> dict[str, float]:
     else:
         supernet = Path(str(report.metadata.get("checkpoint", ""))) / SUPERNET_FILE
         if supernet.is_file() and "train_seconds" in (meta := read_json(supernet)):
+            init_from = meta.get("options", {}).get("init_from")  # two-stage: the standard model it started from
+            first_stage = Path(str(init_from)) / SUPERNET_FILE
+            if init_from and first_stage.is_file() and "train_seconds" in (standard := read_json(first_stage)):
+                costs["standard fine-tuning (first of two stages)"] = float(standard["train_seconds"])
             costs["super-network fine-tuning"] = float(meta["train_seconds"])
         costs["search (wall clock)"] = float(trials["end_time"].max() - trials["start_time"].min())
     seconds = (report.folder.summary or {}).get("seconds", {})

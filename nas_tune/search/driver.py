@@ -83,7 +83,7 @@ class SearchDriver:
 
     @property
     def _multi_fidelity(self) -> bool:
-        return self.settings.searcher == "moasha"
+        return self.searcher.multi_fidelity
 
     def _read_running(self) -> dict[str, Any]:
         path = self.store.run_dir / RUNNING_FILE

@@ -16,7 +16,8 @@ from syne_tune.optimizer.schedulers.searchers.searcher import BaseSearcher
 
 from nas_tune.errors import UserError
 from nas_tune.pareto import pareto_mask
-from nas_tune.search.searchers import Config, by_domain_type, sample_config
+from nas_tune.search.domains import by_domain_type
+from nas_tune.search_space import Config, sample_config
 
 
 def _nearby_integer(domain: Integer, value: int, rng: np.random.RandomState, step_fraction: float) -> int:

@@ -14,7 +14,8 @@ from optuna.trial import TrialState
 from syne_tune.config_space import Categorical, Domain, Float, Integer
 from syne_tune.optimizer.schedulers.searchers.searcher import BaseSearcher
 
-from nas_tune.search.searchers import Config, by_domain_type
+from nas_tune.search.domains import by_domain_type
+from nas_tune.search_space import Config
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # one INFO line per trial otherwise
 

@@ -15,7 +15,7 @@ from nas_tune.metrics import count_parameters
 from nas_tune.search.driver import SearchDriver, SearchSettings, check_resumable
 from nas_tune.search.executors import Executor, LocalExecutor
 from nas_tune.search.objectives import TrialFunction
-from nas_tune.search.searchers import make_searcher
+from nas_tune.search.searchers import start_searcher
 from nas_tune.search.store import ResultsStore
 from nas_tune.supernet import read_supernet_meta
 
@@ -72,12 +72,7 @@ def search_checkpoint(
     store.run_dir.mkdir(parents=True, exist_ok=True)
     store.write_metadata(metadata)
     space = setup.evaluator.search_space
-    history = store.records()
-    done = {str(sorted(r.config.items())) for r in history if r.status == "completed"}
-    initial = [c for c in (space.largest(), space.smallest()) if str(sorted(c.items())) not in done]
-    # A resumed searcher gets a fresh seed, or its random draws would repeat the first run's configs.
-    searcher = make_searcher(settings.searcher, space.config_space(), settings.objectives, seed=settings.seed + len(history),
-                             initial_configs=initial)
+    searcher = start_searcher(settings.searcher, space, settings.objectives, seed=settings.seed, history=store.records())
     model, adapter = setup.loaded.model, setup.loaded.adapter
 
     def size_of(config):

@@ -6,6 +6,7 @@ Parameter names follow the paper's reference code, so configs and results compar
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
@@ -17,6 +18,16 @@ from nas_tune.models.subnetwork import ModelShape, SubNetwork
 from nas_tune.settings import SEARCH_SPACE_NAMES
 
 Config = dict[str, Any]
+
+
+def config_key(config: Config) -> str:
+    """Canonical text of a config, so one that went through JSON still finds its trial."""
+    return json.dumps(config, sort_keys=True)
+
+
+def sample_config(config_space: dict[str, Any], rng: np.random.RandomState) -> Config:
+    """A uniformly random config of a Syne Tune config space, drawn from `rng` (not numpy's global RNG)."""
+    return {k: v.sample(random_state=rng) if isinstance(v, Domain) else v for k, v in config_space.items()}
 
 
 class SearchSpace(ABC):
@@ -72,8 +83,8 @@ class SearchSpace(ABC):
         return {k: _bound(d, upper=False) for k, d in self._domains.items()}
 
     def sample(self, rng: np.random.Generator) -> Config:
-        """A uniformly random config (super-network training draws sub-networks with this)."""
-        return {k: _sample(d, rng) for k, d in self._domains.items()}
+        """A uniformly random config drawn from `rng`'s bit stream (super-network training draws with this)."""
+        return sample_config(self._domains, np.random.RandomState(rng.bit_generator))
 
 
 def _bound(domain: Domain, *, upper: bool):
@@ -81,14 +92,6 @@ def _bound(domain: Domain, *, upper: bool):
         return domain.upper if upper else domain.lower
     if isinstance(domain, Categorical):
         return max(domain.categories) if upper else min(domain.categories)
-    raise TypeError(f"unsupported domain {domain}")
-
-
-def _sample(domain: Domain, rng: np.random.Generator):
-    if isinstance(domain, Integer):
-        return int(rng.integers(domain.lower, domain.upper + 1))
-    if isinstance(domain, Categorical):
-        return domain.categories[int(rng.integers(len(domain.categories)))]
     raise TypeError(f"unsupported domain {domain}")
 
 
