@@ -12,6 +12,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from nas_tune.errors import UserError
+
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     path = Path(path)
@@ -88,3 +90,13 @@ def atomic_folder(path: str | Path) -> Iterator[Path]:
         path.rename(aside)
     staging.rename(path)
     shutil.rmtree(aside, ignore_errors=True)
+
+
+def prepare_output_dir(path: str | Path, *, overwrite: bool) -> Path:
+    """Refuse to clobber a non-empty folder unless asked: nothing already written is lost by accident."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"output path {path} exists and is not a folder; choose another --output.")
+    if path.is_dir() and any(path.iterdir()) and not overwrite:
+        raise UserError(f"output folder {path} exists and is not empty; choose another --output or pass --overwrite.")
+    return path

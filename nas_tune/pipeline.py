@@ -22,16 +22,13 @@ from nas_tune.pareto import hypervolume, normalise_objectives, pareto_front
 from nas_tune.report.run_folder import write_test_metrics
 from nas_tune.report.summary import format_table, load_run, report_run
 from nas_tune.search.driver import SearchSettings
+from nas_tune.settings import RECIPES
 from nas_tune.search.run import ExecutorFactory, local_executor, search_checkpoint
 from nas_tune.select import ExportedPick, base_model_name, config_of, export_pick, pick, test_evaluator
 from nas_tune.supernet import SUPERNET_FILE, FinetuneConfig, FinetuneResult, read_supernet_meta
 from nas_tune.supernet.run import finetune_supernet
 from nas_tune.supernet.strategies import require_distillation
 
-# one_stage: the super-network is fine-tuned from the pre-trained model (the paper's recipe).
-# two_stage: a standard fine-tuning first (the model rfp prunes), then the super-network starts from it and
-# distils every sub-network from it as a fixed teacher (`nas-tune finetune --init-from --teacher`).
-RECIPES = ("one_stage", "two_stage")
 
 
 @dataclass
@@ -94,6 +91,15 @@ def _pick_record(item: ExportedPick, metric: str, data_source: str, description:
     }
 
 
+def describe_data_budget(data: DataConfig) -> str:
+    """What the run will train and evaluate on, said before it starts: the evaluation cost follows these caps."""
+    def at_most(cap: int | None, what: str) -> str:
+        return f"all {what}" if cap is None else f"at most {cap} {what}"
+
+    return (f"data: {data.dataset}, training on {at_most(data.max_train_samples, 'training examples')}, every trial scored on "
+            f"{at_most(data.max_validation_samples, 'validation examples')}, picks tested on {at_most(data.max_test_samples, 'test examples')}")
+
+
 def _finetune_stages(config: PipelineConfig, output: Path, finetune: Callable[..., FinetuneResult], **options) -> None:
     """Stage 1 of the pipeline: the super-network in output/supernet (two_stage: from output/standard).
 
@@ -127,6 +133,7 @@ def run_pipeline(config: PipelineConfig, output: str | Path, *, resume: bool = F
     if config.repair and (config.data.max_train_samples or MIN_SAMPLES) < MIN_SAMPLES:  # fail before hours of work, not after
         raise UserError(f"--repair needs at least {MIN_SAMPLES} training examples but --max-train-samples is {config.data.max_train_samples}; "
                         "raise it or drop --repair.")
+    print(describe_data_budget(config.data))
     if config.recipe not in RECIPES:
         raise UserError(f"unknown recipe '{config.recipe}'; choose one of: {', '.join(RECIPES)}.")
     if config.recipe == "two_stage":

@@ -10,7 +10,7 @@ from unittest import mock
 import numpy as np
 import pytest
 import torch
-from transformers import BertModel, GPT2Config, GPT2ForSequenceClassification
+from transformers import AutoModelForSequenceClassification, BertModel, GPT2Config, GPT2ForSequenceClassification
 
 from nas_tune.baselines import BASELINES, BaselineSettings, load_inputs, run_baseline
 from nas_tune.baselines.base import BaselineInputs
@@ -299,6 +299,9 @@ def test_cli_runs_a_baseline_resumes_it_and_exports_its_models(tiny_model_dir, g
     code, out, _ = run_cli(argv, capsys)
     assert code == 0 and "importance: 1 pruned models" in out and "test_error" in out
     assert json.loads((tmp_path / "run" / "models" / "budget-0.5" / "nas_tune_export.json").read_text())["baseline"] == "importance"
+    exported = AutoModelForSequenceClassification.from_pretrained(tmp_path / "run" / "models" / "budget-0.5", trust_remote_code=True)
+    assert exported.config.id2label == {0: "entailment", 1: "not_entailment"}  # GLUE's names, not LABEL_0 / LABEL_1
+    assert exported.config.label2id == {"entailment": 0, "not_entailment": 1}
     code, _, _ = run_cli([*argv, "--resume"], capsys)
     assert code == 0 and len((tmp_path / "run" / "trials.jsonl").read_text().splitlines()) == 1
 

@@ -10,8 +10,10 @@ from nas_tune.baselines.layer_drop import LayerDrop
 from nas_tune.baselines.rfp import RFP
 from nas_tune.baselines.standard_nas import StandardNAS
 from nas_tune.errors import UserError
+from nas_tune.settings import BASELINE_NAMES
 
 BASELINES: dict[str, type[Baseline]] = {cls.name: cls for cls in (LayerDrop, Importance, RFP, StandardNAS)}
+assert tuple(BASELINES) == BASELINE_NAMES, "nas_tune.settings.BASELINE_NAMES lists every baseline, for the fast command line"
 
 
 def baseline_class(name: str) -> type[Baseline]:

@@ -25,43 +25,12 @@ from nas_tune.metrics import count_flops, count_parameters, measure_latency
 from nas_tune.metrics.task import score
 from nas_tune.models import LoadedModel, ModelAdapter, SubNetwork, load_model
 from nas_tune.models.bert import BertFamilyAdapter
-from nas_tune.search.driver import SearchSettings, check_resumable
-from nas_tune.search_space import config_key
+from nas_tune.search.driver import check_resumable
 from nas_tune.search.store import ResultsStore, TrialRecord
-from nas_tune.search_space import Config, make_search_space
-from nas_tune.supernet import FinetuneConfig
+from nas_tune.search_space import Config, config_key, make_search_space
+from nas_tune.settings import DEFAULT_BUDGETS, BaselineSettings, FinetuneConfig, check_budgets  # noqa: F401  (re-exported)
 
-DEFAULT_BUDGETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 OBJECTIVES = ["error", "params"]
-
-
-def check_budgets(budgets: tuple[float, ...]) -> tuple[float, ...]:
-    if not budgets:
-        raise UserError("no budgets were given; pass fractions of the layer parameters to keep, e.g. --budgets 0.25,0.5,0.75.")
-    for budget in budgets:
-        if not 0 < budget < 1:
-            raise UserError(f"budget {budget} is outside (0, 1): a budget is the fraction of the layer parameters to keep, e.g. 0.5.")
-    return tuple(sorted(set(budgets)))
-
-
-@dataclass
-class BaselineSettings:
-    budgets: tuple[float, ...] = DEFAULT_BUDGETS  # fractions of the layer parameters: one pruned model each
-    num_samples: int = 2048  # importance / rfp: training examples for the mask gradients (Kwon et al. use 2048)
-    tune_samples: int = 256  # rfp: training examples for the least-squares mask tuning
-    epochs: int | None = None  # layer_drop / standard_nas fine-tuning; None: the baseline's default
-    batch_size: int = 32
-    lr: float = 5e-5
-    seed: int = 0
-    search_space: str = "small"  # standard_nas: the space its searcher explores
-    search: SearchSettings = field(default_factory=lambda: SearchSettings(num_trials=20))  # standard_nas
-    export: bool = False  # also write every pruned model to RUN/models/<config>
-
-    def __post_init__(self):
-        self.budgets = check_budgets(tuple(self.budgets))
-        for name in ("num_samples", "tune_samples", "batch_size"):
-            if getattr(self, name) <= 0:
-                raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}.")
 
 
 @dataclass
@@ -224,6 +193,7 @@ class GridBaseline(Baseline):
     def export(self, candidate: Candidate, path: Path) -> None:
         loaded = self.inputs.loaded
         export_subnetwork(candidate.model, loaded.tokenizer, self.adapter, candidate.subnet, path, overwrite=True,
+                          label_names=self.inputs.task.label_names,
                           provenance={"baseline": self.name, "config": candidate.config, "source_model": loaded.source})
 
 

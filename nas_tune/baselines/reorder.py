@@ -20,8 +20,7 @@ from nas_tune.errors import UserError
 from nas_tune.models import LoadedModel, ModelAdapter
 from nas_tune.models.bert import BertFamilyAdapter
 from nas_tune.models.slicing import sliced_copy as _sliced_copy
-
-REORDER_CHOICES = ("none", "importance")
+from nas_tune.settings import REORDER_CHOICES  # noqa: F401  (re-exported)
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,7 @@ import argparse
 import json
 
 from nas_tune.cli.options import add_data_options, add_model_options, add_search_space_option, data_config, parse_config, positive_int
-from nas_tune.evaluate import LatencySettings
-from nas_tune.evaluate.setup import SPLITS, build_evaluator
+from nas_tune.settings import SPLITS
 
 
 def add_parser(subparsers) -> None:
@@ -29,6 +28,9 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from nas_tune.evaluate import LatencySettings
+    from nas_tune.evaluate.setup import build_evaluator
+
     setup = build_evaluator(
         args.model, data_config(args, args.seed), args.search_space, split=args.split,
         max_seq_length=args.max_seq_length, batch_size=args.batch_size, seed=args.seed, trust_remote_code=args.trust_remote_code,

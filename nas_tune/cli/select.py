@@ -5,14 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from nas_tune.baselines.repair import repair_subnetwork, repair_training_split
-from nas_tune.evaluate.setup import build_evaluator
 from nas_tune.cli.export import add_format_option, describe_onnx, onnx_stage
-from nas_tune.export import prepare_output_dir
-from nas_tune.report.summary import load_run
-from nas_tune.search.run import checkpoint_data_config
-from nas_tune.select import base_model_name, config_of, export_pick, pick, test_evaluator
-from nas_tune.supernet import read_supernet_meta
+from nas_tune.io import prepare_output_dir
 
 
 def add_parser(subparsers) -> None:
@@ -34,7 +28,14 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    prepare_output_dir(args.output, overwrite=args.overwrite)
+    prepare_output_dir(args.output, overwrite=args.overwrite)  # before the slow imports and load
+    from nas_tune.baselines.repair import repair_subnetwork, repair_training_split
+    from nas_tune.evaluate.setup import build_evaluator
+    from nas_tune.report.summary import load_run
+    from nas_tune.search.run import checkpoint_data_config
+    from nas_tune.select import base_model_name, config_of, export_pick, pick, test_evaluator
+    from nas_tune.supernet import read_supernet_meta
+
     store, metadata, trials = load_run(args.run_dir)
     row = pick(trials, max_params=args.max_params, max_error=args.max_error)
     checkpoint = args.checkpoint or metadata["checkpoint"]

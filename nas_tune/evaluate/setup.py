@@ -8,8 +8,7 @@ from nas_tune.data import DataConfig, TaskData, default_cache_dir, load_task_dat
 from nas_tune.evaluate.evaluator import Evaluator
 from nas_tune.models import LoadedModel, load_model
 from nas_tune.search_space import make_search_space
-
-SPLITS = ("validation", "test")
+from nas_tune.settings import SPLITS  # noqa: F401  (re-exported)
 
 
 @dataclass

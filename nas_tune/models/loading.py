@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,8 +12,8 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTok
 from nas_tune.errors import UserError
 from nas_tune.models.adapter import ModelAdapter
 from nas_tune.models.bert import BertFamilyAdapter
+from nas_tune.settings import DEFAULT_MODEL
 
-DEFAULT_MODEL = "all-MiniLM-L6-v2"
 ADAPTERS: dict[str, type[ModelAdapter]] = {t: BertFamilyAdapter for t in BertFamilyAdapter.model_types}
 
 

@@ -8,7 +8,6 @@ trials in flight, so a killed search resumes without losing or repeating a compl
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import pandas as pd
@@ -21,29 +20,9 @@ from nas_tune.search.executors import Executor, TrialOutcome, TrialRequest
 from nas_tune.search.searchers import Searcher
 from nas_tune.search.store import ResultsStore, TrialRecord
 from nas_tune.search_space import Config
+from nas_tune.settings import SearchSettings  # noqa: F401  (re-exported)
 
 RUNNING_FILE = "running.json"
-
-
-@dataclass
-class SearchSettings:
-    searcher: str = "local_search"
-    num_trials: int = 50
-    time_budget: float | None = None  # seconds; stop submitting once exceeded
-    objectives: list[str] = field(default_factory=lambda: ["error", "params"])
-    seed: int = 0
-    max_params: float | None = None  # only sub-networks below this fraction of the layer parameters
-    workers: int = 1
-
-    def __post_init__(self):
-        if self.num_trials <= 0:
-            raise UserError(f"--num-trials must be positive, got {self.num_trials}.")
-        if self.time_budget is not None and self.time_budget <= 0:
-            raise UserError(f"--time-budget must be positive seconds, got {self.time_budget}.")
-        if self.workers <= 0:
-            raise UserError(f"--workers must be positive, got {self.workers}.")
-        if self.max_params is not None and not 0 < self.max_params <= 1:
-            raise UserError(f"--max-params is a fraction of the layer parameters in (0, 1], got {self.max_params}.")
 
 
 def _front_stats(records: list[TrialRecord], objectives: list[str]) -> tuple[int, float]:

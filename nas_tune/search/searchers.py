@@ -24,6 +24,7 @@ from nas_tune.search.nsga2 import NSGA2
 from nas_tune.search.seeded import SeededEHVI, SeededMOREA, SeededRandomSearcher
 from nas_tune.search.store import TrialRecord
 from nas_tune.search_space import Config, SearchSpace, config_key
+from nas_tune.settings import SEARCHER_NAMES
 
 __all__ = ["SEARCHERS", "Searcher", "make_searcher", "start_searcher"]
 
@@ -112,6 +113,7 @@ class LocalSearcher(SingleFidelitySearcher):
 SEARCHERS: dict[str, type[Searcher]] = {
     cls.name: cls for cls in (RandomSearcher, MOREASearcher, EHVISearcher, NSGA2Searcher, LocalSearcher, MOASHASearcher)
 }
+assert tuple(SEARCHERS) == SEARCHER_NAMES, "nas_tune.settings.SEARCHER_NAMES lists every searcher, for the fast command line"
 
 
 def searcher_class(name: str) -> type[Searcher]:

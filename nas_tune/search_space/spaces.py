@@ -15,6 +15,7 @@ from syne_tune.config_space import Categorical, Domain, Integer, choice, randint
 
 from nas_tune.errors import UserError
 from nas_tune.models.subnetwork import ModelShape, SubNetwork
+from nas_tune.settings import SEARCH_SPACE_NAMES
 
 Config = dict[str, Any]
 
@@ -160,6 +161,7 @@ class LargeSpace(SearchSpace):
 
 
 SEARCH_SPACES: dict[str, type[SearchSpace]] = {cls.name: cls for cls in (SmallSpace, MediumSpace, LayerSpace, LargeSpace)}
+assert tuple(SEARCH_SPACES) == SEARCH_SPACE_NAMES, "nas_tune.settings.SEARCH_SPACE_NAMES lists every space, for the fast command line"
 
 
 def make_search_space(name: str, shape: ModelShape) -> SearchSpace:

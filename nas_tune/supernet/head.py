@@ -12,8 +12,8 @@ from __future__ import annotations
 import torch
 
 from nas_tune.models import LoadedModel
+from nas_tune.settings import HEAD_INIT_CHOICES  # noqa: F401  (re-exported)
 
-HEAD_INIT_CHOICES = ("prior", "zero")
 
 
 def label_prior_bias(labels: torch.Tensor, num_labels: int) -> torch.Tensor:

@@ -20,7 +20,8 @@ from nas_tune.errors import UserError
 from nas_tune.models.adapter import ModelAdapter
 from nas_tune.models.subnetwork import SubNetwork
 from nas_tune.search_space import SearchSpace
-from nas_tune.supernet.sampling import SamplingOptions, SubnetSampler
+from nas_tune.settings import STRATEGY_ALIASES, STRATEGY_NAMES, SamplingOptions, canonical_strategy  # noqa: F401  (re-exported)
+from nas_tune.supernet.sampling import SubnetSampler
 
 
 @dataclass
@@ -175,14 +176,8 @@ class SandwichKD(Strategy):
 
 
 STRATEGIES: dict[str, type[Strategy]] = {cls.name: cls for cls in (Standard, Random, LinearRandom, Sandwich, RandomKD, SandwichKD)}
-ALIASES = {"one_shot": "sandwich_kd", "random_linear": "linear_random", "full": "sandwich_kd"}
-
-
-def canonical_strategy(name: str) -> str:
-    name = ALIASES.get(name, name)
-    if name not in STRATEGIES:
-        raise UserError(f"unknown strategy '{name}'; choose one of: {', '.join(STRATEGIES)} (alias one_shot = sandwich_kd).")
-    return name
+ALIASES = STRATEGY_ALIASES
+assert tuple(STRATEGIES) == STRATEGY_NAMES, "nas_tune.settings.STRATEGY_NAMES lists every strategy, for the fast command line"
 
 
 def require_distillation(name: str) -> None:

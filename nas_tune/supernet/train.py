@@ -30,51 +30,12 @@ from nas_tune.evaluate import Evaluator
 from nas_tune.io import as_json, atomic_folder, atomic_write_json, atomic_write_text, read_json, recover_folder
 from nas_tune.models import LoadedModel
 from nas_tune.search_space import make_search_space
-from nas_tune.supernet.head import HEAD_INIT_CHOICES, initialise_head_bias
-from nas_tune.supernet.sampling import SamplingOptions
-from nas_tune.supernet.strategies import StrategyOptions, canonical_strategy, make_strategy
+from nas_tune.settings import FinetuneConfig
+from nas_tune.supernet.head import initialise_head_bias
+from nas_tune.supernet.strategies import StrategyOptions, make_strategy
 
 SUPERNET_FILE = "supernet.json"
 STATE_DIR = "training_state"
-
-
-@dataclass
-class FinetuneConfig:
-    strategy: str = "sandwich_kd"
-    search_space: str = "small"
-    epochs: int = 5
-    batch_size: int = 32
-    lr: float = 5e-5
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.1
-    max_grad_norm: float = 1.0
-    seed: int = 0
-    num_random_subnets: int | None = None
-    temperature: float = 1.0
-    label_weight: float = 1.0
-    kd_weight: float = 1.0
-    eval_batch_size: int = 64
-    save_steps: int = 50  # also saved at the end of every epoch
-    head_init: str = "prior"  # a fresh task head starts at the label prior ("zero": as transformers creates it)
-    sampling: str = "uniform"  # random sub-networks: "uniform" over the space, or "stratified" by size
-    min_params: float = 0.0  # random sub-networks keep at least this layer-parameter fraction
-    max_steps: int | None = None  # stop after this many steps (the learning-rate schedule ends there); None: all epochs
-
-    def __post_init__(self):
-        self.strategy = canonical_strategy(self.strategy)
-        for name in ("epochs", "batch_size", "eval_batch_size", "save_steps"):
-            if getattr(self, name) <= 0:
-                raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}.")
-        if self.lr <= 0 or self.temperature <= 0:
-            raise UserError("--lr and --temperature must be positive.")
-        if self.max_steps is not None and self.max_steps <= 0:
-            raise UserError(f"--max-steps must be positive, got {self.max_steps}.")
-        if self.head_init not in HEAD_INIT_CHOICES:
-            raise UserError(f"unknown --head-init '{self.head_init}'; choose one of: {', '.join(HEAD_INIT_CHOICES)}.")
-        self.sampling_options()  # validates --sampling / --min-params
-
-    def sampling_options(self) -> SamplingOptions:
-        return SamplingOptions(self.sampling, self.min_params)
 
 
 @dataclass
