@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from nas_tune.data import DataConfig
+from nas_tune.data.text import TEXT_DIR_VARIABLE, is_text_dataset
 from nas_tune.errors import UserError
 from nas_tune.models import DEFAULT_MODEL
 from nas_tune.search_space import SEARCH_SPACES, Config, SearchSpace
@@ -33,25 +34,30 @@ def add_model_options(parser: argparse.ArgumentParser, *, default: str | None = 
 
 def add_data_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("data")
-    group.add_argument("--dataset", default="rte", help="GLUE task (rte, mrpc, cola, stsb, sst2, qnli, mnli, qqp, wnli) or 'custom'")
-    group.add_argument("--data-dir", help="folder in the classic GLUE layout (<TASK>/train.tsv, dev.tsv); default: $GLUE_DIR, then the Hugging Face hub")
-    group.add_argument("--train-file", help="custom data: CSV/TSV/JSON/JSONL training file")
-    group.add_argument("--validation-file", help="custom data: held-out file used as the test split")
+    group.add_argument("--dataset", default="rte", help="GLUE task (rte, mrpc, cola, stsb, sst2, qnli, mnli, qqp, wnli), 'custom', "
+                                                         "or causal language modelling: 'text' (your files) or 'shakespeare'")
+    group.add_argument("--data-dir", help="folder in the classic GLUE layout (<TASK>/train.tsv, dev.tsv); default: $GLUE_DIR, then the Hugging Face hub "
+                                          f"(shakespeare: the folder holding shakespeare/; default ${TEXT_DIR_VARIABLE})")
+    group.add_argument("--train-file", help="custom data: CSV/TSV/JSON/JSONL training file; --dataset text: a plain-text file")
+    group.add_argument("--validation-file", help="custom data: held-out file used as the test split; --dataset text: the validation text "
+                                                 "(default: a hold-out of the training paragraphs)")
+    group.add_argument("--test-file", help="--dataset text: the test text (default: the validation text)")
     group.add_argument("--text-columns", help="custom data: one or two comma-separated text columns")
     group.add_argument("--label-column", default="label", help="custom data: label column (default: label)")
     group.add_argument("--validation-fraction", type=fraction, default=0.3, help="part of the training file held out for search (default: 0.3)")
     group.add_argument("--max-validation-samples", type=positive_int, default=2048, help="cap on the validation split (default: 2048)")
     group.add_argument("--max-train-samples", type=positive_int, help="subsample the training split (quick runs)")
     group.add_argument("--max-test-samples", type=positive_int, help="subsample the test split (quick runs)")
-    group.add_argument("--max-seq-length", type=positive_int, default=128, help="tokens per example (default: 128)")
+    group.add_argument("--max-seq-length", type=positive_int, default=128, help="tokens per example; language modelling: the block length (default: 128)")
 
 
 def data_config(args: argparse.Namespace, seed: int) -> DataConfig:
     return DataConfig(
-        dataset="custom" if args.train_file else args.dataset,
+        dataset="custom" if args.train_file and not is_text_dataset(args.dataset) else args.dataset,
         data_dir=args.data_dir,
         train_file=args.train_file,
         validation_file=args.validation_file,
+        test_file=args.test_file,
         text_columns=tuple(c.strip() for c in args.text_columns.split(",")) if args.text_columns else (),
         label_column=args.label_column,
         validation_fraction=args.validation_fraction,
