@@ -9,6 +9,7 @@ compare across runs, models and searchers; raw NLL or perplexity is unbounded an
 from __future__ import annotations
 
 import math
+import sys
 import warnings
 
 import numpy as np
@@ -88,4 +89,5 @@ def language_model_score(total_nll: float | torch.Tensor, num_tokens: int) -> di
     if num_tokens < 1:
         raise ValueError("language_model_score needs at least one predicted token")
     nll = float(total_nll) / num_tokens
-    return {"nll": nll, "perplexity": math.exp(nll), "error": -math.expm1(-nll)}
+    perplexity = math.exp(nll) if nll < math.log(sys.float_info.max) else math.inf
+    return {"nll": nll, "perplexity": perplexity, "error": -math.expm1(-nll)}

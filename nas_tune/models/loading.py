@@ -10,6 +10,7 @@ import torch
 from safetensors import SafetensorError
 from transformers import (AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel,
                           PreTrainedTokenizerBase)
+from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
 from nas_tune.errors import UserError
 from nas_tune.models.adapter import ModelAdapter
@@ -79,7 +80,7 @@ def load_model(name: str | None, num_labels: int | None = None, *, seed: int = 0
     if getattr(config, "nas_tune_layer_heads", None) is not None:
         raise UserError(f"'{source}' is an already pruned nas-tune export; prune the original super-network instead.")
     if causal_lm is None:
-        causal_lm = num_labels is None and any(a.endswith("ForCausalLM") for a in (config.architectures or []))
+        causal_lm = num_labels is None and MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.get(config.model_type) in (config.architectures or [])
     if causal_lm:  # its language-modelling head is pre-trained: nothing is freshly initialised
         model, tokenizer = _load_weights(AutoModelForCausalLM, source, offline_hint, trust_remote_code)
         return LoadedModel(model=model, tokenizer=tokenizer, adapter=adapter, source=source)
