@@ -21,11 +21,18 @@ HEAD_INIT_CHOICES = ("prior", "zero")
 SAMPLING_CHOICES = ("uniform", "stratified")
 REORDER_CHOICES = ("none", "importance")
 SPLITS = ("validation", "test")
+TEXT_DIR_VARIABLE = "NAS_TUNE_TEXT_DIR"  # folder holding the named text corpora (like GLUE_DIR for GLUE)
+TEXT_DATASETS = ("text", "shakespeare")  # causal language modelling; nas_tune.data.text.CORPORA names the corpora's folders
 # one_stage: the super-network is fine-tuned from the pre-trained model (the paper's recipe).
 # two_stage: a standard fine-tuning first (the model rfp prunes), then the super-network starts from it and
 # distils every sub-network from it as a fixed teacher (`nas-tune finetune --init-from --teacher`).
 RECIPES = ("one_stage", "two_stage")
 DEFAULT_BUDGETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+
+
+def is_text_dataset(name: str) -> bool:
+    """Causal language modelling on plain text (not a classification / regression task)."""
+    return name.strip().lower() in TEXT_DATASETS
 
 
 def canonical_strategy(name: str) -> str:

@@ -71,7 +71,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(f"exported to {result.path}")
     print(f"  layer params {result.layer_params:,} ({result.layer_fraction:.1%} of the layers), total {result.total_params:,}")
-    how = "AutoModelForSequenceClassification.from_pretrained(path, trust_remote_code=True)" if result.needs_remote_code else "AutoModelForSequenceClassification.from_pretrained(path)"
+    auto_class = "AutoModelForCausalLM" if loaded.model.can_generate() else "AutoModelForSequenceClassification"
+    how = f"{auto_class}.from_pretrained(path{', trust_remote_code=True' if result.needs_remote_code else ''})"
     print(f"  load it with {how}")
     if onnx_result is not None:
         print(describe_onnx(onnx_result))

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from nas_tune.errors import UserError
-from nas_tune.settings import DEFAULT_MODEL, SEARCH_SPACE_NAMES
+from nas_tune.settings import DEFAULT_MODEL, SEARCH_SPACE_NAMES, TEXT_DIR_VARIABLE, is_text_dataset
 
 if TYPE_CHECKING:
     from nas_tune.data import DataConfig
@@ -41,10 +41,14 @@ def add_model_options(parser: argparse.ArgumentParser, *, default: str | None = 
 
 def add_data_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("data")
-    group.add_argument("--dataset", default="rte", help="GLUE task (rte, mrpc, cola, stsb, sst2, qnli, mnli, qqp, wnli) or 'custom'")
-    group.add_argument("--data-dir", help="folder in the classic GLUE layout (<TASK>/train.tsv, dev.tsv); default: $GLUE_DIR, then the Hugging Face hub")
-    group.add_argument("--train-file", help="custom data: CSV/TSV/JSON/JSONL training file")
-    group.add_argument("--validation-file", help="custom data: held-out file used as the test split")
+    group.add_argument("--dataset", default="rte", help="GLUE task (rte, mrpc, cola, stsb, sst2, qnli, mnli, qqp, wnli), 'custom', "
+                                                         "or causal language modelling: 'text' (your files) or 'shakespeare'")
+    group.add_argument("--data-dir", help="folder in the classic GLUE layout (<TASK>/train.tsv, dev.tsv); default: $GLUE_DIR, then the Hugging Face hub "
+                                          f"(shakespeare: the folder holding shakespeare/; default ${TEXT_DIR_VARIABLE})")
+    group.add_argument("--train-file", help="custom data: CSV/TSV/JSON/JSONL training file; --dataset text: a plain-text file")
+    group.add_argument("--validation-file", help="custom data: held-out file used as the test split; --dataset text: the validation text "
+                                                 "(default: a hold-out of the training paragraphs)")
+    group.add_argument("--test-file", help="--dataset text: the test text (default: the validation text)")
     group.add_argument("--text-columns", help="custom data: one or two comma-separated text columns")
     group.add_argument("--label-column", default="label", help="custom data: label column (default: label)")
     group.add_argument("--validation-fraction", type=fraction, default=0.3, help="part of the training file held out for search (default: 0.3)")
@@ -54,7 +58,7 @@ def add_data_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--max-train-samples", type=positive_int, help="subsample the training split (quick runs)")
     group.add_argument("--max-test-samples", type=positive_int, help="subsample the test split (default: all of it, "
                                                                       "or --max-train-samples when that is given)")
-    group.add_argument("--max-seq-length", type=positive_int, default=128, help="tokens per example (default: 128)")
+    group.add_argument("--max-seq-length", type=positive_int, default=128, help="tokens per example; language modelling: the block length (default: 128)")
 
 
 def evaluation_caps(max_train: int | None, max_validation: int | None, max_test: int | None) -> tuple[int, int | None]:
@@ -71,10 +75,11 @@ def data_config(args: argparse.Namespace, seed: int) -> DataConfig:
 
     max_validation, max_test = evaluation_caps(args.max_train_samples, args.max_validation_samples, args.max_test_samples)
     return DataConfig(
-        dataset="custom" if args.train_file else args.dataset,
+        dataset="custom" if args.train_file and not is_text_dataset(args.dataset) else args.dataset,
         data_dir=args.data_dir,
         train_file=args.train_file,
         validation_file=args.validation_file,
+        test_file=args.test_file,
         text_columns=tuple(c.strip() for c in args.text_columns.split(",")) if args.text_columns else (),
         label_column=args.label_column,
         validation_fraction=args.validation_fraction,

@@ -20,7 +20,7 @@ from nas_tune.data import TaskSpec, TokenizedSplit
 from nas_tune.metrics.flops import count_flops
 from nas_tune.metrics.latency import measure_latency
 from nas_tune.metrics.parameters import count_parameters
-from nas_tune.metrics.task import score
+from nas_tune.metrics.task import language_model_score, next_token_nll, score
 from nas_tune.models.adapter import ModelAdapter
 from nas_tune.search_space import Config, SearchSpace
 
@@ -28,7 +28,7 @@ from nas_tune.search_space import Config, SearchSpace
 @dataclass
 class EvaluationResult:
     config: Config
-    metrics: dict[str, float]  # every task metric plus "error" = 1 - the primary metric
+    metrics: dict[str, float]  # every task metric plus "error" (1 - the primary metric; causal LM: 1 - 1/perplexity)
     layer_params: int
     layer_fraction: float  # "params" objective: fraction of the super-network's layer parameters
     total_params: int
@@ -61,6 +61,11 @@ class LatencySettings:
     seq_len: int = 128
     warmup: int = 3
     repeats: int = 10
+
+
+# A causal LM's logits are tokens x vocabulary floats (49,152 words for SmolLM2: 2,048 tokens are ~400 MB), so
+# its evaluation batches hold at most this many tokens whatever the batch size asked for.
+LM_TOKENS_PER_BATCH = 2048
 
 
 class Evaluator:
@@ -107,17 +112,23 @@ class Evaluator:
                 logits.append(model(**batch).logits.float().cpu().numpy())
         return np.concatenate(logits), np.concatenate(labels)
 
+    def metrics(self, model: PreTrainedModel, data: TokenizedSplit) -> dict[str, float]:
+        """score() of `model` on `data`."""
+        if self.task.causal_lm:
+            return language_model_metrics(model, data, self.batch_size)
+        return score(self.task, *self.predict(model, data))
+
     def evaluate(self, config: Config, *, fidelity: float = 1.0, latency: LatencySettings | None = None) -> EvaluationResult:
         start = time.perf_counter()
         subnet = self.search_space.to_subnetwork(config)
         small = self.adapter.extract(self.model, subnet).eval()
         data = self.subset(fidelity)
-        predictions, labels = self.predict(small, data)
+        metrics = self.metrics(small, data)
         seconds = time.perf_counter() - start
         size = count_parameters(self.model, self.adapter, subnet)
         return EvaluationResult(
             config=dict(config),
-            metrics=score(self.task, predictions, labels),
+            metrics=metrics,
             layer_params=size.layer_params,
             layer_fraction=size.layer_fraction,
             total_params=size.total_params,
@@ -127,3 +138,17 @@ class Evaluator:
             seconds=seconds,
             latency=measure_latency(small, **asdict(latency)) if latency else None,
         )
+
+
+def language_model_metrics(model: PreTrainedModel, data: TokenizedSplit, batch_size: int = 64) -> dict[str, float]:
+    """Perplexity of a causal LM on blocks of text, its token NLL summed batch by batch (all logits never held)."""
+    device = next(model.parameters()).device
+    total, count = 0.0, 0
+    batch_size = max(1, min(batch_size, LM_TOKENS_PER_BATCH // data.input_ids.shape[1]))
+    with torch.inference_mode():
+        for batch in data.batches(batch_size):
+            batch = {k: v.to(device) for k, v in batch.items()}
+            labels = batch.pop("labels")
+            nll, tokens = next_token_nll(model(**batch, use_cache=False).logits, labels, reduction="sum")
+            total, count = total + nll.item(), count + tokens
+    return language_model_score(total, count)

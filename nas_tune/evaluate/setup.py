@@ -32,7 +32,7 @@ def build_evaluator(
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}")
     data = load_task_data(data_config)
-    loaded = load_model(model, data.task.num_labels, seed=seed, trust_remote_code=trust_remote_code)
+    loaded = load_model(model, data.task.num_labels, seed=seed, trust_remote_code=trust_remote_code, causal_lm=data.task.causal_lm)
     space = make_search_space(search_space, loaded.adapter.shape(loaded.model))
     frame = data.validation if split == "validation" else data.test
     tokenized = tokenize_split(frame, loaded.tokenizer, data.task, max_seq_length, cache_dir=default_cache_dir())

@@ -39,13 +39,14 @@ def finetune_supernet(
     if teacher is not None:
         require_distillation(config.strategy)
     data = load_task_data(data_config)
-    num_labels = data.task.num_labels
+    num_labels, causal_lm = data.task.num_labels, data.task.causal_lm
     fixed_teacher = None if teacher is None else load_finetuned(teacher, num_labels, model, option="--teacher",
-                                                                 trust_remote_code=trust_remote_code).model
+                                                                 trust_remote_code=trust_remote_code, causal_lm=causal_lm).model
     if init_from is not None:
-        loaded = load_finetuned(init_from, num_labels, model, option="--init-from", trust_remote_code=trust_remote_code)
+        loaded = load_finetuned(init_from, num_labels, model, option="--init-from", trust_remote_code=trust_remote_code,
+                                causal_lm=causal_lm)
     else:
-        loaded = load_model(model, num_labels, seed=config.seed, trust_remote_code=trust_remote_code)
+        loaded = load_model(model, num_labels, seed=config.seed, trust_remote_code=trust_remote_code, causal_lm=causal_lm)
     make_search_space(config.search_space, loaded.adapter.shape(loaded.model))  # fail early on a bad space
     set_label_names(loaded.model.config, data.task.label_names)  # the checkpoint, and every export cut from it, names its classes
     cache = default_cache_dir()

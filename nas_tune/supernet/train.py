@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_model, save_model
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, get_linear_schedule_with_warmup
 
@@ -117,7 +117,7 @@ class _Logs:
 
 def _save_state(output_dir: Path, model, optimizer, scheduler, rng: np.random.Generator, position: dict[str, int]) -> None:
     with atomic_folder(output_dir / STATE_DIR) as staging:
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(staging / "model.safetensors"))
+        save_model(model, str(staging / "model.safetensors"))  # tied weights (a decoder's LM head) are stored once
         torch.save(
             {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state(),
              "numpy_rng": rng.bit_generator.state, **position},
@@ -128,7 +128,7 @@ def _save_state(output_dir: Path, model, optimizer, scheduler, rng: np.random.Ge
 def _load_state(output_dir: Path, model, optimizer, scheduler, rng: np.random.Generator) -> dict[str, int]:
     state_dir = output_dir / STATE_DIR
     try:
-        model.load_state_dict(load_file(str(state_dir / "model.safetensors")))
+        load_model(model, str(state_dir / "model.safetensors"))
         state = torch.load(state_dir / "state.pt", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any damage means the same thing to the user
         raise UserError(f"the training state in {state_dir} is corrupted ({type(exc).__name__}); start again with --overwrite.") from None
