@@ -12,7 +12,7 @@ from transformers import AutoTokenizer, GPTNeoXConfig
 from nas_tune.cli import main
 from nas_tune.errors import UserError
 from nas_tune.metrics import count_flops
-from nas_tune.models import SubNetwork, adapter_for
+from nas_tune.models import SubNetwork, adapter_for, load_model
 from nas_tune.search_space import SEARCH_SPACES, make_search_space
 from tests.conftest import DECODERS, tiny_model
 from tests.test_models import GENERATE, family_model, inputs
@@ -79,14 +79,16 @@ def test_decoder_flops_by_hand_count_gqa_key_value_heads_and_the_lm_head():
     assert count_flops(model, adapter, one_group, t) - none == per_layer
 
 
-def test_decoder_classifier_gets_a_pad_token_and_no_head_bias(tokenizer):
+def test_decoder_classifier_gets_a_pad_token_and_no_head_bias(tmp_path, tokenizer):
     model, adapter = family_model("llama-cls")
     model.config.pad_token_id = None
+    model.save_pretrained(tmp_path)
     decoder_tokenizer = AutoTokenizer.from_pretrained(tokenizer.name_or_path)
     decoder_tokenizer.pad_token = None
     decoder_tokenizer.eos_token = "[SEP]"
-    adapter.prepare_tokenizer(decoder_tokenizer, model)
-    assert decoder_tokenizer.pad_token == "[SEP]" and model.config.pad_token_id == decoder_tokenizer.pad_token_id
+    decoder_tokenizer.save_pretrained(tmp_path)
+    loaded = load_model(str(tmp_path), 2)  # a decoder checkpoint whose tokenizer has no pad token
+    assert loaded.tokenizer.pad_token == "[SEP]" and loaded.model.config.pad_token_id == loaded.tokenizer.pad_token_id
     assert adapter.head_bias(model) is None
     decoder_tokenizer.pad_token = decoder_tokenizer.eos_token = None
     with pytest.raises(UserError, match="neither a pad nor an end-of-sequence token"):

@@ -85,6 +85,7 @@ def load_model(name: str | None, num_labels: int | None = None, *, seed: int = 0
     except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
         raise UserError(f"could not load the model weights in '{source}' ({str(exc).splitlines()[0]}){offline_hint}; the folder may be corrupted.") from None
     model.eval()
+    adapter.prepare_tokenizer(tokenizer, model)
     return LoadedModel(model=model, tokenizer=tokenizer, adapter=adapter, source=source, head_is_new=not is_classifier)
 
 
