@@ -12,7 +12,7 @@ from transformers import AutoTokenizer, GPTNeoXConfig
 from nas_tune.cli import main
 from nas_tune.errors import UserError
 from nas_tune.metrics import count_flops
-from nas_tune.models import SubNetwork, adapter_for, load_model
+from nas_tune.models import SubNetwork, load_model
 from nas_tune.search_space import SEARCH_SPACES, make_search_space
 from tests.conftest import DECODERS, tiny_model
 from tests.test_models import GENERATE, family_model, inputs
@@ -129,7 +129,7 @@ def decoder_folders(tmp_path, tokenizer):
          "config value num_heads_per_group=3 is outside the 'small' space"),
         ("llama", '{"num_layers": 2, "num_heads": 3, "num_units": 5}',
          "config does not fit the 'small' space of this 3-layer model: unknown parameters ['num_heads']"),
-        ("neox", "largest", "model type 'gpt_neox' is not supported; supported types: bert, llama, mistral, qwen2, qwen3, roberta."),
+        ("neox", "largest", "model type 'gpt_neox' is not supported; supported types: bert, gpt2, llama, mistral, qwen2, qwen3, roberta."),
     ],
 )
 def test_cli_bad_decoder_input_is_one_sentence_and_exit_code_2(capsys, tmp_path, decoder_folders, model_name, config, message):

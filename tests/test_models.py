@@ -18,9 +18,9 @@ from nas_tune.export import export_subnetwork
 from nas_tune.metrics import count_flops, count_parameters
 from nas_tune.models import SubNetwork, adapter_for
 from nas_tune.search_space import SEARCH_SPACES, make_search_space
-from tests.conftest import tiny_model
+from tests.conftest import DECODERS, tiny_model
 
-FAMILIES = ["bert", "roberta", "llama", "mistral", "qwen2", "qwen3", "llama-cls"]
+FAMILIES = ["bert", "roberta", "llama", "mistral", "qwen2", "qwen3", "gpt2", "llama-cls", "gpt2-cls"]
 
 
 def family_model(family: str, **kwargs):
@@ -141,7 +141,7 @@ LOAD_SCRIPT = textwrap.dedent(
     for case in json.loads(sys.stdin.read()):
         path, remote = case["path"], case["remote"]
         architecture = transformers.AutoConfig.from_pretrained(path).architectures[0]
-        auto = transformers.AutoModelForCausalLM if architecture.endswith("ForCausalLM") else transformers.AutoModelForSequenceClassification
+        auto = transformers.AutoModelForSequenceClassification if architecture.endswith("ForSequenceClassification") else transformers.AutoModelForCausalLM
         model = auto.from_pretrained(path, trust_remote_code=remote).eval()
         batch = {k: torch.tensor(v) for k, v in case["batch"].items()}
         with torch.inference_mode():
@@ -178,6 +178,9 @@ EXPORT_CASES = {
     "qwen2-large": ("qwen2", "large", {"group_0_0": 1, "group_head_0_0": 1}, False),
     "qwen3-medium": ("qwen3", "medium", {"num_kv_groups_0": 0}, False),  # first layer without attention: cache slots shift
     "llama-cls-medium": ("llama-cls", "medium", {"num_units_2": 0}, False),
+    "gpt2-layer": ("gpt2", "layer", {"layer_0": 1, "layer_1": 0, "layer_2": 1}, True),
+    "gpt2-small": ("gpt2", "small", {"num_layers": 2, "num_heads": 3, "num_units": 20}, False),  # fewer heads: never stock
+    "gpt2-cls-large": ("gpt2-cls", "large", {"head_0_1": 0}, False),
 }
 
 
@@ -202,7 +205,7 @@ def exports(tmp_path_factory, tokenizer) -> dict[str, Exported]:
         out = tmp_path_factory.mktemp(name) / "out"
         result = export_subnetwork(model, tokenizer, adapter, subnet, out, provenance={"config": config})
         batch = inputs(model)
-        prompt = inputs(model, batch=2, length=4, seed=5) if family in ("llama", "mistral", "qwen2", "qwen3") else None
+        prompt = inputs(model, batch=2, length=4, seed=5) if family in DECODERS else None
         if prompt:
             prompt["attention_mask"][:] = 1
         with torch.inference_mode(), adapter.masked(model, subnet):
@@ -219,7 +222,7 @@ def exports(tmp_path_factory, tokenizer) -> dict[str, Exported]:
 
 @pytest.mark.parametrize("name", list(EXPORT_CASES))
 def test_export_loads_with_plain_transformers(exports, name):
-    family, _, _, stock = EXPORT_CASES[name]
+    stock = EXPORT_CASES[name][3]
     record = exports[name]
     assert record.result.needs_remote_code is not stock
     modeling_files = {f for f in record.folder_files if f.startswith("modeling_nas_tune")}

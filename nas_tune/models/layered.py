@@ -25,6 +25,18 @@ SliceLinear = Callable[[nn.Linear, torch.Tensor | None, torch.Tensor | None], nn
 Replace = Callable[[nn.Module, str, nn.Module], None]
 
 
+def transformer_layer_flops(seq_len: int, hidden: int, query_width: int, kv_width: int, units: int, ffn_matrices: int) -> int:
+    """FLOPs (2 per multiply-add) of one attention + FFN layer for one sequence, any family.
+
+    `query_width` / `kv_width`: heads x head size of the queries (and output) and of the keys and values;
+    `ffn_matrices`: 2 for up/down FFNs, 3 for gated ones (gate, up, down).
+    """
+    projections = 2 * seq_len * hidden * (2 * query_width + 2 * kv_width)  # q and output, k and v
+    attention = 2 * 2 * seq_len * seq_len * query_width  # scores and weighted sum, per query head
+    feed_forward = 2 * ffn_matrices * seq_len * hidden * units
+    return projections + attention + feed_forward
+
+
 class LayeredAdapter(ModelAdapter):
     @abstractmethod
     def _set_layers(self, model: PreTrainedModel, layers: nn.ModuleList) -> None: ...

@@ -7,52 +7,22 @@ GQA layer (`SubNetwork.gqa_problem` says why one is not); the search spaces only
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
+from typing import Any
 
 import torch
-from torch import nn
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import PreTrainedModel
 
-from nas_tune.errors import UserError
-from nas_tune.models.layered import LayeredAdapter
-from nas_tune.models.modeling_nas_tune_llama import EmptyAttention
+from nas_tune.models.decoder import DecoderAdapter, LayerSizes, is_homogeneous
+from nas_tune.models.layered import transformer_layer_flops
+from nas_tune.models.modeling_nas_tune_decoder import EmptyAttention
 from nas_tune.models.slicing import head_rows
-from nas_tune.models.subnetwork import ModelShape, SubNetwork
-
-# Auto classes an exported model loads with, by the suffix of its class name.
-AUTO_CLASSES = {"ForCausalLM": "AutoModelForCausalLM", "ForSequenceClassification": "AutoModelForSequenceClassification"}
+from nas_tune.models.subnetwork import ModelShape
 
 
-class LlamaFamilyAdapter(LayeredAdapter):
+class LlamaFamilyAdapter(DecoderAdapter):
     model_types = ("llama", "mistral", "qwen2", "qwen3")
-    modeling_file = Path(__file__).with_name("modeling_nas_tune_llama.py")
-
-    def layers(self, model: PreTrainedModel) -> nn.ModuleList:
-        return model.base_model.layers
-
-    def _set_layers(self, model: PreTrainedModel, layers: nn.ModuleList) -> None:
-        model.base_model.layers = layers
-
-    def _output_projections(self, layer: nn.Module) -> tuple[nn.Linear, nn.Linear]:
-        return layer.self_attn.o_proj, layer.mlp.down_proj
-
-    def _attention(self, layer: nn.Module) -> nn.Module:
-        return layer.self_attn
-
-    def head_bias(self, model: PreTrainedModel) -> nn.Parameter | None:
-        return getattr(getattr(model, "score", None), "bias", None)  # the classifier has none by default
-
-    def prepare_tokenizer(self, tokenizer: PreTrainedTokenizerBase, model: PreTrainedModel) -> None:
-        """Decoder tokenizers often lack a pad token: pad with end-of-sequence, which the classifier skips."""
-        if tokenizer.pad_token is None:
-            if tokenizer.eos_token is None:
-                raise UserError("the tokenizer has neither a pad nor an end-of-sequence token; use a model folder whose tokenizer defines one.")
-            tokenizer.pad_token = tokenizer.eos_token
-        # The classifier reads the last token that is not `pad_token_id`.
-        model.config.pad_token_id = tokenizer.pad_token_id
+    layer_list, attention_name = "layers", "self_attn"
+    output_projection_paths = ("self_attn.o_proj", "mlp.down_proj")
 
     def shape(self, model: PreTrainedModel) -> ModelShape:
         config = model.config
@@ -73,25 +43,6 @@ class LlamaFamilyAdapter(LayeredAdapter):
             features=frozenset(name for name, present in features.items() if present),
         )
 
-    def check(self, shape: ModelShape, subnet: SubNetwork) -> None:
-        super().check(shape, subnet)
-        problem = subnet.gqa_problem(shape)
-        if problem:
-            raise UserError(f"this sub-network is not a valid grouped-query attention model: {problem}.")
-
-    @contextmanager
-    def _only_layers(self, model: PreTrainedModel, kept: tuple[int, ...]) -> Iterator[nn.ModuleList]:
-        """Also give the kept layers their own attention types (Qwen2/3 look them up by position)."""
-        types = getattr(model.config, "layer_types", None)
-        with super()._only_layers(model, kept) as layers:
-            if types is not None:
-                model.config.layer_types = [types[i] for i in kept]
-            try:
-                yield layers
-            finally:
-                if types is not None:
-                    model.config.layer_types = types
-
     def slice_layer(self, layer, heads, units, shape, slice_linear, replace=setattr) -> None:
         attention, mlp = layer.self_attn, layer.mlp
         query_rows = head_rows(heads, shape.head_dim)
@@ -104,30 +55,20 @@ class LlamaFamilyAdapter(LayeredAdapter):
             replace(attention, "o_proj", slice_linear(attention.o_proj, None, query_rows))
             replace(attention, "num_key_value_groups", len(heads) // len(kv_heads))
         else:
-            replace(layer, "self_attn", EmptyAttention(slice_linear(attention.o_proj, None, query_rows)))
+            replace(layer, "self_attn", EmptyAttention("o_proj", slice_linear(attention.o_proj, None, query_rows)))
         unit_index = torch.tensor(units, dtype=torch.long)
         replace(mlp, "gate_proj", slice_linear(mlp.gate_proj, unit_index, None))
         replace(mlp, "up_proj", slice_linear(mlp.up_proj, unit_index, None))
         replace(mlp, "down_proj", slice_linear(mlp.down_proj, None, unit_index))
 
-    def _pruned_config(self, model: PreTrainedModel, subnet: SubNetwork):
-        shape = self.shape(model)
-        config = copy.deepcopy(model.config)
-        sizes = [(len(h), len(kv), len(u)) for h, kv, u in zip(subnet.kept_heads(), subnet.kept_kv_heads(shape), subnet.kept_units())]
-        config.num_hidden_layers = len(subnet.layers)
-        config.head_dim = shape.head_dim  # explicit: fewer heads must not change it
-        if getattr(config, "layer_types", None) is not None:
-            config.layer_types = [config.layer_types[i] for i in subnet.layers]
-        if len(set(sizes)) <= 1 and all(heads and units for heads, _, units in sizes):
-            if sizes:
-                config.num_attention_heads, config.num_key_value_heads, config.intermediate_size = sizes[0]
-            return config
-        config.nas_tune_layer_heads, config.nas_tune_layer_kv_heads, config.nas_tune_layer_units = (list(s) for s in zip(*sizes))
-        class_name = type(model).__name__
-        auto_class = next(auto for suffix, auto in AUTO_CLASSES.items() if class_name.endswith(suffix))
-        config.architectures = [class_name]
-        config.auto_map = {auto_class: f"{self.modeling_file.stem}.{class_name}"}
-        return config
+    def _stock_sizes(self, shape: ModelShape, sizes: list[LayerSizes]) -> dict[str, Any] | None:
+        """Uniformly fewer heads and KV groups fit: LLaMA-family configs carry an explicit `head_dim`."""
+        if not is_homogeneous(sizes):
+            return None
+        stock = {"head_dim": shape.head_dim}  # explicit: fewer heads must not change it
+        if sizes:
+            stock["num_attention_heads"], stock["num_key_value_heads"], stock["intermediate_size"] = sizes[0]
+        return stock
 
     def layer_parameter_count(self, shape: ModelShape, num_heads: int, num_units: int, num_kv_heads: int | None = None) -> int:
         hidden, queries, keys = shape.hidden_size, num_heads * shape.head_dim, self._kv_heads(shape, num_heads, num_kv_heads) * shape.head_dim
@@ -139,16 +80,8 @@ class LlamaFamilyAdapter(LayeredAdapter):
         return attention + feed_forward + 2 * hidden  # two RMSNorms
 
     def layer_flops(self, shape: ModelShape, num_heads: int, num_units: int, seq_len: int, num_kv_heads: int | None = None) -> int:
-        hidden, queries, keys = shape.hidden_size, num_heads * shape.head_dim, self._kv_heads(shape, num_heads, num_kv_heads) * shape.head_dim
-        projections = 2 * seq_len * hidden * (2 * queries + 2 * keys)  # q and o, k and v
-        attention = 2 * 2 * seq_len * seq_len * queries  # scores and weighted sum, per query head
-        feed_forward = 2 * 3 * seq_len * hidden * num_units  # gate, up, down
-        return projections + attention + feed_forward
-
-    def output_flops(self, model: PreTrainedModel, seq_len: int) -> int:
-        """The LM head over the vocabulary, or the classifier (transformers applies either to every token)."""
-        head = model.get_output_embeddings() if hasattr(model, "lm_head") else model.score
-        return 2 * seq_len * head.in_features * head.out_features
+        kv_width = self._kv_heads(shape, num_heads, num_kv_heads) * shape.head_dim
+        return transformer_layer_flops(seq_len, shape.hidden_size, num_heads * shape.head_dim, kv_width, num_units, ffn_matrices=3)
 
     @staticmethod
     def _kv_heads(shape: ModelShape, num_heads: int, num_kv_heads: int | None) -> int:

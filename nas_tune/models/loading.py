@@ -13,10 +13,11 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTok
 from nas_tune.errors import UserError
 from nas_tune.models.adapter import ModelAdapter
 from nas_tune.models.bert import BertFamilyAdapter
+from nas_tune.models.gpt2 import GPT2Adapter
 from nas_tune.models.llama import LlamaFamilyAdapter
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
-ADAPTERS: dict[str, type[ModelAdapter]] = {t: cls for cls in (BertFamilyAdapter, LlamaFamilyAdapter) for t in cls.model_types}
+ADAPTERS: dict[str, type[ModelAdapter]] = {t: cls for cls in (BertFamilyAdapter, LlamaFamilyAdapter, GPT2Adapter) for t in cls.model_types}
 
 
 def bundled_model_path() -> Path:
