@@ -46,10 +46,11 @@ DECODERS = {  # family: (transformers class prefix, causal LM class, config)
 }
 
 
-def tiny_decoder(family: str, *, classifier: bool = False, num_labels: int = 2, seed: int = 0, attn_implementation: str = "sdpa"):
+def tiny_decoder(family: str, *, classifier: bool = False, num_labels: int = 2, seed: int = 0, attn_implementation: str = "sdpa",
+                 **config_overrides):
     """A random 3-layer decoder causal LM (or sequence classifier, padded with token 0)."""
     prefix, causal_lm, sizes = DECODERS[family]
-    config = getattr(transformers, f"{prefix}Config")(num_labels=num_labels, pad_token_id=0, **sizes)
+    config = getattr(transformers, f"{prefix}Config")(num_labels=num_labels, pad_token_id=0, **{**sizes, **config_overrides})
     config._attn_implementation = attn_implementation
     torch.manual_seed(seed)
     return getattr(transformers, f"{prefix}ForSequenceClassification" if classifier else causal_lm)(config).eval()

@@ -11,10 +11,10 @@ from transformers import AutoTokenizer, GPTNeoXConfig
 
 from nas_tune.cli import main
 from nas_tune.errors import UserError
-from nas_tune.metrics import count_flops
-from nas_tune.models import SubNetwork, load_model
+from nas_tune.metrics import count_flops, count_parameters
+from nas_tune.models import SubNetwork, adapter_for, load_model
 from nas_tune.search_space import SEARCH_SPACES, make_search_space
-from tests.conftest import DECODERS, tiny_model
+from tests.conftest import DECODERS, tiny_decoder, tiny_model
 from tests.test_models import GENERATE, family_model, inputs
 
 
@@ -66,6 +66,25 @@ def test_generate_with_cache_is_the_same_masked_sliced_and_extracted(family):
                 extracted = adapter.extract(model, subnet).generate(**prompt, **GENERATE)
             assert masked.shape[1] > prompt["input_ids"].shape[1]
             assert torch.equal(masked, uncached) and torch.equal(sliced, masked) and torch.equal(extracted, masked), config
+
+
+def test_biases_everywhere_are_counted_and_the_shape_is_the_same_inside_a_sliced_context():
+    model = tiny_decoder("llama", attention_bias=True, mlp_bias=True)
+    adapter = adapter_for("llama")
+    shape = adapter.shape(model)
+    assert shape.features == {"qkv_bias", "o_bias", "mlp_bias"}
+    space = make_search_space("medium", shape)
+    rng = np.random.default_rng(6)
+    batch = inputs(model)
+    with torch.inference_mode():
+        for config in (space.smallest(), space.sample(rng), space.sample(rng)):
+            subnet = space.to_subnetwork(config)
+            with adapter.sliced(model, subnet):
+                assert adapter.shape(model) == shape
+                sliced = model(**batch).logits
+            small = adapter.extract(model, subnet)
+            torch.testing.assert_close(small(**batch).logits, sliced, atol=1e-5, rtol=1e-4)
+            assert count_parameters(model, adapter, subnet).total_params == sum(p.numel() for p in small.parameters())
 
 
 def test_decoder_flops_by_hand_count_gqa_key_value_heads_and_the_lm_head():

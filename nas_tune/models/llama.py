@@ -25,18 +25,19 @@ class LlamaFamilyAdapter(DecoderAdapter):
     output_projection_paths = ("self_attn.o_proj", "mlp.down_proj")
 
     def shape(self, model: PreTrainedModel) -> ModelShape:
+        """From the config alone, so it also answers inside a `sliced` context (layers swapped)."""
         config = model.config
-        attention, mlp = self._attention(self.layers(model)[0]), self.layers(model)[0].mlp
+        attention_bias = getattr(config, "attention_bias", False)
         features = {
-            "qkv_bias": attention.q_proj.bias is not None,
-            "o_bias": attention.o_proj.bias is not None,
-            "mlp_bias": mlp.down_proj.bias is not None,
-            "qk_norm": hasattr(attention, "q_norm"),
+            "qkv_bias": config.model_type == "qwen2" or attention_bias,  # Qwen2 always has q/k/v biases
+            "o_bias": config.model_type != "qwen2" and attention_bias,
+            "mlp_bias": getattr(config, "mlp_bias", False),
+            "qk_norm": config.model_type == "qwen3",  # per-head RMSNorms of size head_dim on queries and keys
         }
         return ModelShape(
             num_layers=config.num_hidden_layers,
             num_heads=config.num_attention_heads,
-            head_dim=attention.head_dim,
+            head_dim=getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads,
             hidden_size=config.hidden_size,
             ffn_size=config.intermediate_size,
             num_kv_heads=config.num_key_value_heads,
