@@ -15,9 +15,11 @@ from nas_tune.errors import UserError
 from nas_tune.models.adapter import ModelAdapter
 from nas_tune.models.bert import BertFamilyAdapter
 from nas_tune.models.gguf import GGUF_MODELS, converted_folder
+from nas_tune.models.gpt2 import GPT2Adapter
+from nas_tune.models.llama import LlamaFamilyAdapter
 from nas_tune.settings import DEFAULT_MODEL
 
-ADAPTERS: dict[str, type[ModelAdapter]] = {t: BertFamilyAdapter for t in BertFamilyAdapter.model_types}
+ADAPTERS: dict[str, type[ModelAdapter]] = {t: cls for cls in (BertFamilyAdapter, LlamaFamilyAdapter, GPT2Adapter) for t in cls.model_types}
 
 
 def bundled_model_path() -> Path:
@@ -81,7 +83,7 @@ def load_model(name: str | None, num_labels: int | None = None, *, seed: int = 0
     if causal_lm is None:
         causal_lm = num_labels is None and MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.get(config.model_type) in (config.architectures or [])
     if causal_lm:  # its language-modelling head is pre-trained: nothing is freshly initialised
-        model, tokenizer = _load_weights(AutoModelForCausalLM, source, offline_hint, trust_remote_code)
+        model, tokenizer = _load_weights(AutoModelForCausalLM, adapter, source, offline_hint, trust_remote_code)
         return LoadedModel(model=model, tokenizer=tokenizer, adapter=adapter, source=source)
     is_classifier = any(a.endswith("ForSequenceClassification") for a in (config.architectures or []))
     num_labels = config.num_labels if num_labels is None else num_labels
@@ -91,18 +93,20 @@ def load_model(name: str | None, num_labels: int | None = None, *, seed: int = 0
     if num_labels == 1:
         kwargs["problem_type"] = "regression"
     torch.manual_seed(seed)
-    model, tokenizer = _load_weights(AutoModelForSequenceClassification, source, offline_hint, trust_remote_code, **kwargs)
+    model, tokenizer = _load_weights(AutoModelForSequenceClassification, adapter, source, offline_hint, trust_remote_code, **kwargs)
     return LoadedModel(model=model, tokenizer=tokenizer, adapter=adapter, source=source, head_is_new=not is_classifier)
 
 
-def _load_weights(auto_class, source: str, offline_hint: str, trust_remote_code: bool, **kwargs) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+def _load_weights(auto_class, adapter: ModelAdapter, source: str, offline_hint: str, trust_remote_code: bool, **kwargs) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     try:
         model = auto_class.from_pretrained(source, trust_remote_code=trust_remote_code, **kwargs)
         tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
     except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
         raise UserError(f"could not load the model weights in '{source}' as {auto_class.__name__} ({str(exc).splitlines()[0]}){offline_hint}; "
                         "the folder may be corrupted.") from None
-    return model.eval(), tokenizer
+    model.eval()
+    adapter.prepare_tokenizer(tokenizer, model)
+    return model, tokenizer
 
 
 
