@@ -28,6 +28,7 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -133,8 +134,9 @@ class SimulatedExecutor(Executor):
     Time the driver spends between calls (searcher, store, bookkeeping) is real and moves the clock too.
     """
 
-    def __init__(self, num_workers: int, measured: pd.DataFrame, params_of, seed: int = 0):
+    def __init__(self, num_workers: int, measured: pd.DataFrame, params_of, seed: int = 0, cpu_clock: bool = False):
         self.num_workers = num_workers
+        self.cpu_clock = cpu_clock  # advance the clock by the driver's CPU time: immune to other processes, blind to fsync waits
         self.clock = 0.0
         self.driver_seconds = 0.0
         self.work_seconds = 0.0  # evaluation time handed out: work / workers is the clock with perfect packing, no driver
@@ -150,7 +152,7 @@ class SimulatedExecutor(Executor):
         now, cpu = time.perf_counter(), time.thread_time()
         self.driver_seconds += now - self._last
         self.driver_cpu_seconds += cpu - self._last_cpu
-        self.clock += now - self._last
+        self.clock += cpu - self._last_cpu if self.cpu_clock else now - self._last
 
     def submit(self, request: TrialRequest) -> None:
         self._driver_time()
@@ -180,7 +182,7 @@ class SimulatedExecutor(Executor):
 
 
 def simulated_runs(model, adapter, space: SearchSpace, measured: pd.DataFrame, workdir: Path, searcher: str,
-                   workers_list: tuple[int, ...], rounds_per_worker: int) -> list[dict]:
+                   workers_list: tuple[int, ...], rounds_per_worker: int, *, cpu_clock: bool = False) -> list[dict]:
     sizes: dict[str, float] = {}
 
     def params_of(config) -> float:
@@ -192,7 +194,7 @@ def simulated_runs(model, adapter, space: SearchSpace, measured: pd.DataFrame, w
     rows = []
     for workers in workers_list:
         trials = max(8 * rounds_per_worker, rounds_per_worker * workers)  # the last, partly idle round weighs little
-        executor = SimulatedExecutor(workers, measured, params_of)
+        executor = SimulatedExecutor(workers, measured, params_of, cpu_clock=cpu_clock)
         settings = SearchSettings(searcher=searcher, num_trials=trials, workers=workers, seed=0)
         frame, wall, timed = search(space, executor, settings, workdir / f"sim-{searcher}-{workers}")
         ideal = 60 * len(frame) * workers / executor.work_seconds
@@ -206,7 +208,7 @@ def simulated_runs(model, adapter, space: SearchSpace, measured: pd.DataFrame, w
                      "ask_ms_per_trial": 1000 * timed.ask_seconds / len(frame), "tell_ms_per_trial": 1000 * timed.tell_seconds / len(frame),
                      "driver_and_searcher_cpu_ms_per_trial": 1000 * executor.driver_cpu_seconds / len(frame),
                      "trials_per_commit": len(frame) / executor.waits, "ideal_trials_per_min": ideal,
-                     "efficiency": throughput / ideal, "real_seconds": wall})
+                     "efficiency": throughput / ideal, "real_seconds": wall, "clock": "driver cpu" if cpu_clock else "driver wall"})
         print(rows[-1], file=sys.stderr)
     return rows
 
@@ -309,6 +311,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--ehvi", action="store_true", help=f"also simulate EHVI at {EHVI_WORKERS} workers")
     parser.add_argument("--workers", default=",".join(map(str, SIMULATED_WORKERS)), help="simulated worker counts")
     parser.add_argument("--rounds-per-worker", type=int, default=16, help="simulated trials = this x workers (at least 8x it)")
+    parser.add_argument("--cpu-clock", action="store_true",
+                        help="advance the simulated clock by the driver's CPU time, not wall time (for a machine shared with other jobs)")
     parser.add_argument("--eval-seconds", type=float, default=1.0, help="mean simulated evaluation when nothing is measured")
     args = parser.parse_args(argv)
     args.sections = [name.strip() for name in args.sections.split(",") if name.strip()]
@@ -331,7 +335,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def run_sections(args: argparse.Namespace, workdir: Path) -> tuple[list[dict], dict]:
+def run_sections(args: argparse.Namespace, workdir: Path, save: Callable[[list[dict], dict], None]) -> None:
+    """Run the chosen sections, saving the table after each searcher: a stopped run keeps what it measured."""
     rows: list[dict] = []
     details: dict = {}
     if "measured" in args.sections:
@@ -352,14 +357,17 @@ def run_sections(args: argparse.Namespace, workdir: Path) -> tuple[list[dict], d
         evaluations = synthetic_evaluations(args.eval_seconds)
     if "simulated" in args.sections:
         for name in args.searchers:
-            rows += simulated_runs(model, adapter, space, evaluations, workdir, name, args.workers, args.rounds_per_worker)
+            rows += simulated_runs(model, adapter, space, evaluations, workdir, name, args.workers, args.rounds_per_worker,
+                                   cpu_clock=args.cpu_clock)
+            save(rows, details)
         if args.ehvi:
-            rows += simulated_runs(model, adapter, space, evaluations, workdir, "ehvi", EHVI_WORKERS, max(1, args.rounds_per_worker // 4))
+            rows += simulated_runs(model, adapter, space, evaluations, workdir, "ehvi", EHVI_WORKERS, max(1, args.rounds_per_worker // 4),
+                                   cpu_clock=args.cpu_clock)
     if "tune" in args.sections:
         configs = [r.config for r in ResultsStore(workdir / "ray-1").records()][: args.tune_trials]  # trial order: 1 worker
         tune_rows, details["tune_trial_breakdown_s"] = tune_runs(workdir / "supernet", args.data_dir, configs, workdir)
         rows += tune_rows
-    return rows, details
+    save(rows, details)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -373,24 +381,27 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("RAY_worker_niceness", "0")
     quiet_libraries()
     started, load = time.perf_counter(), os.getloadavg()
-    with tempfile.TemporaryDirectory(prefix="nas-tune-scaling-") as scratch:
-        rows, details = run_sections(args, Path(scratch))
-        ray.shutdown()
-    table = pd.DataFrame(rows)
-    print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     everything = set(args.sections) == set(SECTIONS)
     name = "scaling" if everything else "scaling_" + "_".join(args.sections)  # a partial run keeps the full one's files
-    RESULTS.mkdir(exist_ok=True)
-    atomic_write_text(RESULTS / f"{name}.csv", table.to_csv(index=False))
-    if everything:
-        plot(table, RESULTS / "scaling.png")
-    atomic_write_json(RESULTS / f"{name}.json", {
-        "command": " ".join(["python benchmarks/scaling.py", *(argv if argv is not None else sys.argv[1:])]),
-        "environment": {k: os.environ.get(k) for k in ("GLUE_DIR", "RAY_AUTH_MODE", "RAY_worker_niceness")},
-        "cores": os.cpu_count(), "load_average_before_after": [load[0], os.getloadavg()[0]], "torch": torch.__version__,
-        "ray": ray.__version__, "total_seconds": time.perf_counter() - started, **details,
-        "rows": json.loads(table.to_json(orient="records")),
-    })
+
+    def save(rows: list[dict], details: dict) -> None:
+        table = pd.DataFrame(rows)
+        RESULTS.mkdir(exist_ok=True)
+        atomic_write_text(RESULTS / f"{name}.csv", table.to_csv(index=False))
+        atomic_write_json(RESULTS / f"{name}.json", {
+            "command": " ".join(["python benchmarks/scaling.py", *(argv if argv is not None else sys.argv[1:])]),
+            "environment": {k: os.environ.get(k) for k in ("GLUE_DIR", "RAY_AUTH_MODE", "RAY_worker_niceness")},
+            "cores": os.cpu_count(), "load_average_before_after": [load[0], os.getloadavg()[0]], "torch": torch.__version__,
+            "ray": ray.__version__, "total_seconds": time.perf_counter() - started, **details,
+            "rows": json.loads(table.to_json(orient="records")),
+        })
+        if everything and len(table) and set(table["section"]) >= {"measured", "simulated"}:
+            plot(table, RESULTS / "scaling.png")
+
+    with tempfile.TemporaryDirectory(prefix="nas-tune-scaling-") as scratch:
+        run_sections(args, Path(scratch), save)
+        ray.shutdown()
+    print(pd.read_csv(RESULTS / f"{name}.csv").to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     return 0
 
 

@@ -84,7 +84,6 @@ class SearchDriver:
         self.fidelity_key = fidelity_key
         self.size_of = size_of  # cheap size of a config, to skip configs over --max-params before evaluation
         self.show_progress = show_progress
-        self._in_flight: dict[int, TrialRequest] = {}
 
     def _replay_history(self) -> tuple[list[TrialRecord], int]:
         """Feed stored results to the searcher; return them and the next free trial id."""
@@ -110,10 +109,6 @@ class SearchDriver:
     @property
     def _multi_fidelity(self) -> bool:
         return self.searcher.multi_fidelity
-
-    def _submit(self, request: TrialRequest) -> None:
-        self._in_flight[request.trial_id] = request
-        self.executor.submit(request)
 
     def _next_request(self, trial_id: int) -> TrialRequest | TrialRecord | None:
         """The next config to run, or a record of a config skipped for exceeding --max-params."""
@@ -148,7 +143,7 @@ class SearchDriver:
                 while (self.executor.running < self.executor.num_workers and not out_of_time and not exhausted
                        and evaluated + self.executor.running < settings.num_trials):
                     if resumed:
-                        self._submit(resumed.pop(0))  # trials that were running when the search was killed
+                        self.executor.submit(resumed.pop(0))  # trials that were running when the search was killed
                         continue
                     request = self._next_request(next_id)
                     if request is None:
@@ -160,14 +155,12 @@ class SearchDriver:
                         skipped += 1
                         exhausted = skipped > 20 * settings.num_trials
                     else:
-                        self._submit(request)
+                        self.executor.submit(request)
                         started.append(StartedTrial(request.trial_id, request.config, request.fidelity))
                 self.store.mark_started(started)  # one append per round, before waiting
                 if self.executor.running == 0:
                     break
                 outcomes = self.executor.wait()
-                for outcome in outcomes:
-                    self._in_flight.pop(outcome.request.trial_id, None)
                 self._commit([outcome_record(o) for o in outcomes], records)
                 evaluated += len(outcomes)
                 bar.update(len(outcomes))
