@@ -82,8 +82,7 @@ def test_sigkilled_search_resumes_without_losing_or_repeating_trials(supernet, t
                "--num-trials", "24", "--output", str(output), "--data-dir", str(glue_dir)]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
     trials = output / "trials.jsonl"
-    deadline = time.time() + 120
-    while time.time() < deadline and (not trials.exists() or len(trials.read_text().splitlines()) < 4):
+    while not trials.exists() or len(trials.read_text().splitlines()) < 4:  # no deadline: a busy machine only slows it
         assert process.poll() is None, "the search subprocess ended before it was killed"
         time.sleep(0.05)
     process.send_signal(signal.SIGKILL)
