@@ -52,8 +52,8 @@ from nas_tune.search.executors import TrialFunction as TrialCallable
 from nas_tune.search.objectives import TrialFunction
 from nas_tune.search.run import checkpoint_data_config
 from nas_tune.search.searchers import SEARCHERS, make_searcher
-from nas_tune.search_space import config_key
 from nas_tune.search.store import ResultsStore
+from nas_tune.search_space import config_key
 from nas_tune.supernet import FinetuneConfig, read_supernet_meta
 from nas_tune.supernet.run import finetune_supernet
 

@@ -234,7 +234,7 @@ def plot(table: pd.DataFrame, path: Path) -> None:
     middle.set_title("simulated: measured evaluation times")
     middle.legend(fontsize=8)
     axis = middle.twinx()
-    for name, rows in simulated.groupby("executor"):
+    for _executor, rows in simulated.groupby("executor"):
         axis.semilogx(rows["workers"], 1000 * rows["overhead_per_trial_s"], "x:", alpha=0.6)
     axis.set_ylim(0, 1.2 * 1000 * simulated["overhead_per_trial_s"].max())
     axis.set_ylabel("driver + searcher ms per trial (x)")

@@ -10,7 +10,13 @@ import argparse
 import sys
 
 from nas_tune.cli import quiet_libraries
-from nas_tune.cli.pipeline_options import add_run_folder_options, parse_pipeline_args, pipeline_config, pipeline_parser, print_pipeline_result
+from nas_tune.cli.pipeline_options import (
+    add_run_folder_options,
+    parse_pipeline_args,
+    pipeline_config,
+    pipeline_parser,
+    print_pipeline_result,
+)
 from nas_tune.errors import UserError
 from nas_tune.pipeline import run_pipeline
 

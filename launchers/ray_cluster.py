@@ -27,7 +27,13 @@ from ray import cloudpickle
 from ray.exceptions import RayTaskError
 
 from nas_tune.cli import quiet_libraries
-from nas_tune.cli.pipeline_options import add_run_folder_options, parse_pipeline_args, pipeline_config, pipeline_parser, print_pipeline_result
+from nas_tune.cli.pipeline_options import (
+    add_run_folder_options,
+    parse_pipeline_args,
+    pipeline_config,
+    pipeline_parser,
+    print_pipeline_result,
+)
 from nas_tune.cli.search import search_settings
 from nas_tune.data import DataConfig
 from nas_tune.errors import UserError

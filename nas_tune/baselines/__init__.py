@@ -3,7 +3,15 @@ importance, retraining-free pruning (RFP) and standard (train-every-candidate) N
 that improve weight-sharing NAS, importance reordering and post-search repair."""
 
 from nas_tune.baselines.base import (
-    DEFAULT_BUDGETS, Baseline, BaselineInputs, BaselineSettings, Candidate, GridBaseline, Scorer, load_inputs, run_baseline,
+    DEFAULT_BUDGETS,
+    Baseline,
+    BaselineInputs,
+    BaselineSettings,
+    Candidate,
+    GridBaseline,
+    Scorer,
+    load_inputs,
+    run_baseline,
 )
 from nas_tune.baselines.importance import Importance
 from nas_tune.baselines.layer_drop import LayerDrop

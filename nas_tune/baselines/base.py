@@ -26,9 +26,8 @@ from nas_tune.metrics.task import score
 from nas_tune.models import LoadedModel, ModelAdapter, SubNetwork, load_model
 from nas_tune.models.bert import BertFamilyAdapter
 from nas_tune.search.driver import SearchSettings, check_resumable
-from nas_tune.search_space import config_key
 from nas_tune.search.store import ResultsStore, TrialRecord
-from nas_tune.search_space import Config, make_search_space
+from nas_tune.search_space import Config, config_key, make_search_space
 from nas_tune.supernet import FinetuneConfig
 
 DEFAULT_BUDGETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)

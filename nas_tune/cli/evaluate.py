@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 
-from nas_tune.cli.options import add_data_options, add_model_options, add_search_space_option, data_config, parse_config, positive_int
+from nas_tune.cli.options import (
+    add_data_options,
+    add_model_options,
+    add_search_space_option,
+    data_config,
+    parse_config,
+    positive_int,
+)
 from nas_tune.evaluate import LatencySettings
 from nas_tune.evaluate.setup import SPLITS, build_evaluator
 

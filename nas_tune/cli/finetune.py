@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from nas_tune.cli.options import add_data_options, add_model_options, add_search_space_option, data_config, positive_int
 from nas_tune.baselines.reorder import REORDER_CHOICES
+from nas_tune.cli.options import add_data_options, add_model_options, add_search_space_option, data_config, positive_int
 from nas_tune.supernet import ALIASES, STRATEGIES, FinetuneConfig
 from nas_tune.supernet.head import HEAD_INIT_CHOICES
-from nas_tune.supernet.sampling import SAMPLING_CHOICES
 from nas_tune.supernet.run import finetune_supernet
+from nas_tune.supernet.sampling import SAMPLING_CHOICES
 
 DEFAULTS = FinetuneConfig()
 

@@ -6,8 +6,8 @@ import argparse
 import sys
 
 from nas_tune.baselines.repair import repair_subnetwork, repair_training_split
-from nas_tune.evaluate.setup import build_evaluator
 from nas_tune.cli.export import add_format_option, describe_onnx, onnx_stage
+from nas_tune.evaluate.setup import build_evaluator
 from nas_tune.export import prepare_output_dir
 from nas_tune.report.summary import load_run
 from nas_tune.search.run import checkpoint_data_config

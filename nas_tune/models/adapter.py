@@ -67,5 +67,5 @@ class ModelAdapter(ABC):
         """The output bias of the task head (None when it has none): training starts it at the label prior."""
         return None
 
-    def prepare_tokenizer(self, tokenizer: PreTrainedTokenizerBase, model: PreTrainedModel) -> None:
+    def prepare_tokenizer(self, tokenizer: PreTrainedTokenizerBase, model: PreTrainedModel) -> None:  # noqa: B027 (optional hook)
         """Make `tokenizer` usable for batched training and evaluation of `model` (e.g. give it a pad token)."""

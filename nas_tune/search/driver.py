@@ -8,8 +8,9 @@ trials in flight, so a killed search resumes without losing or repeating a compl
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import pandas as pd
 from tqdm.auto import tqdm

@@ -8,7 +8,8 @@ current Pareto set.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from syne_tune.config_space import Categorical, Domain, Integer
