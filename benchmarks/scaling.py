@@ -34,17 +34,17 @@ from matplotlib.figure import Figure
 
 from nas_tune.cli import quiet_libraries
 from nas_tune.data import DataConfig
-from nas_tune.evaluate.setup import EvaluationSetup, build_evaluator
+from nas_tune.evaluate.setup import EvaluationSetup, checkpoint_evaluator, read_checkpoint
 from nas_tune.io import atomic_write_json, atomic_write_text
 from nas_tune.metrics import count_parameters
 from nas_tune.report.plots import save_figure
 from nas_tune.search.driver import SearchDriver, SearchSettings
 from nas_tune.search.executors import Executor, TrialOutcome, TrialRequest
 from nas_tune.search.ray_executor import connect, ray_executor
-from nas_tune.search.run import checkpoint_data_config, local_executor
+from nas_tune.search.run import local_executor
 from nas_tune.search.searchers import make_searcher
 from nas_tune.search.store import ResultsStore
-from nas_tune.supernet import FinetuneConfig, read_supernet_meta
+from nas_tune.supernet import FinetuneConfig
 from nas_tune.supernet.run import finetune_supernet
 
 RESULTS = Path(__file__).parent / "results"
@@ -54,9 +54,7 @@ SIMULATED_WORKERS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
 def load_setup(checkpoint: Path, data_dir: str | None) -> EvaluationSetup:
     """The driver's evaluator exactly as `search_checkpoint` builds it (seed 0)."""
-    meta = read_supernet_meta(checkpoint)
-    return build_evaluator(str(checkpoint), checkpoint_data_config(meta, data_dir), meta["search_space"],
-                           max_seq_length=meta["options"]["max_seq_length"], seed=0)
+    return checkpoint_evaluator(read_checkpoint(checkpoint), data_dir=data_dir)
 
 
 def search(setup: EvaluationSetup, executor: Executor, settings: SearchSettings, folder: Path) -> tuple[pd.DataFrame, float]:
@@ -176,15 +174,11 @@ def tune_trial(config: dict, checkpoint: str, data_dir: str | None) -> None:
     from ray import tune
 
     from nas_tune.cli import quiet_libraries
-    from nas_tune.evaluate.setup import build_evaluator
-    from nas_tune.search.run import checkpoint_data_config
-    from nas_tune.supernet import read_supernet_meta
+    from nas_tune.evaluate.setup import checkpoint_evaluator, read_checkpoint
 
     quiet_libraries()
     imported = time.perf_counter()
-    meta = read_supernet_meta(checkpoint)
-    setup = build_evaluator(checkpoint, checkpoint_data_config(meta, data_dir), meta["search_space"],
-                            max_seq_length=meta["options"]["max_seq_length"], seed=0)
+    setup = checkpoint_evaluator(read_checkpoint(checkpoint), data_dir=data_dir)
     loaded = time.perf_counter()
     result = setup.evaluator.evaluate(config["subnet"])
     tune.report({"error": result.error, "import_s": imported - start, "load_s": loaded - imported, "eval_s": result.seconds,

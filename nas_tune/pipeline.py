@@ -18,6 +18,7 @@ from nas_tune.data import DataConfig
 from nas_tune.errors import UserError
 from nas_tune.evaluate import LatencySettings
 from nas_tune.io import atomic_write_json
+from nas_tune.output_folder import check_output_folder, is_empty
 from nas_tune.pareto import hypervolume, normalise_objectives, pareto_front
 from nas_tune.report.run_folder import write_test_metrics
 from nas_tune.report.summary import format_table, load_run, report_run
@@ -90,8 +91,8 @@ def run_pipeline(config: PipelineConfig, output: str | Path, *, resume: bool = F
                  finetune: Callable[..., FinetuneResult] = finetune_supernet, executor_factory: ExecutorFactory = local_executor) -> PipelineResult:
     """`finetune` (called like `finetune_supernet`) and `executor_factory` decide where stages 1 and 2 run."""
     output = Path(output)
-    if output.exists() and any(output.iterdir()) and not (resume or overwrite):
-        raise UserError(f"{output} already holds a run; pass --resume to continue it, --overwrite to replace it, or another --output.")
+    if not resume:  # --resume also starts a run folder that does not exist yet
+        check_output_folder(output, holds_run=not is_empty(output), what="a run", overwrite=overwrite)
     if config.repair and (config.data.max_train_samples or MIN_SAMPLES) < MIN_SAMPLES:  # fail before hours of work, not after
         raise UserError(f"--repair needs at least {MIN_SAMPLES} training examples but --max-train-samples is {config.data.max_train_samples}; "
                         "raise it or drop --repair.")

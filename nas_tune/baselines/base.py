@@ -229,8 +229,6 @@ class GridBaseline(Baseline):
 def run_baseline(baseline: Baseline, output: str | Path, *, resume: bool = False, overwrite: bool = False,
                  show_progress: bool = True) -> ResultsStore:
     """Run `baseline` into the run folder `output` (metadata.json, trials.jsonl, trials.csv)."""
-    if resume and overwrite:
-        raise UserError("--resume and --overwrite contradict each other; pass one of them.")
     store = ResultsStore(output)
     metadata = baseline.metadata()
     check_resumable(store, metadata, resume=resume, overwrite=overwrite)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 
 from nas_tune.cli.options import positive_int
-from nas_tune.errors import UserError
 from nas_tune.evaluate import LatencySettings
 from nas_tune.report.summary import format_table, report_run
 from nas_tune.search.driver import SearchSettings
@@ -58,8 +57,6 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.resume and args.overwrite:
-        raise UserError("--resume and --overwrite contradict each other; pass one of them.")
     settings = search_settings(args)
     latency = LatencySettings() if "latency" in settings.objectives else None
     store, setup = search_checkpoint(args.checkpoint, args.output, settings, search_space=args.search_space, force=args.force,

@@ -11,12 +11,12 @@ from typing import Any
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from nas_tune import __version__
-from nas_tune.errors import UserError
 from nas_tune.export.model_card import write_model_card
 from nas_tune.io import atomic_folder, atomic_write_json
 from nas_tune.metrics.parameters import count_parameters
 from nas_tune.models.adapter import ModelAdapter
 from nas_tune.models.subnetwork import SubNetwork
+from nas_tune.output_folder import check_output_folder, is_empty
 
 PROVENANCE_FILE = "nas_tune_export.json"
 
@@ -32,12 +32,8 @@ class ExportResult:
 
 def prepare_output_dir(path: str | Path, *, overwrite: bool) -> Path:
     """Refuse to clobber a non-empty folder unless asked: nothing already written is lost by accident."""
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise UserError(f"output path {path} exists and is not a folder; choose another --output.")
-    if path.is_dir() and any(path.iterdir()) and not overwrite:
-        raise UserError(f"output folder {path} exists and is not empty; choose another --output or pass --overwrite.")
-    return path
+    check_output_folder(path, holds_run=not is_empty(path), what="files", overwrite=overwrite, resumable=False)
+    return Path(path)
 
 
 def export_subnetwork(

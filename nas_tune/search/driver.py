@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from nas_tune.errors import UserError
 from nas_tune.io import atomic_write_json, read_json
+from nas_tune.output_folder import check_output_folder
 from nas_tune.pareto import hypervolume, normalise_objectives, pareto_mask
 from nas_tune.search.executors import Executor, TrialOutcome, TrialRequest
 from nas_tune.search.searchers import Searcher
@@ -193,18 +194,15 @@ class SearchDriver:
 def check_resumable(store: ResultsStore, metadata: dict[str, Any], *, resume: bool, overwrite: bool) -> None:
     """Refuse to mix two different searches in one folder; never delete results without --overwrite."""
     stored = store.read_metadata()
-    has_results = store.trials_path.exists()
+    holds_run = stored is not None if resume else stored is not None or store.trials_path.exists()
+    check_output_folder(store.run_dir, holds_run=holds_run, what="a search", resume=resume, overwrite=overwrite)
     if resume:
-        if stored is None:
-            raise UserError(f"--resume: {store.run_dir} holds no search to resume; drop --resume.")
         keys = ("checkpoint", "search_space", "searcher", "objectives", "seed", "max_params")
         mismatch = [k for k in keys if stored.get(k) != metadata.get(k)]
         if mismatch:
             k = mismatch[0]
             raise UserError(f"--resume: {store.run_dir} is a different search ({k} was {stored.get(k)!r}, now {metadata.get(k)!r}); use a new --output.")
         return
-    if stored is not None or has_results:
-        if not overwrite:
-            raise UserError(f"{store.run_dir} already holds a search; pass --resume to continue it, --overwrite to replace it, or another --output.")
+    if holds_run:  # and --overwrite
         for name in (store.trials_path.name, "trials.csv", RUNNING_FILE, "metadata.json"):
             (store.run_dir / name).unlink(missing_ok=True)
