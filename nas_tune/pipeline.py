@@ -16,7 +16,6 @@ from nas_tune.baselines.importance import MIN_SAMPLES
 from nas_tune.baselines.repair import repair_subnetwork, repair_training_split
 from nas_tune.data import DataConfig
 from nas_tune.errors import UserError
-from nas_tune.evaluate import LatencySettings
 from nas_tune.io import atomic_write_json
 from nas_tune.output_folder import check_output_folder, is_empty
 from nas_tune.pareto import hypervolume, normalise_objectives, pareto_front
@@ -81,7 +80,7 @@ def _pick_record(item: ExportedPick, metric: str, data_source: str, description:
         "trial_id": int(row["trial_id"]), "config": config_of(row), "data_source": data_source,
         "layer_fraction": export.layer_fraction, "layer_params": export.layer_params, "total_params": export.total_params,
         "total_fraction": float(row["total_fraction"]), "validation_error": float(row["error"]), f"validation_{metric}": float(row[metric]),
-        "test_error": test.metrics["error"], f"test_{metric}": test.metrics[metric], "latency_seconds": test.latency,
+        "test_error": test.metrics["error"], f"test_{metric}": test.metrics[metric], "latency_seconds": test.latency_seconds,
         "needs_trust_remote_code": export.needs_remote_code, "repair": repair,
         "no_better_than_trivial": item.no_better_than,
     }
@@ -104,9 +103,8 @@ def run_pipeline(config: PipelineConfig, output: str | Path, *, resume: bool = F
                           resume=resume and supernet_dir.exists(), overwrite=overwrite, show_progress=show_progress,
                           reorder=config.reorder)
     print(f"[2/3] searching sub-networks ({config.search.searcher}, {config.search.num_trials} trials) -> {search_dir}")
-    latency = LatencySettings() if "latency" in config.search.objectives else None
     _, setup = search_checkpoint(supernet_dir, search_dir, config.search, data_dir=config.data.data_dir, batch_size=config.eval_batch_size,
-                                     latency=latency, resume=resume and (search_dir / "metadata.json").exists(), overwrite=overwrite,
+                                     resume=resume and (search_dir / "metadata.json").exists(), overwrite=overwrite,
                                      show_progress=show_progress, executor_factory=executor_factory)
     started = time.perf_counter()
     _, _, trials = load_run(search_dir)

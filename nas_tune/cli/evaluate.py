@@ -53,6 +53,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"  {'layer params':22s} {result.layer_params:,} ({result.layer_fraction:.1%} of the layers)")
     print(f"  {'total params':22s} {result.total_params:,} ({result.total_fraction:.1%} of the model)")
     print(f"  {'GFLOPs / sequence':22s} {result.flops / 1e9:.3f}")
-    if result.latency is not None:
-        print(f"  {'latency (batch 1)':22s} {result.latency * 1000:.1f} ms")
+    if result.latency_seconds is not None:
+        print(f"  {'latency (batch 1)':22s} {result.latency_seconds * 1000:.1f} ms")
     return 0

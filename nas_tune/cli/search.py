@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 
 from nas_tune.cli.options import positive_int
-from nas_tune.evaluate import LatencySettings
 from nas_tune.report.summary import format_table, report_run
 from nas_tune.search.driver import SearchSettings
 from nas_tune.search.objectives import parse_objectives
@@ -58,9 +57,8 @@ def add_parser(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     settings = search_settings(args)
-    latency = LatencySettings() if "latency" in settings.objectives else None
     store, setup = search_checkpoint(args.checkpoint, args.output, settings, search_space=args.search_space, force=args.force,
-                                     data_dir=args.data_dir, batch_size=args.batch_size, latency=latency, resume=args.resume,
+                                     data_dir=args.data_dir, batch_size=args.batch_size, resume=args.resume,
                                      overwrite=args.overwrite)
     report = report_run(store.run_dir)
     print(format_table(report.front, setup.data.task.metric))

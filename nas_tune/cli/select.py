@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
         onnx_result = onnx.install(chosen.export.path, seq_len=max_seq_length) if onnx else None
     metric = setup.data.task.metric
     print(f"trial {int(row['trial_id'])}: {row['params']:.1%} of the layer parameters, validation error {row['error']:.4f}, "
-          f"test {metric} {chosen.test.metrics[metric]:.4f}, {chosen.test.latency * 1000:.1f} ms per sequence (batch 1)")
+          f"test {metric} {chosen.test.metrics[metric]:.4f}, {chosen.test.latency_seconds * 1000:.1f} ms per sequence (batch 1)")
     if chosen.no_better_than:
         print(f"warning: on the test split it is no better than {chosen.no_better_than}: it has not learnt the task", file=sys.stderr)
     if repaired is not None:
