@@ -41,7 +41,7 @@ from matplotlib.figure import Figure
 from nas_tune.cli import quiet_libraries
 from nas_tune.data import DataConfig
 from nas_tune.errors import UserError
-from nas_tune.evaluate.setup import EvaluationSetup, build_evaluator
+from nas_tune.evaluate.setup import EvaluationSetup, checkpoint_evaluator, read_checkpoint
 from nas_tune.io import atomic_write_json, atomic_write_text
 from nas_tune.metrics import count_parameters
 from nas_tune.models import load_model
@@ -49,11 +49,11 @@ from nas_tune.report.plots import save_figure
 from nas_tune.search.driver import SearchDriver, SearchSettings
 from nas_tune.search.executors import Executor, TrialOutcome, TrialRequest
 from nas_tune.search.ray_executor import connect, ray_executor
-from nas_tune.search.run import checkpoint_data_config, local_executor
+from nas_tune.search.run import local_executor
 from nas_tune.search.searchers import SEARCHERS, Searcher, make_searcher
 from nas_tune.search.store import ResultsStore
 from nas_tune.search_space import SearchSpace, make_search_space
-from nas_tune.supernet import FinetuneConfig, read_supernet_meta
+from nas_tune.supernet import FinetuneConfig
 from nas_tune.supernet.run import finetune_supernet
 
 RESULTS = Path(__file__).parent / "results"
@@ -63,9 +63,7 @@ SIMULATED_WORKERS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
 def load_setup(checkpoint: Path, data_dir: str | None) -> EvaluationSetup:
     """The driver's evaluator exactly as `search_checkpoint` builds it (seed 0)."""
-    meta = read_supernet_meta(checkpoint)
-    return build_evaluator(str(checkpoint), checkpoint_data_config(meta, data_dir), meta["search_space"],
-                           max_seq_length=meta["options"]["max_seq_length"], seed=0)
+    return checkpoint_evaluator(read_checkpoint(checkpoint), data_dir=data_dir)
 
 
 class TimedSearcher:
@@ -225,15 +223,11 @@ def tune_trial(config: dict, checkpoint: str, data_dir: str | None) -> None:
     from ray import tune
 
     from nas_tune.cli import quiet_libraries
-    from nas_tune.evaluate.setup import build_evaluator
-    from nas_tune.search.run import checkpoint_data_config
-    from nas_tune.supernet import read_supernet_meta
+    from nas_tune.evaluate.setup import checkpoint_evaluator, read_checkpoint
 
     quiet_libraries()
     imported = time.perf_counter()
-    meta = read_supernet_meta(checkpoint)
-    setup = build_evaluator(checkpoint, checkpoint_data_config(meta, data_dir), meta["search_space"],
-                            max_seq_length=meta["options"]["max_seq_length"], seed=0)
+    setup = checkpoint_evaluator(read_checkpoint(checkpoint), data_dir=data_dir)
     loaded = time.perf_counter()
     result = setup.evaluator.evaluate(config["subnet"])
     tune.report({"error": result.error, "import_s": imported - start, "load_s": loaded - imported, "eval_s": result.seconds,
@@ -283,7 +277,7 @@ def plot(table: pd.DataFrame, path: Path) -> None:
     middle.set_title("simulated: measured evaluation times")
     middle.legend(fontsize=8)
     axis = middle.twinx()
-    for name, rows in simulated.groupby("executor"):
+    for _executor, rows in simulated.groupby("executor"):
         axis.semilogx(rows["workers"], 1000 * rows["overhead_per_trial_s"], "x:", alpha=0.6)
     axis.set_ylim(0, 1.2 * 1000 * simulated["overhead_per_trial_s"].max())
     axis.set_ylabel("driver + searcher ms per trial (x)")

@@ -11,7 +11,13 @@ import sys
 
 from nas_tune.cli import quiet_libraries
 from nas_tune.cli.options import refuse_existing_output
-from nas_tune.cli.pipeline_options import add_run_folder_options, parse_pipeline_args, pipeline_config, pipeline_parser, print_pipeline_result
+from nas_tune.cli.pipeline_options import (
+    add_run_folder_options,
+    parse_pipeline_args,
+    pipeline_config,
+    pipeline_parser,
+    print_pipeline_result,
+)
 from nas_tune.errors import UserError
 
 

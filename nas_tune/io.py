@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from nas_tune.errors import UserError
+from nas_tune.output_folder import check_output_folder, is_empty
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
@@ -94,9 +94,5 @@ def atomic_folder(path: str | Path) -> Iterator[Path]:
 
 def prepare_output_dir(path: str | Path, *, overwrite: bool) -> Path:
     """Refuse to clobber a non-empty folder unless asked: nothing already written is lost by accident."""
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise UserError(f"output path {path} exists and is not a folder; choose another --output.")
-    if path.is_dir() and any(path.iterdir()) and not overwrite:
-        raise UserError(f"output folder {path} exists and is not empty; choose another --output or pass --overwrite.")
-    return path
+    check_output_folder(path, holds_run=not is_empty(path), what="files", overwrite=overwrite, resumable=False)
+    return Path(path)

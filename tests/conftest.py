@@ -8,7 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 import transformers
-from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification, RobertaConfig, RobertaForSequenceClassification
+from transformers import (
+    AutoTokenizer,
+    BertConfig,
+    BertForSequenceClassification,
+    RobertaConfig,
+    RobertaForSequenceClassification,
+)
 
 from nas_tune.models import bundled_model_path
 

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from nas_tune.cli.pipeline_options import DEFAULT, add_run_folder_options, parse_pipeline_args, pipeline_config, pipeline_parser
+from nas_tune.cli.pipeline_options import (
+    DEFAULT,
+    add_run_folder_options,
+    parse_pipeline_args,
+    pipeline_config,
+    pipeline_parser,
+)
 from nas_tune.pipeline import run_pipeline
 
 

@@ -32,7 +32,7 @@ for argv in json.loads(sys.argv[1]):  # in one process, in turn: a heavy import 
             code = exit_.code
     results.append({"code": code, "output": output.getvalue(), "heavy": [m for m in %r if m in sys.modules]})
 print(json.dumps(results))
-""" % (HEAVY,)
+""" % (HEAVY,)  # noqa: UP031  (the probe has braces of its own)
 
 
 def probe(cases: list[list[str]]) -> list[dict]:

@@ -160,7 +160,7 @@ def test_several_runs_overlay_in_one_report(run, tmp_path, capsys):
     code, out, err = _cli(capsys, "report", output, other, "--output", tmp_path / "both.html")
     assert code == 0, err
     page = (tmp_path / "both.html").read_text()
-    assert "run (local_search)" in page and "random (random)" in page 
+    assert "run (local_search)" in page and "random (random)" in page
     assert page.count("* plotly.js v") == 1  # plotly.js embedded once, not once per figure
     elsewhere = tmp_path / "sst2"
     shutil.copytree(other, elsewhere)

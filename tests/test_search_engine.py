@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 
 import pandas as pd
-import torch
 import pytest
+import torch
 
 from nas_tune.cli import main as cli_main
 from nas_tune.data import DataConfig

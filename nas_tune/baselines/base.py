@@ -19,15 +19,14 @@ from transformers import PreTrainedModel
 
 from nas_tune.data import DataConfig, TaskSpec, TokenizedSplit, default_cache_dir, load_task_data, tokenize_split
 from nas_tune.errors import UserError
-from nas_tune.evaluate import EvaluationResult, Evaluator, LatencySettings
+from nas_tune.evaluate import Evaluator
 from nas_tune.export import export_subnetwork
-from nas_tune.metrics import count_flops, count_parameters, measure_latency
-from nas_tune.metrics.task import score
 from nas_tune.models import LoadedModel, ModelAdapter, SubNetwork, load_model
 from nas_tune.models.bert import BertFamilyAdapter
 from nas_tune.search.driver import check_resumable
+from nas_tune.search.objectives import objective_metrics, time_reference
 from nas_tune.search.store import ResultsStore, TrialRecord
-from nas_tune.search_space import Config, config_key, make_search_space
+from nas_tune.search_space import Config, config_key
 from nas_tune.settings import DEFAULT_BUDGETS, BaselineSettings, FinetuneConfig, check_budgets  # noqa: F401  (re-exported)
 
 OBJECTIVES = ["error", "params"]
@@ -65,35 +64,20 @@ class Candidate:
 
 
 class Scorer:
-    """Scores a pruned model as a search trial is scored (validation metrics, sizes of the original, FLOPs,
-    latency as a fraction of the unpruned model's), plus the test-split metrics as `test_*`."""
+    """Scores a pruned model as a search trial is scored (`objective_metrics` on the validation split, sizes of
+    the original, latency as a fraction of the unpruned model's timed alike), plus the test-split metrics as `test_*`."""
 
     def __init__(self, inputs: BaselineInputs):
         model, adapter = inputs.loaded.model, inputs.loaded.adapter
-        space = make_search_space("small", adapter.shape(model))  # unused: only the evaluators' prediction loop is
-        self.model, self.adapter, self.task = model, adapter, inputs.task
-        self.seq_len = inputs.max_seq_length
-        self.validation, self.test = (Evaluator(model, adapter, space, inputs.task, split, flops_seq_len=self.seq_len)
+        self.validation, self.test = (Evaluator(model, adapter, None, inputs.task, split, flops_seq_len=inputs.max_seq_length)
                                       for split in (inputs.validation, inputs.test))
-        self.latency = LatencySettings(seq_len=self.seq_len)
-        self.full_latency = measure_latency(model, **asdict(self.latency))
+        self.reference = time_reference(self.validation)
 
     def measure(self, pruned: PreTrainedModel, subnet: SubNetwork) -> dict[str, float]:
-        start = time.perf_counter()
-        predictions, labels = self.validation.predict(pruned, self.validation.data)
-        seconds = time.perf_counter() - start
-        size = count_parameters(self.model, self.adapter, subnet)
-        result = EvaluationResult(
-            config={}, metrics=score(self.task, predictions, labels), layer_params=size.layer_params,
-            layer_fraction=size.layer_fraction, total_params=size.total_params, total_fraction=size.total_fraction,
-            flops=count_flops(self.model, self.adapter, subnet, self.seq_len), num_examples=len(labels), seconds=seconds,
-            latency=measure_latency(pruned, **asdict(self.latency)),
-        )
-        values = result.objectives()
-        values["latency_seconds"] = result.latency
-        values["latency"] = min(1.0, result.latency / self.full_latency)
-        predictions, labels = self.test.predict(pruned, self.test.data)
-        values.update({f"test_{name}": value for name, value in score(self.task, predictions, labels).items()})
+        result = self.validation.evaluate_subnetwork(subnet, extracted=pruned, latency=self.reference.settings)
+        values = objective_metrics(result, self.reference)
+        tested = self.test.evaluate_subnetwork(subnet, extracted=pruned)
+        values.update({f"test_{name}": value for name, value in tested.metrics.items()})
         return values
 
 
@@ -200,8 +184,6 @@ class GridBaseline(Baseline):
 def run_baseline(baseline: Baseline, output: str | Path, *, resume: bool = False, overwrite: bool = False,
                  show_progress: bool = True) -> ResultsStore:
     """Run `baseline` into the run folder `output` (metadata.json, trials.jsonl, trials.csv)."""
-    if resume and overwrite:
-        raise UserError("--resume and --overwrite contradict each other; pass one of them.")
     store = ResultsStore(output)
     metadata = baseline.metadata()
     check_resumable(store, metadata, resume=resume, overwrite=overwrite)

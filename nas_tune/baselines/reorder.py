@@ -29,7 +29,7 @@ class Reordering:
     units: tuple[tuple[int, ...], ...]
 
     @classmethod
-    def by_scores(cls, scores: Scores) -> "Reordering":
+    def by_scores(cls, scores: Scores) -> Reordering:
         def order(values: torch.Tensor) -> tuple[tuple[int, ...], ...]:
             return tuple(tuple(row.tolist()) for row in torch.argsort(values, dim=1, descending=True, stable=True))
 

@@ -7,7 +7,14 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from nas_tune.cli.options import add_data_options, add_model_options, add_search_space_option, data_config, positive_int, refuse_existing_output
+from nas_tune.cli.options import (
+    add_data_options,
+    add_model_options,
+    add_search_space_option,
+    data_config,
+    positive_int,
+    refuse_existing_output,
+)
 from nas_tune.cli.search import add_search_options, search_settings
 from nas_tune.errors import UserError
 from nas_tune.settings import BASELINE_NAMES, DEFAULT_BUDGETS, BaselineSettings

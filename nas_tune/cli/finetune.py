@@ -4,8 +4,22 @@ from __future__ import annotations
 
 import argparse
 
-from nas_tune.cli.options import add_data_options, add_model_options, add_search_space_option, data_config, positive_int, refuse_existing_output
-from nas_tune.settings import HEAD_INIT_CHOICES, REORDER_CHOICES, SAMPLING_CHOICES, STRATEGY_ALIASES, STRATEGY_NAMES, FinetuneConfig
+from nas_tune.cli.options import (
+    add_data_options,
+    add_model_options,
+    add_search_space_option,
+    data_config,
+    positive_int,
+    refuse_existing_output,
+)
+from nas_tune.settings import (
+    HEAD_INIT_CHOICES,
+    REORDER_CHOICES,
+    SAMPLING_CHOICES,
+    STRATEGY_ALIASES,
+    STRATEGY_NAMES,
+    FinetuneConfig,
+)
 
 DEFAULTS = FinetuneConfig()
 

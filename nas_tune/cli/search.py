@@ -55,13 +55,11 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     refuse_existing_output(args.output, resume=args.resume, overwrite=args.overwrite, what="a search", marker="metadata.json")
     settings = search_settings(args)
-    from nas_tune.evaluate import LatencySettings
     from nas_tune.report.summary import format_table, report_run
     from nas_tune.search.run import search_checkpoint
 
-    latency = LatencySettings() if "latency" in settings.objectives else None
     store, setup = search_checkpoint(args.checkpoint, args.output, settings, search_space=args.search_space, force=args.force,
-                                     data_dir=args.data_dir, batch_size=args.batch_size, latency=latency, resume=args.resume,
+                                     data_dir=args.data_dir, batch_size=args.batch_size, resume=args.resume,
                                      overwrite=args.overwrite)
     report = report_run(store.run_dir)
     print(format_table(report.front, setup.data.task.metric))

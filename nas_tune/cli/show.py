@@ -6,7 +6,6 @@ import argparse
 import json
 
 
-
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("show", help="print a run's exported picks: configs, sizes, metrics, latency and paths",
                                    description="Print the picks table of a pipeline run (or the Pareto table of a search run); writes nothing.")

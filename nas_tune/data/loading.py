@@ -155,7 +155,7 @@ def _load_glue(task: TaskSpec, config: DataConfig) -> tuple[pd.DataFrame, pd.Dat
     else:
         try:
             return _load_hub(task, layout, mapping)
-        except Exception as exc:  # any hub failure (network, auth, missing config) means "not found here"
+        except Exception as exc:  # noqa: BLE001 any hub failure (network, auth, missing config) means "not found here"
             looked.append(f"Hugging Face hub {HUB_DATASET} failed ({type(exc).__name__}: {str(exc).splitlines()[0]})")
     raise UserError(
         f"No {task.name} data found ({'; '.join(looked)}): set GLUE_DIR or --data-dir to a folder in the classic "

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import copy
 from abc import abstractmethod
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import partial
-from collections.abc import Callable, Iterator
 
 import torch
 from torch import nn

@@ -11,18 +11,20 @@ loses nor repeats a stored one. Nothing is rewritten per trial: both journals on
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pandas as pd
 from tqdm.auto import tqdm
 
 from nas_tune.errors import UserError
+from nas_tune.output_folder import check_output_folder
 from nas_tune.pareto import hypervolume, normalise_objectives, pareto_mask
 from nas_tune.search.executors import Executor, TrialOutcome, TrialRequest
 from nas_tune.search.searchers import Searcher
 from nas_tune.search.store import ResultsStore, StartedTrial, TrialRecord
 from nas_tune.search_space import Config
-from nas_tune.settings import SearchSettings  # noqa: F401  (re-exported)
+from nas_tune.settings import SearchSettings
 
 PROGRESS_INTERVAL_S = 1.0  # the front statistics in the progress bar are recomputed at most this often
 
@@ -169,18 +171,15 @@ class SearchDriver:
 def check_resumable(store: ResultsStore, metadata: dict[str, Any], *, resume: bool, overwrite: bool) -> None:
     """Refuse to mix two different searches in one folder; never delete results without --overwrite."""
     stored = store.read_metadata()
-    has_results = store.trials_path.exists()
+    holds_run = stored is not None if resume else stored is not None or store.trials_path.exists()
+    check_output_folder(store.run_dir, holds_run=holds_run, what="a search", resume=resume, overwrite=overwrite)
     if resume:
-        if stored is None:
-            raise UserError(f"--resume: {store.run_dir} holds no search to resume; drop --resume.")
         keys = ("checkpoint", "search_space", "searcher", "objectives", "seed", "max_params")
         mismatch = [k for k in keys if stored.get(k) != metadata.get(k)]
         if mismatch:
             k = mismatch[0]
             raise UserError(f"--resume: {store.run_dir} is a different search ({k} was {stored.get(k)!r}, now {metadata.get(k)!r}); use a new --output.")
         return
-    if stored is not None or has_results:
-        if not overwrite:
-            raise UserError(f"{store.run_dir} already holds a search; pass --resume to continue it, --overwrite to replace it, or another --output.")
-        for name in (store.trials_path.name, store.started_path.name, "trials.csv", "metadata.json"):
+    if holds_run:  # and --overwrite
+        for name in (store.trials_path.name, "trials.csv", store.started_path.name, "metadata.json"):
             (store.run_dir / name).unlink(missing_ok=True)

@@ -15,7 +15,6 @@ from nas_tune.models import LoadedModel
 from nas_tune.settings import HEAD_INIT_CHOICES  # noqa: F401  (re-exported)
 
 
-
 def label_prior_bias(labels: torch.Tensor, num_labels: int) -> torch.Tensor:
     """Mean label for regression; log class frequencies (add-one smoothed) for classification."""
     if num_labels == 1:

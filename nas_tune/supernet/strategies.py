@@ -23,7 +23,7 @@ from nas_tune.metrics.task import IGNORED_LABEL, next_token_nll
 from nas_tune.models.adapter import ModelAdapter
 from nas_tune.models.subnetwork import SubNetwork
 from nas_tune.search_space import SearchSpace
-from nas_tune.settings import STRATEGY_ALIASES, STRATEGY_NAMES, SamplingOptions, canonical_strategy  # noqa: F401  (re-exported)
+from nas_tune.settings import STRATEGY_ALIASES, STRATEGY_NAMES, SamplingOptions, canonical_strategy
 from nas_tune.supernet.sampling import SubnetSampler
 
 
