@@ -63,8 +63,8 @@ REFUSED = [
     (["search", "--checkpoint", "c", "--output", "{taken}"], "already holds a search; pass --resume"),
     (["baseline", "importance", "--output", "{taken}"], "already holds a baseline run; pass --resume"),
     (["finetune", "--output", "{taken}", "--resume", "--overwrite"], "--resume and --overwrite contradict each other"),
-    (["export", "--config", "smallest", "--output", "{taken}"], "exists and is not empty"),
-    (["select", "{taken}", "--max-params", "0.5", "--output", "{taken}"], "exists and is not empty"),
+    (["export", "--config", "smallest", "--output", "{taken}"], "is not empty"),
+    (["select", "{taken}", "--max-params", "0.5", "--output", "{taken}"], "is not empty"),
     (["launchers/local.py", "--output", "{taken}"], "already holds a run; pass --resume"),
 ]
 
