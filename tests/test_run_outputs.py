@@ -209,7 +209,8 @@ def test_report_of_an_older_run_keeps_the_test_metrics_of_its_pareto_csv(tmp_pat
 def test_trivial_predictor_is_the_best_constant_prediction(task, labels, description, metric, value):
     trivial = trivial_predictor(GLUE_TASKS[task], np.array(labels))
     assert trivial.description == description and trivial.metrics[metric] == pytest.approx(value)
-    assert trivial.not_beaten_by({metric: value}) and trivial.not_beaten_by({metric: value + 0.01}) is None
+    same, better = trivial.metrics["error"], trivial.metrics["error"] - 0.01  # compared on the error: lower is better everywhere
+    assert trivial.not_beaten_by({metric: value, "error": same}) and trivial.not_beaten_by({metric: value + 0.01, "error": better}) is None
 
 
 def test_budgets_that_choose_one_trial_share_one_pick():
