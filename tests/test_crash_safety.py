@@ -1,4 +1,4 @@
-"""Crash safety: a folder replacement interrupted at any step, and fine-tuning killed with SIGKILL and resumed."""
+"""Crash safety: a folder replacement interrupted at any step; fine-tuning, search and the pipeline killed and resumed."""
 
 from __future__ import annotations
 
@@ -6,9 +6,14 @@ import shutil
 from pathlib import Path
 
 import pytest
+from syne_tune.config_space import randint
 
 from nas_tune import io
-from nas_tune.io import atomic_folder, recover_folder
+from nas_tune.io import atomic_folder, atomic_write_json, recover_folder
+from nas_tune.search.driver import RUNNING_FILE, SearchDriver, SearchSettings
+from nas_tune.search.executors import LocalExecutor
+from nas_tune.search.searchers import make_searcher
+from nas_tune.search.store import ResultsStore, TrialRecord
 
 
 class Crash(BaseException):
@@ -173,3 +178,43 @@ def test_finetune_killed_at_several_moments_resumes_to_the_same_weights(tmp_path
     steps = [line.split(",")[0] for line in (killed / "train_log.csv").read_text().splitlines()[1:]]
     assert steps == [str(i) for i in range(1, 15)]  # each step logged once
     assert sorted(p.name for p in killed.iterdir() if p.name.startswith(".")) == []  # no staging leftovers
+
+
+# A search killed at any moment resumes into the trials of an uninterrupted run, for every searcher that learns fast
+# enough for a unit test (ehvi fits a GP per suggestion): the kill is rebuilt from the uninterrupted run's own files.
+TOY_SPACE = {"layers": randint(1, 6), "units": randint(1, 64)}
+
+
+def toy_trial(config, fidelity):
+    """Error falls with size (less so on a fraction of the validation set), params grow with it: a real trade-off."""
+    size = config["layers"] * config["units"] / 384
+    return {"error": 1 / (1 + 4 * size * fidelity), "params": size}
+
+
+def toy_search(folder: Path, searcher: str, num_trials: int) -> list[TrialRecord]:
+    store = ResultsStore(folder)
+    settings = SearchSettings(searcher=searcher, num_trials=num_trials, workers=1)
+    start = make_searcher(searcher, TOY_SPACE, settings.objectives, seed=5, initial_configs=[{"layers": 6, "units": 64}])
+    with LocalExecutor(toy_trial, 1) as executor:
+        SearchDriver(store, start, executor, settings, show_progress=False).run()
+    return store.records()
+
+
+def same_trials(records: list[TrialRecord]) -> dict[int, tuple]:
+    """What must not change when a search is killed and resumed: which config each trial ran, at what fidelity, with what result."""
+    return {r.trial_id: (r.config, r.fidelity, r.status, r.metrics) for r in records}
+
+
+@pytest.mark.parametrize("searcher", ["random", "local_search", "morea", "nsga2", "moasha"])
+@pytest.mark.parametrize(("done", "stored"), [(3, 3), (6, 7)])  # trial `done` was running; (6, 7): its result was appended too
+def test_a_search_killed_while_a_trial_runs_resumes_to_the_trials_of_an_uninterrupted_run(tmp_path, searcher, done, stored):
+    straight = toy_search(tmp_path / "straight", searcher, 10)
+    killed = tmp_path / "killed"
+    killed.mkdir()
+    lines = (tmp_path / "straight" / "trials.jsonl").read_text().splitlines(keepends=True)
+    (killed / "trials.jsonl").write_text("".join(lines[:stored]))
+    running = straight[done]
+    atomic_write_json(killed / RUNNING_FILE, {str(running.trial_id): {"config": running.config, "fidelity": running.fidelity}})
+    resumed = toy_search(killed, searcher, 10)
+    assert same_trials(resumed) == same_trials(straight)
+    assert len(resumed) == 10  # the running trial ran once more, no other trial twice

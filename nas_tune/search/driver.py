@@ -3,6 +3,13 @@
 Asynchronous: a free worker takes the next suggestion and the searcher learns from each result as it
 arrives. Every finished trial is appended to the results store at once; `running.json` lists the
 trials in flight, so a killed search resumes without losing or repeating a completed trial.
+
+A resumed search replays its trials into a searcher started with the run's seed, in trial-id order:
+the searcher suggests each stored config again and learns its stored result, so it ends in the state
+the killed run had and continues with the same suggestions an uninterrupted run would make (exactly
+so with one worker; with several, results arrive in a timing-dependent order anyway). Once a
+suggestion differs from the stored trial (another version, another completion order) the rest is
+told as history, which the searcher learns from without having suggested it.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ from nas_tune.pareto import hypervolume, normalise_objectives, pareto_mask
 from nas_tune.search.executors import Executor, TrialOutcome, TrialRequest
 from nas_tune.search.searchers import Searcher
 from nas_tune.search.store import ResultsStore, TrialRecord
-from nas_tune.search_space import Config
+from nas_tune.search_space import Config, config_key
 from nas_tune.settings import SearchSettings  # noqa: F401  (re-exported)
 
 RUNNING_FILE = "running.json"
@@ -63,17 +70,25 @@ class SearchDriver:
         self.show_progress = show_progress
         self._in_flight: dict[int, TrialRequest] = {}
 
-    def _replay_history(self) -> tuple[list[TrialRecord], int]:
-        """Feed stored results to the searcher; return them and the next free trial id."""
-        records = list(self.store.latest_by_trial().values())
-        for record in records:
+    def _replay_history(self) -> tuple[list[TrialRecord], list[TrialRequest], int]:
+        """Bring the searcher to the killed run's state; return the stored results, the trials that were
+        running (to run again, under their ids) and the next free trial id."""
+        records = self.store.latest_by_trial()
+        running = {int(i): TrialRequest(int(i), r["config"], r["fidelity"]) for i, r in self._read_running().items()}
+        resumed = [running[i] for i in sorted(running) if i not in records]  # a kill between append and running.json's update leaves both
+        in_step = True
+        for trial_id in sorted({*records, *(r.trial_id for r in resumed)}):
+            record = records.get(trial_id) or running[trial_id]
             config = self._searcher_config(record.config, record.fidelity)
-            if record.status == "completed":
-                self.searcher.on_trial_complete(config, self._result(record.metrics, record.fidelity))
-            else:
-                self.searcher.on_trial_failed(config)
-        ids = [r.trial_id for r in records] + [int(k) for k in self._read_running()]
-        return records, max(ids, default=-1) + 1
+            in_step = in_step and self._suggests(config)  # a running trial then stays pending, as the searcher's own
+            if trial_id in records:
+                self._tell(records[trial_id])
+        return list(records.values()), resumed, max({*records, *running}, default=-1) + 1
+
+    def _suggests(self, config: Config) -> bool:
+        """Whether the searcher's next suggestion is `config` (a replayed trial it suggested the first time)."""
+        suggestion = self.searcher.suggest()
+        return suggestion is not None and config_key(suggestion) == config_key(config)
 
     def _searcher_config(self, config: Config, fidelity: float) -> Config:
         return {**config, self.fidelity_key: fidelity} if self._multi_fidelity else config
@@ -113,10 +128,8 @@ class SearchDriver:
 
     def run(self) -> pd.DataFrame:
         settings = self.settings
-        records, next_id = self._replay_history()
+        records, resumed, next_id = self._replay_history()
         evaluated = sum(r.status == "completed" or r.worker != "driver" for r in records)
-        stored = {r.trial_id for r in records}  # a kill between append and running.json's update leaves both
-        resumed = [TrialRequest(int(i), r["config"], r["fidelity"]) for i, r in self._read_running().items() if int(i) not in stored]
         start = time.time()
         skipped, exhausted = 0, False
         bar = tqdm(total=settings.num_trials, initial=min(evaluated, settings.num_trials), desc=f"search ({settings.searcher})",
@@ -161,6 +174,9 @@ class SearchDriver:
     def _finish(self, record: TrialRecord, records: list[TrialRecord]) -> None:
         self.store.append(record)
         records.append(record)
+        self._tell(record)
+
+    def _tell(self, record: TrialRecord) -> None:
         config = self._searcher_config(record.config, record.fidelity)
         if record.status == "completed":
             self.searcher.on_trial_complete(config, self._result(record.metrics, record.fidelity))
