@@ -244,17 +244,25 @@ def trial_running(run: Path, trial_id: int) -> bool:
         return False
 
 
-@pytest.mark.slow  # four nas-tune processes: about 25 s idle
+def kill_moments(seed: int, num_trials: int, count: int = 2) -> list[int]:
+    """The trials (seeded, in order) during which a search is killed; never the first, whose replay is trivial."""
+    return sorted(random.Random(seed).sample(range(1, num_trials), count))
+
+
+@pytest.mark.slow  # three nas-tune processes: about 25 s idle
 def test_search_killed_at_random_moments_resumes_to_the_trials_of_an_uninterrupted_run(tmp_path, supernet, glue_dir):
+    from nas_tune.search.run import search_checkpoint
+
     env = subprocess_env(tmp_path)
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    # Uninterrupted in this process: a search's thread count comes from its worker count, as in the subprocesses.
+    search_checkpoint(supernet, straight, SearchSettings(searcher="local_search", num_trials=12, seed=2), data_dir=str(glue_dir), show_progress=False)
 
     def search(output: Path) -> list[str]:
         return ["search", "--checkpoint", str(supernet), "--searcher", "local_search", "--num-trials", "12", "--seed", "2",
                 "--data-dir", str(glue_dir), "--output", str(output)]
 
-    straight, killed = tmp_path / "straight", tmp_path / "killed"
-    assert nas_tune(search(straight), env)[0] == 0
-    for number, trial in enumerate(sorted(random.Random(13).sample(range(1, 12), 2))):  # killed while these trials run
+    for number, trial in enumerate(kill_moments(13, 12)):  # killed while these trials run
         code, err = nas_tune(search(killed) + ["--resume"] * (number > 0), env, kill_when=lambda trial=trial: trial_running(killed, trial))
         assert code == -signal.SIGKILL, err
     code, err = nas_tune([*search(killed), "--resume"], env)
@@ -262,3 +270,35 @@ def test_search_killed_at_random_moments_resumes_to_the_trials_of_an_uninterrupt
     resumed = ResultsStore(killed).records()
     assert same_trials(resumed) == same_trials(ResultsStore(straight).records())
     assert len(resumed) == 12  # a trial killed while running ran again, no other trial twice
+
+
+@pytest.mark.slow  # four launcher processes: about 30 s idle
+def test_pipeline_killed_in_fine_tuning_and_in_search_resumes_to_the_picks_of_an_uninterrupted_run(tmp_path, tiny_model_dir, glue_dir):
+    import json
+
+    env = subprocess_env(tmp_path)
+
+    def local(output: Path, *extra: str) -> list[str]:
+        return [sys.executable, str(Path(__file__).parents[1] / "launchers" / "local.py"), "--model", str(tiny_model_dir),
+                "--dataset", "rte", "--data-dir", str(glue_dir), "--max-train-samples", "48", "--max-validation-samples", "24",
+                "--max-test-samples", "24", "--max-seq-length", "16", "--epochs", "1", "--batch-size", "8", "--save-steps", "1",
+                "--searcher", "local_search", "--num-trials", "8", "--seed", "4", "--output", str(output), *extra]
+
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    code, err = run_killed(local(straight), env)
+    assert code == 0, err
+    trial = kill_moments(17, 8, count=1)[0]
+    moments = [lambda: lines(killed / "supernet" / "train_log.csv") > 1, lambda: trial_running(killed / "search", trial)]
+    for number, kill_when in enumerate(moments):  # after one training step, then while a trial runs
+        code, err = run_killed(local(killed, *["--resume"] * (number > 0)), env, kill_when)
+        assert code == -signal.SIGKILL, err
+    code, err = run_killed(local(killed, "--resume"), env)
+    assert code == 0, err
+    assert same_trials(ResultsStore(killed / "search").records()) == same_trials(ResultsStore(straight / "search").records())
+
+    def picks(run: Path) -> list[dict]:
+        """The summary's picks, less where they lie and how long they took."""
+        exported = json.loads((run / "summary.json").read_text())["exported"]
+        return [{k: v for k, v in pick.items() if k not in ("path", "latency_seconds")} for pick in exported]
+
+    assert picks(killed) == picks(straight) and len(picks(straight)) >= 2
