@@ -16,7 +16,10 @@ from transformers import (
     RobertaForSequenceClassification,
 )
 
+from nas_tune.data import DataConfig
 from nas_tune.models import bundled_model_path
+from nas_tune.supernet import FinetuneConfig
+from nas_tune.supernet.run import finetune_supernet
 
 REPO = Path(__file__).resolve().parents[1]
 GLUE_DIR = Path(os.environ.get("GLUE_DIR", REPO.parent / "shared" / "data" / "glue")).resolve()
@@ -92,3 +95,12 @@ def glue_dir():
     if not (GLUE_DIR / "RTE" / "train.tsv").is_file():
         pytest.fail(f"GLUE data not found at {GLUE_DIR}; set GLUE_DIR to ../shared/data/glue")
     return GLUE_DIR
+
+
+@pytest.fixture(scope="session")
+def supernet(tmp_path_factory, tiny_model_dir, glue_dir):
+    """A tiny BERT fine-tuned as a super-network on 32 RTE examples (seconds, offline)."""
+    output = tmp_path_factory.mktemp("supernet") / "ckpt"
+    data = DataConfig("rte", data_dir=str(glue_dir), max_train_samples=32, max_validation_samples=48, max_test_samples=32)
+    finetune_supernet(str(tiny_model_dir), data, FinetuneConfig(epochs=1, batch_size=16, lr=1e-3), output, max_seq_length=48, show_progress=False)
+    return output

@@ -6,6 +6,13 @@ trials that were in flight. The trials finished since the driver last looked are
 group commit (one write, one fsync) and only then *reported*: told to the searcher and counted in
 the progress bar. So a SIGKILL at any moment loses no reported trial, and a resumed run neither
 loses nor repeats a stored one. Nothing is rewritten per trial: both journals only grow.
+
+A resumed search replays its trials into a searcher started with the run's seed, in trial-id order:
+the searcher suggests each stored config again and learns its stored result, so it ends in the state
+the killed run had and continues with the same suggestions an uninterrupted run would make (exactly
+so with one worker; with several, results arrive in a timing-dependent order anyway). Once a
+suggestion differs from the stored trial (another version, another completion order) the rest is
+told as history, which the searcher learns from without having suggested it.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ from nas_tune.pareto import hypervolume, normalise_objectives, pareto_mask
 from nas_tune.search.executors import Executor, TrialOutcome, TrialRequest
 from nas_tune.search.searchers import Searcher
 from nas_tune.search.store import ResultsStore, StartedTrial, TrialRecord
-from nas_tune.search_space import Config
+from nas_tune.search_space import Config, config_key
 from nas_tune.settings import SearchSettings
 
 PROGRESS_INTERVAL_S = 1.0  # the front statistics in the progress bar are recomputed at most this often
@@ -66,13 +73,27 @@ class SearchDriver:
         self.size_of = size_of  # cheap size of a config, to skip configs over --max-params before evaluation
         self.show_progress = show_progress
 
-    def _replay_history(self) -> tuple[list[TrialRecord], int]:
-        """Feed stored results to the searcher; return them and the next free trial id."""
-        records = list(self.store.latest_by_trial().values())
-        for record in records:
-            self._tell(record)
-        ids = [r.trial_id for r in records] + [t.trial_id for t in self.store.started()]
-        return records, max(ids, default=-1) + 1
+    def _replay_history(self) -> tuple[list[TrialRecord], list[TrialRequest], int]:
+        """Bring the searcher to the killed run's state; return the stored results, the trials that were
+        running (to run again, under their ids) and the next free trial id."""
+        records = self.store.latest_by_trial()
+        started = {t.trial_id: t for t in self.store.started()}
+        # a kill after a commit leaves a trial both started and stored: it is not run again
+        resumed = [TrialRequest(i, t.config, t.fidelity) for i, t in sorted(started.items()) if i not in records]
+        running = {r.trial_id: r for r in resumed}
+        in_step = True
+        for trial_id in sorted({*records, *running}):
+            record = records.get(trial_id) or running[trial_id]
+            config = self._searcher_config(record.config, record.fidelity)
+            in_step = in_step and self._suggests(config)  # a running trial then stays pending, as the searcher's own
+            if trial_id in records:
+                self._tell(records[trial_id])
+        return list(records.values()), resumed, max({*records, *started}, default=-1) + 1
+
+    def _suggests(self, config: Config) -> bool:
+        """Whether the searcher's next suggestion is `config` (a replayed trial it suggested the first time)."""
+        suggestion = self.searcher.suggest()
+        return suggestion is not None and config_key(suggestion) == config_key(config)
 
     def _tell(self, record: TrialRecord) -> None:
         config = self._searcher_config(record.config, record.fidelity)
@@ -107,11 +128,8 @@ class SearchDriver:
 
     def run(self) -> pd.DataFrame:
         settings = self.settings
-        records, next_id = self._replay_history()
+        records, resumed, next_id = self._replay_history()
         evaluated = sum(r.status == "completed" or r.worker != "driver" for r in records)
-        stored = {r.trial_id for r in records}  # a kill after a commit leaves a trial both started and stored
-        in_flight = {t.trial_id: t for t in self.store.started() if t.trial_id not in stored}
-        resumed = [TrialRequest(t.trial_id, t.config, t.fidelity) for t in in_flight.values()]
         start = time.time()
         skipped, exhausted = 0, False
         bar = tqdm(total=settings.num_trials, initial=min(evaluated, settings.num_trials), desc=f"search ({settings.searcher})",

@@ -59,7 +59,7 @@ def search_checkpoint(
     store.run_dir.mkdir(parents=True, exist_ok=True)
     store.write_metadata(metadata)
     space = setup.evaluator.search_space
-    searcher = start_searcher(settings.searcher, space, settings.objectives, seed=settings.seed, history=store.records())
+    searcher = start_searcher(settings.searcher, space, settings.objectives, seed=settings.seed)
     model, adapter = setup.loaded.model, setup.loaded.adapter
 
     def size_of(config):
