@@ -16,11 +16,11 @@ import pytest
 from syne_tune.config_space import randint
 
 from nas_tune import io
-from nas_tune.io import atomic_folder, atomic_write_json, read_json, recover_folder
-from nas_tune.search.driver import RUNNING_FILE, SearchDriver, SearchSettings
+from nas_tune.io import atomic_folder, recover_folder
+from nas_tune.search.driver import SearchDriver, SearchSettings
 from nas_tune.search.executors import LocalExecutor
 from nas_tune.search.searchers import make_searcher
-from nas_tune.search.store import ResultsStore, TrialRecord
+from nas_tune.search.store import ResultsStore, StartedTrial, TrialRecord
 
 
 class Crash(BaseException):
@@ -229,17 +229,16 @@ def test_a_search_killed_while_a_trial_runs_resumes_to_the_trials_of_an_uninterr
     killed.mkdir()
     lines = (tmp_path / "straight" / "trials.jsonl").read_text().splitlines(keepends=True)
     (killed / "trials.jsonl").write_text("".join(lines[:stored]))
-    running = straight[done]
-    atomic_write_json(killed / RUNNING_FILE, {str(running.trial_id): {"config": running.config, "fidelity": running.fidelity}})
+    ResultsStore(killed).mark_started([StartedTrial(r.trial_id, r.config, r.fidelity) for r in straight[:done + 1]])  # as the driver journals them
     resumed = toy_search(killed, searcher, 10)
     assert same_trials(resumed) == same_trials(straight)
     assert len(resumed) == 10  # the running trial ran once more, no other trial twice
 
 
 def trial_running(run: Path, trial_id: int) -> bool:
-    """Whether `trial_id` is being evaluated: the trials before it are stored and running.json lists it."""
+    """Whether `trial_id` is being evaluated: the trials before it are stored and started.jsonl lists it."""
     try:
-        return lines(run / "trials.jsonl") == trial_id and str(trial_id) in read_json(run / RUNNING_FILE)
+        return lines(run / "trials.jsonl") == trial_id and trial_id in {t.trial_id for t in ResultsStore(run).started()}
     except (OSError, ValueError):  # not written yet
         return False
 
