@@ -10,9 +10,7 @@ import argparse
 from syne_tune import Reporter
 
 from nas_tune.cli import quiet_libraries
-from nas_tune.evaluate.setup import build_evaluator
-from nas_tune.search.run import checkpoint_data_config
-from nas_tune.supernet import read_supernet_meta
+from nas_tune.evaluate.setup import checkpoint_evaluator, read_checkpoint
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
@@ -22,8 +20,7 @@ if __name__ == "__main__":
     parser.add_argument("--num_units", type=int, required=True)
     args, _ = parser.parse_known_args()
     quiet_libraries()
-    meta = read_supernet_meta(args.checkpoint)
-    setup = build_evaluator(args.checkpoint, checkpoint_data_config(meta, None), "small", max_seq_length=meta["options"]["max_seq_length"])
+    setup = checkpoint_evaluator(read_checkpoint(args.checkpoint), search_space="small")
     config = {"num_layers": args.num_layers, "num_heads": args.num_heads, "num_units": args.num_units}
     result = setup.evaluator.evaluate(config)
     Reporter()(error=result.error, params=result.layer_fraction)

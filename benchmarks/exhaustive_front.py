@@ -38,7 +38,7 @@ from syne_tune.config_space import ordinal, randint
 from nas_tune.cli import quiet_libraries
 from nas_tune.data import DataConfig
 from nas_tune.errors import UserError
-from nas_tune.evaluate.setup import EvaluationSetup, build_evaluator
+from nas_tune.evaluate.setup import EvaluationSetup, checkpoint_evaluator, read_checkpoint
 from nas_tune.io import atomic_write_json, atomic_write_text
 from nas_tune.pareto import (
     hypervolume,
@@ -50,11 +50,10 @@ from nas_tune.search.driver import SearchDriver, SearchSettings, outcome_record
 from nas_tune.search.executors import LocalExecutor, TrialRequest, run_trial
 from nas_tune.search.executors import TrialFunction as TrialCallable
 from nas_tune.search.objectives import TrialFunction
-from nas_tune.search.run import checkpoint_data_config
 from nas_tune.search.searchers import SEARCHERS, make_searcher
-from nas_tune.search_space import config_key
 from nas_tune.search.store import ResultsStore
-from nas_tune.supernet import FinetuneConfig, read_supernet_meta
+from nas_tune.search_space import config_key
+from nas_tune.supernet import FinetuneConfig
 from nas_tune.supernet.run import finetune_supernet
 
 RESULTS = Path(__file__).parent / "results"
@@ -196,9 +195,7 @@ def train_supernet(args: argparse.Namespace, checkpoint: Path) -> None:
 
 
 def load_setup(checkpoint: Path, data_dir: str | None) -> EvaluationSetup:
-    meta = read_supernet_meta(checkpoint)
-    return build_evaluator(str(checkpoint), checkpoint_data_config(meta, data_dir), meta["search_space"],
-                           max_seq_length=meta["options"]["max_seq_length"], seed=0)
+    return checkpoint_evaluator(read_checkpoint(checkpoint), data_dir=data_dir)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

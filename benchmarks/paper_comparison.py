@@ -18,7 +18,8 @@ Methods: rfp and importance on the standard fine-tuned model; rfp_long, rfp on a
 pre-trained weights); nas (sandwich_kd super-network from the pre-trained model + search), nas_old (the same with the
 fresh head's bias at zero, the recipe before the label-prior fix), nas+reorder, nas+repair; two_stage (the
 super-network starts from the standard fine-tuned model and is distilled from it for --two-stage-steps steps) and
-two_stage+reorder (heads/neurons first sorted by importance under the fine-tuned head). The two-stage cost includes
+two_stage+reorder (heads/neurons first sorted by importance under the fine-tuned head), and two_stage+reorder+medium (the same
+in the `medium` space, per-layer heads and neurons with every layer kept, as rfp keeps them). The two-stage cost includes
 the standard fine-tuning. Every fine-tuning starts a fresh head at the label prior (--head-init prior) except
 nas_old. Fine-tuning seconds are the wall time of the whole fine-tuning call (loading and reordering included).
 
@@ -105,7 +106,7 @@ class TaskBench:
         """Fine-tune into work/name; the seconds are the whole call's wall time (loading and reordering included).
         `options`: FinetuneConfig fields (head_init, max_steps) and finetune_supernet's (reorder, init_from, teacher)."""
         output = self.work / name
-        config_keys = {"head_init", "max_steps", "sampling", "min_params"}
+        config_keys = {"head_init", "max_steps", "sampling", "min_params", "search_space"}
         config = FinetuneConfig(strategy=strategy, epochs=epochs or self.args.epochs, batch_size=self.args.batch_size, lr=self.args.lr,
                                 seed=seed, **{k: v for k, v in options.items() if k in config_keys})
         start = time.perf_counter()
@@ -174,6 +175,9 @@ class TaskBench:
                           standard_seconds),
             "two_stage+reorder": (self.args.model, {"init_from": str(standard), "teacher": str(standard), "reorder": "importance",
                                                     "max_steps": self.args.two_stage_steps}, standard_seconds),
+            # the same in the `medium` space: per-layer heads and neurons, every layer kept (as rfp keeps them)
+            "two_stage+reorder+medium": (self.args.model, {"init_from": str(standard), "teacher": str(standard), "reorder": "importance",
+                                                           "max_steps": self.args.two_stage_steps, "search_space": "medium"}, standard_seconds),
         }
         for label, (model, options, before) in supernets.items():
             if label in methods:
@@ -235,7 +239,7 @@ def log(message: str) -> None:
 
 
 METHODS = ["rfp", "rfp_long", "importance", "layer_drop", "standard_nas", "nas_old", "nas", "nas+repair", "nas+reorder",
-           "two_stage", "two_stage+reorder"]  # the table's order
+           "two_stage", "two_stage+reorder", "two_stage+reorder+medium"]  # the table's order
 
 
 def write_results(name: str, rows: list[dict], points: list[dict], argv: list[str] | None,

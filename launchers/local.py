@@ -10,9 +10,15 @@ import argparse
 import sys
 
 from nas_tune.cli import quiet_libraries
-from nas_tune.cli.pipeline_options import add_run_folder_options, parse_pipeline_args, pipeline_config, pipeline_parser, print_pipeline_result
+from nas_tune.cli.options import refuse_existing_output
+from nas_tune.cli.pipeline_options import (
+    add_run_folder_options,
+    parse_pipeline_args,
+    pipeline_config,
+    pipeline_parser,
+    print_pipeline_result,
+)
 from nas_tune.errors import UserError
-from nas_tune.pipeline import run_pipeline
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -25,6 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     quiet_libraries()
     try:
+        refuse_existing_output(args.output, resume=args.resume, overwrite=args.overwrite, what="a run")  # before the slow imports
+        from nas_tune.pipeline import run_pipeline
+
         result = run_pipeline(pipeline_config(args), args.output, resume=args.resume, overwrite=args.overwrite)
     except UserError as error:
         print(f"local.py: error: {error}", file=sys.stderr)

@@ -27,11 +27,16 @@ from ray import cloudpickle
 from ray.exceptions import RayTaskError
 
 from nas_tune.cli import quiet_libraries
-from nas_tune.cli.pipeline_options import add_run_folder_options, parse_pipeline_args, pipeline_config, pipeline_parser, print_pipeline_result
+from nas_tune.cli.pipeline_options import (
+    add_run_folder_options,
+    parse_pipeline_args,
+    pipeline_config,
+    pipeline_parser,
+    print_pipeline_result,
+)
 from nas_tune.cli.search import search_settings
 from nas_tune.data import DataConfig
 from nas_tune.errors import UserError
-from nas_tune.evaluate import LatencySettings
 from nas_tune.io import atomic_folder, atomic_write_bytes
 from nas_tune.pipeline import run_pipeline
 from nas_tune.report.summary import format_table, report_run
@@ -105,8 +110,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def search_only(args: argparse.Namespace, factory: ExecutorFactory) -> None:
     """Stage 2 of an existing super-network on the cluster, like `nas-tune search`."""
     settings = search_settings(args)
-    latency = LatencySettings() if "latency" in settings.objectives else None
-    store, setup = search_checkpoint(args.checkpoint, args.output, settings, data_dir=args.data_dir, latency=latency,
+    store, setup = search_checkpoint(args.checkpoint, args.output, settings, data_dir=args.data_dir,
                                      resume=args.resume, overwrite=args.overwrite, executor_factory=factory)
     report = report_run(store.run_dir)
     print(format_table(report.front, setup.data.task.metric))

@@ -19,9 +19,21 @@ from nas_tune.cli.finetune import add_finetune_options
 from nas_tune.cli.options import add_data_options, add_model_options, add_search_space_option, positive_int
 from nas_tune.cli.pipeline_options import parse_pipeline_args, pipeline_parser
 from nas_tune.cli.search import add_search_options
-from nas_tune.cloud.sagemaker import (CHECKPOINT_CHANNEL, TRAINING_CHANNEL, JobFailed, JobSettings, glue_uploads, job_name,
-                                      submit, timestamp, to_argv, to_hyperparameters, training_job_request, upload_files,
-                                      wait_for_job)
+from nas_tune.cloud.sagemaker import (
+    CHECKPOINT_CHANNEL,
+    TRAINING_CHANNEL,
+    JobFailed,
+    JobSettings,
+    glue_uploads,
+    job_name,
+    submit,
+    timestamp,
+    to_argv,
+    to_hyperparameters,
+    training_job_request,
+    upload_files,
+    wait_for_job,
+)
 from nas_tune.data import TaskSpec, get_task
 from nas_tune.errors import UserError
 

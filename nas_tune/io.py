@@ -12,6 +12,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from nas_tune.output_folder import check_output_folder, is_empty
+
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     path = Path(path)
@@ -88,3 +90,9 @@ def atomic_folder(path: str | Path) -> Iterator[Path]:
         path.rename(aside)
     staging.rename(path)
     shutil.rmtree(aside, ignore_errors=True)
+
+
+def prepare_output_dir(path: str | Path, *, overwrite: bool) -> Path:
+    """Refuse to clobber a non-empty folder unless asked: nothing already written is lost by accident."""
+    check_output_folder(path, holds_run=not is_empty(path), what="files", overwrite=overwrite, resumable=False)
+    return Path(path)

@@ -2,6 +2,12 @@
 
 Every objective is minimised. Rows containing NaN (failed trials) are never on a front and
 contribute no hypervolume, so callers can pass raw result tables without filtering them first.
+
+The hypervolume of a run uses the reference point (1, ..., 1) on objectives clipped to [0, 1]
+(`normalise_objectives`): error is 1 - metric, params the fraction of the prunable layer parameters
+kept and latency the fraction of the full model's seconds per forward (which can exceed 1 for a slow
+sub-network; it then adds no volume). The same normalisation and reference point for every searcher
+and run makes hypervolume numbers compare directly.
 """
 
 from __future__ import annotations
@@ -12,15 +18,6 @@ import numpy as np
 import pandas as pd
 
 from nas_tune.errors import UserError
-
-REFERENCE_POINT_NOTE = (
-    "Every objective nas-tune optimises is already a fraction in [0, 1]: error is 1 - metric, "
-    "params is the fraction of the super-network's prunable layer parameters kept, and latency is "
-    "the fraction of the full model's latency; values are clipped to [0, 1] before any hypervolume "
-    "is computed. The reference point is therefore (1, ..., 1) and the hypervolume is the fraction "
-    "of the unit box dominated by the observed points. It uses the same normalisation and the same "
-    "reference point for every searcher and run, so hypervolume numbers compare directly."
-)
 
 
 def _as_points(points: np.ndarray) -> np.ndarray:
@@ -83,7 +80,7 @@ def pareto_front(frame: pd.DataFrame, objectives: Sequence[str]) -> pd.DataFrame
 
 
 def normalise_objectives(frame: pd.DataFrame, objectives: Sequence[str]) -> np.ndarray:
-    """The [N, M] objective array clipped to [0, 1] (see REFERENCE_POINT_NOTE); NaN stays NaN."""
+    """The [N, M] objective array clipped to [0, 1] (see the module docstring); NaN stays NaN."""
     columns = _checked_columns(frame, objectives)
     return np.clip(frame[columns].to_numpy(dtype=float), 0.0, 1.0)
 

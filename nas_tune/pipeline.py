@@ -16,22 +16,18 @@ from nas_tune.baselines.importance import MIN_SAMPLES
 from nas_tune.baselines.repair import repair_subnetwork, repair_training_split
 from nas_tune.data import DataConfig
 from nas_tune.errors import UserError
-from nas_tune.evaluate import LatencySettings
 from nas_tune.io import atomic_write_json
+from nas_tune.output_folder import check_output_folder, is_empty
 from nas_tune.pareto import hypervolume, normalise_objectives, pareto_front
 from nas_tune.report.run_folder import write_test_metrics
 from nas_tune.report.summary import format_table, load_run, report_run
 from nas_tune.search.driver import SearchSettings
 from nas_tune.search.run import ExecutorFactory, local_executor, search_checkpoint
 from nas_tune.select import ExportedPick, base_model_name, config_of, export_pick, pick, test_evaluator
+from nas_tune.settings import RECIPES
 from nas_tune.supernet import SUPERNET_FILE, FinetuneConfig, FinetuneResult, read_supernet_meta
 from nas_tune.supernet.run import finetune_supernet
 from nas_tune.supernet.strategies import require_distillation
-
-# one_stage: the super-network is fine-tuned from the pre-trained model (the paper's recipe).
-# two_stage: a standard fine-tuning first (the model rfp prunes), then the super-network starts from it and
-# distils every sub-network from it as a fixed teacher (`nas-tune finetune --init-from --teacher`).
-RECIPES = ("one_stage", "two_stage")
 
 
 @dataclass
@@ -88,10 +84,19 @@ def _pick_record(item: ExportedPick, metric: str, data_source: str, description:
         "trial_id": int(row["trial_id"]), "config": config_of(row), "data_source": data_source,
         "layer_fraction": export.layer_fraction, "layer_params": export.layer_params, "total_params": export.total_params,
         "total_fraction": float(row["total_fraction"]), "validation_error": float(row["error"]), f"validation_{metric}": float(row[metric]),
-        "test_error": test.metrics["error"], f"test_{metric}": test.metrics[metric], "latency_seconds": test.latency,
+        "test_error": test.metrics["error"], f"test_{metric}": test.metrics[metric], "latency_seconds": test.latency_seconds,
         "needs_trust_remote_code": export.needs_remote_code, "repair": repair,
         "no_better_than_trivial": item.no_better_than,
     }
+
+
+def describe_data_budget(data: DataConfig) -> str:
+    """What the run will train and evaluate on, said before it starts: the evaluation cost follows these caps."""
+    def at_most(cap: int | None, what: str) -> str:
+        return f"all {what}" if cap is None else f"at most {cap} {what}"
+
+    return (f"data: {data.dataset}, training on {at_most(data.max_train_samples, 'training examples')}, every trial scored on "
+            f"{at_most(data.max_validation_samples, 'validation examples')}, picks tested on {at_most(data.max_test_samples, 'test examples')}")
 
 
 def _finetune_stages(config: PipelineConfig, output: Path, finetune: Callable[..., FinetuneResult], **options) -> None:
@@ -122,11 +127,12 @@ def run_pipeline(config: PipelineConfig, output: str | Path, *, resume: bool = F
                  finetune: Callable[..., FinetuneResult] = finetune_supernet, executor_factory: ExecutorFactory = local_executor) -> PipelineResult:
     """`finetune` (called like `finetune_supernet`) and `executor_factory` decide where stages 1 and 2 run."""
     output = Path(output)
-    if output.exists() and any(output.iterdir()) and not (resume or overwrite):
-        raise UserError(f"{output} already holds a run; pass --resume to continue it, --overwrite to replace it, or another --output.")
+    if not resume:  # --resume also starts a run folder that does not exist yet
+        check_output_folder(output, holds_run=not is_empty(output), what="a run", overwrite=overwrite)
     if config.repair and (config.data.max_train_samples or MIN_SAMPLES) < MIN_SAMPLES:  # fail before hours of work, not after
         raise UserError(f"--repair needs at least {MIN_SAMPLES} training examples but --max-train-samples is {config.data.max_train_samples}; "
                         "raise it or drop --repair.")
+    print(describe_data_budget(config.data))
     if config.recipe not in RECIPES:
         raise UserError(f"unknown recipe '{config.recipe}'; choose one of: {', '.join(RECIPES)}.")
     if config.recipe == "two_stage":
@@ -134,9 +140,8 @@ def run_pipeline(config: PipelineConfig, output: str | Path, *, resume: bool = F
     supernet_dir, search_dir, models_dir = output / "supernet", output / "search", output / "models"
     _finetune_stages(config, output, finetune, resume=resume, overwrite=overwrite, show_progress=show_progress)
     print(f"[2/3] searching sub-networks ({config.search.searcher}, {config.search.num_trials} trials) -> {search_dir}")
-    latency = LatencySettings() if "latency" in config.search.objectives else None
     _, setup = search_checkpoint(supernet_dir, search_dir, config.search, data_dir=config.data.data_dir, batch_size=config.eval_batch_size,
-                                     latency=latency, resume=resume and (search_dir / "metadata.json").exists(), overwrite=overwrite,
+                                     resume=resume and (search_dir / "metadata.json").exists(), overwrite=overwrite,
                                      show_progress=show_progress, executor_factory=executor_factory)
     started = time.perf_counter()
     _, _, trials = load_run(search_dir)

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-import torch
 from transformers import PreTrainedModel
 
 from nas_tune.data import default_cache_dir, tokenize_split
@@ -72,7 +71,7 @@ class ExportedPick:
 def latency_record(seconds: float, settings: LatencySettings, model: PreTrainedModel) -> dict:
     """Latency with the conditions it was measured under: a number without them cannot be compared."""
     return {"seconds": seconds, "batch_size": settings.batch_size, "seq_len": settings.seq_len,
-            "threads": torch.get_num_threads(), "device": next(model.parameters()).device.type}
+            "threads": settings.threads, "device": next(model.parameters()).device.type}
 
 
 def export_pick(setup: EvaluationSetup, tester: Evaluator, row: pd.Series, output: str | Path, *, name: str,
@@ -87,7 +86,7 @@ def export_pick(setup: EvaluationSetup, tester: Evaluator, row: pd.Series, outpu
     task = setup.data.task
     if model is not None:
         tester = Evaluator(model, tester.adapter, space, tester.task, tester.data, batch_size=tester.batch_size, flops_seq_len=tester.flops_seq_len)
-    latency = LatencySettings(batch_size=1, seq_len=tester.flops_seq_len)  # the run's --max-seq-length
+    latency = tester.latency_settings(LatencySettings(batch_size=1))  # the run's --max-seq-length
     test = tester.evaluate(config, latency=latency)
     trivial = trivial_predictor(task, tester.data.labels.numpy())
     export = export_subnetwork(
@@ -96,7 +95,7 @@ def export_pick(setup: EvaluationSetup, tester: Evaluator, row: pd.Series, outpu
                     "config": config, "trial_id": int(row["trial_id"]), "data_source": setup.data.source,
                     "validation_error": float(row["error"]),
                     "validation_metrics": {key: float(row[key]) for key in test.metrics if key in row.index},
-                    "test_metrics": test.metrics, "latency": latency_record(test.latency, latency, tester.model),
+                    "test_metrics": test.metrics, "latency": latency_record(test.latency_seconds, latency, tester.model),
                     "no_better_than_trivial": trivial.not_beaten_by(test.metrics)},
         label_names=task.label_names, overwrite=overwrite,
     )

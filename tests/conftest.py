@@ -7,9 +7,19 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification, RobertaConfig, RobertaForSequenceClassification
+import transformers
+from transformers import (
+    AutoTokenizer,
+    BertConfig,
+    BertForSequenceClassification,
+    RobertaConfig,
+    RobertaForSequenceClassification,
+)
 
+from nas_tune.data import DataConfig
 from nas_tune.models import bundled_model_path
+from nas_tune.supernet import FinetuneConfig
+from nas_tune.supernet.run import finetune_supernet
 
 REPO = Path(__file__).resolve().parents[1]
 GLUE_DIR = Path(os.environ.get("GLUE_DIR", REPO.parent / "shared" / "data" / "glue")).resolve()
@@ -31,7 +41,35 @@ def tiny_config(model_type: str, num_labels: int = 2, attn_implementation: str =
     return config
 
 
+# Tiny decoders (offline, random): query / key-value heads and head size chosen to cover GQA with groups of
+# 2 and 3, multi-query attention and plain multi-head attention, and a head size that is not hidden / heads.
+DECODER_VOCAB = 96
+LLAMA_SIZES = dict(vocab_size=DECODER_VOCAB, hidden_size=32, num_hidden_layers=3, intermediate_size=37, max_position_embeddings=80)
+DECODERS = {  # family: (transformers class prefix, causal LM class, config)
+    "llama": ("Llama", "LlamaForCausalLM", dict(LLAMA_SIZES, num_attention_heads=4, num_key_value_heads=2, head_dim=8)),
+    "mistral": ("Mistral", "MistralForCausalLM", dict(LLAMA_SIZES, num_attention_heads=4, num_key_value_heads=4, head_dim=8)),
+    "qwen2": ("Qwen2", "Qwen2ForCausalLM", dict(LLAMA_SIZES, num_attention_heads=6, num_key_value_heads=2, head_dim=8)),
+    "qwen3": ("Qwen3", "Qwen3ForCausalLM", dict(LLAMA_SIZES, num_attention_heads=4, num_key_value_heads=1, head_dim=16)),
+    "gpt2": ("GPT2", "GPT2LMHeadModel", dict(vocab_size=DECODER_VOCAB, n_embd=32, n_layer=3, n_head=4, n_inner=37, n_positions=80,
+                                             resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=1, eos_token_id=2)),
+}
+
+
+def tiny_decoder(family: str, *, classifier: bool = False, num_labels: int = 2, seed: int = 0, attn_implementation: str = "sdpa",
+                 **config_overrides):
+    """A random 3-layer decoder causal LM (or sequence classifier, padded with token 0)."""
+    prefix, causal_lm, sizes = DECODERS[family]
+    config = getattr(transformers, f"{prefix}Config")(num_labels=num_labels, pad_token_id=0, **{**sizes, **config_overrides})
+    config._attn_implementation = attn_implementation
+    torch.manual_seed(seed)
+    return getattr(transformers, f"{prefix}ForSequenceClassification" if classifier else causal_lm)(config).eval()
+
+
 def tiny_model(model_type: str = "bert", num_labels: int = 2, seed: int = 0, attn_implementation: str = "sdpa"):
+    """A tiny random model of a family; "<decoder>-cls" is a decoder's sequence classifier."""
+    family, _, task = model_type.partition("-")
+    if family in DECODERS:
+        return tiny_decoder(family, classifier=task == "cls", num_labels=num_labels, seed=seed, attn_implementation=attn_implementation)
     torch.manual_seed(seed)
     cls = BertForSequenceClassification if model_type == "bert" else RobertaForSequenceClassification
     return cls(tiny_config(model_type, num_labels, attn_implementation)).eval()
@@ -57,3 +95,12 @@ def glue_dir():
     if not (GLUE_DIR / "RTE" / "train.tsv").is_file():
         pytest.fail(f"GLUE data not found at {GLUE_DIR}; set GLUE_DIR to ../shared/data/glue")
     return GLUE_DIR
+
+
+@pytest.fixture(scope="session")
+def supernet(tmp_path_factory, tiny_model_dir, glue_dir):
+    """A tiny BERT fine-tuned as a super-network on 32 RTE examples (seconds, offline)."""
+    output = tmp_path_factory.mktemp("supernet") / "ckpt"
+    data = DataConfig("rte", data_dir=str(glue_dir), max_train_samples=32, max_validation_samples=48, max_test_samples=32)
+    finetune_supernet(str(tiny_model_dir), data, FinetuneConfig(epochs=1, batch_size=16, lr=1e-3), output, max_seq_length=48, show_progress=False)
+    return output

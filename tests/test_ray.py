@@ -24,11 +24,11 @@ from syne_tune.config_space import randint
 
 from nas_tune.data import DataConfig
 from nas_tune.errors import UserError
-from nas_tune.evaluate.setup import build_evaluator
+from nas_tune.evaluate.setup import checkpoint_evaluator, read_checkpoint
 from nas_tune.search.driver import SearchDriver, SearchSettings
 from nas_tune.search.executors import TrialRequest
 from nas_tune.search.ray_executor import RayExecutor, ray_executor
-from nas_tune.search.run import checkpoint_data_config, search_checkpoint
+from nas_tune.search.run import search_checkpoint
 from nas_tune.search.searchers import make_searcher
 from nas_tune.search.store import ResultsStore
 from nas_tune.supernet import FinetuneConfig, read_supernet_meta
@@ -136,9 +136,7 @@ def test_launcher_search_on_two_actors_matches_the_local_executor(cluster, super
 def test_each_actor_builds_the_supernet_once_without_the_checkpoint_folder(cluster, supernet, tmp_path, glue_dir):
     copy = tmp_path / "ckpt"
     shutil.copytree(supernet, copy)
-    meta = read_supernet_meta(copy)
-    setup = build_evaluator(str(copy), checkpoint_data_config(meta, str(glue_dir)), meta["search_space"],
-                            max_seq_length=meta["options"]["max_seq_length"], seed=0)
+    setup = checkpoint_evaluator(read_checkpoint(copy), data_dir=str(glue_dir))
     shutil.rmtree(copy)  # the actors get the super-network from the object store
     configs = [setup.evaluator.search_space.sample(np.random.default_rng(i)) for i in range(8)]
     with ray_executor(cluster)(setup, SearchSettings(workers=2, seed=0), None) as executor:

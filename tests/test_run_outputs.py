@@ -102,6 +102,22 @@ def test_exports_carry_the_users_label_names_and_a_model_card(run):
         assert entry["name"] in card  # aliases are named on the card of the folder they share
 
 
+def test_every_export_path_names_the_users_labels(run, tmp_path, capsys):
+    """`nas-tune export` of the pipeline's super-network and `nas-tune baseline --export` name classes as the CSV does."""
+    output, _ = run
+    code, _, err = _cli(capsys, "export", "--model", output / "supernet", "--config", "smallest", "--output", tmp_path / "export")
+    assert code == 0, err
+    root = output.parent
+    code, _, err = _cli(capsys, "baseline", "layer_drop", "--model", root / "run" / "supernet", "--train-file", root / "train.csv",
+                        "--validation-file", root / "test.csv", "--text-columns", "text", "--label-column", "sentiment",
+                        "--max-validation-samples", "24", "--max-seq-length", "16", "--budgets", "0.5", "--epochs", "1",
+                        "--export", "--output", tmp_path / "baseline")
+    assert code == 0, err
+    for folder in (tmp_path / "export", tmp_path / "baseline" / "models" / "num_layers-1"):
+        config = AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=True).config
+        assert config.id2label == {0: "neg", 1: "pos"} and config.label2id == {"neg": 0, "pos": 1}, folder
+
+
 def test_report_on_the_pipeline_folder_keeps_test_metrics_and_picks(run, capsys):
     output, _ = run
     pareto = output / "search" / "pareto.csv"
@@ -144,7 +160,7 @@ def test_several_runs_overlay_in_one_report(run, tmp_path, capsys):
     code, out, err = _cli(capsys, "report", output, other, "--output", tmp_path / "both.html")
     assert code == 0, err
     page = (tmp_path / "both.html").read_text()
-    assert "run (local_search)" in page and "random (random)" in page 
+    assert "run (local_search)" in page and "random (random)" in page
     assert page.count("* plotly.js v") == 1  # plotly.js embedded once, not once per figure
     elsewhere = tmp_path / "sst2"
     shutil.copytree(other, elsewhere)
@@ -193,7 +209,8 @@ def test_report_of_an_older_run_keeps_the_test_metrics_of_its_pareto_csv(tmp_pat
 def test_trivial_predictor_is_the_best_constant_prediction(task, labels, description, metric, value):
     trivial = trivial_predictor(GLUE_TASKS[task], np.array(labels))
     assert trivial.description == description and trivial.metrics[metric] == pytest.approx(value)
-    assert trivial.not_beaten_by({metric: value}) and trivial.not_beaten_by({metric: value + 0.01}) is None
+    same, better = trivial.metrics["error"], trivial.metrics["error"] - 0.01  # compared on the error: lower is better everywhere
+    assert trivial.not_beaten_by({metric: value, "error": same}) and trivial.not_beaten_by({metric: value + 0.01, "error": better}) is None
 
 
 def test_budgets_that_choose_one_trial_share_one_pick():

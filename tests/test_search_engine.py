@@ -1,18 +1,12 @@
-"""The search engine on a tiny super-network: parallel workers, failures, SIGKILL + resume, CLI errors."""
+"""The search engine on a tiny super-network (conftest's `supernet`): parallel workers, failures, CLI errors, report, select."""
 
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pandas as pd
-import torch
 import pytest
+import torch
 
 from nas_tune.cli import main as cli_main
 from nas_tune.data import DataConfig
@@ -23,15 +17,6 @@ from nas_tune.search.searchers import make_searcher
 from nas_tune.search.store import ResultsStore
 from nas_tune.supernet import FinetuneConfig
 from nas_tune.supernet.run import finetune_supernet
-
-
-@pytest.fixture(scope="module")
-def supernet(tmp_path_factory, tiny_model_dir, glue_dir):
-    """A tiny BERT fine-tuned as a super-network on 32 RTE examples (seconds, offline)."""
-    output = tmp_path_factory.mktemp("supernet") / "ckpt"
-    data = DataConfig("rte", data_dir=str(glue_dir), max_train_samples=32, max_validation_samples=48, max_test_samples=32)
-    finetune_supernet(str(tiny_model_dir), data, FinetuneConfig(epochs=1, batch_size=16, lr=1e-3), output, max_seq_length=48, show_progress=False)
-    return output
 
 
 def search(supernet, output, glue_dir, **settings):
@@ -74,32 +59,6 @@ def test_a_crashing_config_is_recorded_and_the_search_goes_on(tmp_path):
     failed = frame[frame["status"] == "failed"]
     assert (failed["config_x"] == 3).all() and len(failed) >= 1
     assert "boom" in failed["error_message"].iloc[0]
-
-
-def test_sigkilled_search_resumes_without_losing_or_repeating_trials(supernet, tmp_path, glue_dir):
-    output = tmp_path / "run"
-    command = [sys.executable, "-m", "nas_tune.cli", "search", "--checkpoint", str(supernet), "--searcher", "random",
-               "--num-trials", "24", "--output", str(output), "--data-dir", str(glue_dir)]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
-    trials = output / "trials.jsonl"
-    deadline = time.time() + 120
-    while time.time() < deadline and (not trials.exists() or len(trials.read_text().splitlines()) < 4):
-        assert process.poll() is None, "the search subprocess ended before it was killed"
-        time.sleep(0.05)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    before = {r["trial_id"]: r for r in map(json.loads, trials.read_text().splitlines()) if r}
-    assert 4 <= len(before) < 24, "the search must be killed mid-way"
-    store, _ = search_checkpoint(supernet, output, SearchSettings(searcher="random", num_trials=24), data_dir=str(glue_dir),
-                                 resume=True, show_progress=False)
-    frame = store.to_frame()
-    assert sorted(frame["trial_id"]) == list(range(len(frame)))  # every id exactly once
-    assert (frame["status"] == "completed").sum() == 24
-    after = {r.trial_id: r for r in store.records()}
-    for trial_id, record in before.items():
-        assert after[trial_id].config == record["config"] and after[trial_id].end_time == record["end_time"]
-    configs = [tuple(sorted(r.config.items())) for r in after.values()]
-    assert len(set(configs)) > 0.8 * len(configs), "the resumed searcher must not replay the first run's draws"
 
 
 @pytest.mark.parametrize(

@@ -208,9 +208,9 @@ def test_bad_arguments_are_user_errors(kwargs, match):
 
 @pytest.mark.parametrize("name", sorted(SEARCHERS))
 def test_a_resumed_search_learns_from_replayed_history(name):
-    """The driver's --resume reports stored results to a fresh searcher before asking for more.
+    """Results a searcher never suggested (a resumed search whose replay fell out of step) are learnt from.
 
-    The resumed searcher gets a new seed: with the old one, random draws would repeat the first run's.
+    With a new seed here: with the old one, random draws would repeat the first run's.
     """
     def fresh(seed):
         return make_searcher(name, SMALL, OBJECTIVES, seed=seed, initial_configs=[LARGEST, SMALLEST], **CHEAP.get(name, {}))

@@ -152,10 +152,8 @@ def test_sigkill_during_appends_loses_at_most_the_last_line(tmp_path):
     process = subprocess.Popen([sys.executable, "-c", script], env=env)
     trials = tmp_path / "trials.jsonl"
     try:
-        deadline = time.monotonic() + 30
-        while not (trials.exists() and trials.read_bytes().count(b"\n") >= 20):
+        while not (trials.exists() and trials.read_bytes().count(b"\n") >= 20):  # no deadline: a busy machine only slows it
             assert process.poll() is None, "writer exited early"
-            assert time.monotonic() < deadline, "writer too slow"
             time.sleep(0.01)
     finally:
         process.send_signal(signal.SIGKILL)

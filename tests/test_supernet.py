@@ -80,11 +80,11 @@ def test_kd_uses_the_teachers_outputs(monkeypatch):
     from nas_tune.supernet import strategies
 
     losses = []
+    original = strategies.distillation_loss
     for shift in (0.0, 5.0):
         def shifted_distillation(student, teacher, temperature, regression, shift=shift):
             return original(student, teacher + torch.tensor([shift, -shift]), temperature, regression)
 
-        original = strategies.distillation_loss
         monkeypatch.setattr(strategies, "distillation_loss", shifted_distillation)
         strategy.rng = np.random.default_rng(1)
         model.zero_grad()

@@ -19,49 +19,17 @@ from transformers import PreTrainedModel
 
 from nas_tune.data import DataConfig, TaskSpec, TokenizedSplit, default_cache_dir, load_task_data, tokenize_split
 from nas_tune.errors import UserError
-from nas_tune.evaluate import EvaluationResult, Evaluator, LatencySettings
+from nas_tune.evaluate import Evaluator
 from nas_tune.export import export_subnetwork
-from nas_tune.metrics import count_flops, count_parameters, measure_latency
-from nas_tune.metrics.task import score
 from nas_tune.models import LoadedModel, ModelAdapter, SubNetwork, load_model
 from nas_tune.models.bert import BertFamilyAdapter
-from nas_tune.search.driver import SearchSettings, check_resumable
-from nas_tune.search_space import config_key
+from nas_tune.search.driver import check_resumable
+from nas_tune.search.objectives import objective_metrics, time_reference
 from nas_tune.search.store import ResultsStore, TrialRecord
-from nas_tune.search_space import Config, make_search_space
-from nas_tune.supernet import FinetuneConfig
+from nas_tune.search_space import Config, config_key
+from nas_tune.settings import DEFAULT_BUDGETS, BaselineSettings, FinetuneConfig, check_budgets  # noqa: F401  (re-exported)
 
-DEFAULT_BUDGETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 OBJECTIVES = ["error", "params"]
-
-
-def check_budgets(budgets: tuple[float, ...]) -> tuple[float, ...]:
-    if not budgets:
-        raise UserError("no budgets were given; pass fractions of the layer parameters to keep, e.g. --budgets 0.25,0.5,0.75.")
-    for budget in budgets:
-        if not 0 < budget < 1:
-            raise UserError(f"budget {budget} is outside (0, 1): a budget is the fraction of the layer parameters to keep, e.g. 0.5.")
-    return tuple(sorted(set(budgets)))
-
-
-@dataclass
-class BaselineSettings:
-    budgets: tuple[float, ...] = DEFAULT_BUDGETS  # fractions of the layer parameters: one pruned model each
-    num_samples: int = 2048  # importance / rfp: training examples for the mask gradients (Kwon et al. use 2048)
-    tune_samples: int = 256  # rfp: training examples for the least-squares mask tuning
-    epochs: int | None = None  # layer_drop / standard_nas fine-tuning; None: the baseline's default
-    batch_size: int = 32
-    lr: float = 5e-5
-    seed: int = 0
-    search_space: str = "small"  # standard_nas: the space its searcher explores
-    search: SearchSettings = field(default_factory=lambda: SearchSettings(num_trials=20))  # standard_nas
-    export: bool = False  # also write every pruned model to RUN/models/<config>
-
-    def __post_init__(self):
-        self.budgets = check_budgets(tuple(self.budgets))
-        for name in ("num_samples", "tune_samples", "batch_size"):
-            if getattr(self, name) <= 0:
-                raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}.")
 
 
 @dataclass
@@ -96,35 +64,20 @@ class Candidate:
 
 
 class Scorer:
-    """Scores a pruned model as a search trial is scored (validation metrics, sizes of the original, FLOPs,
-    latency as a fraction of the unpruned model's), plus the test-split metrics as `test_*`."""
+    """Scores a pruned model as a search trial is scored (`objective_metrics` on the validation split, sizes of
+    the original, latency as a fraction of the unpruned model's timed alike), plus the test-split metrics as `test_*`."""
 
     def __init__(self, inputs: BaselineInputs):
         model, adapter = inputs.loaded.model, inputs.loaded.adapter
-        space = make_search_space("small", adapter.shape(model))  # unused: only the evaluators' prediction loop is
-        self.model, self.adapter, self.task = model, adapter, inputs.task
-        self.seq_len = inputs.max_seq_length
-        self.validation, self.test = (Evaluator(model, adapter, space, inputs.task, split, flops_seq_len=self.seq_len)
+        self.validation, self.test = (Evaluator(model, adapter, None, inputs.task, split, flops_seq_len=inputs.max_seq_length)
                                       for split in (inputs.validation, inputs.test))
-        self.latency = LatencySettings(seq_len=self.seq_len)
-        self.full_latency = measure_latency(model, **asdict(self.latency))
+        self.reference = time_reference(self.validation)
 
     def measure(self, pruned: PreTrainedModel, subnet: SubNetwork) -> dict[str, float]:
-        start = time.perf_counter()
-        predictions, labels = self.validation.predict(pruned, self.validation.data)
-        seconds = time.perf_counter() - start
-        size = count_parameters(self.model, self.adapter, subnet)
-        result = EvaluationResult(
-            config={}, metrics=score(self.task, predictions, labels), layer_params=size.layer_params,
-            layer_fraction=size.layer_fraction, total_params=size.total_params, total_fraction=size.total_fraction,
-            flops=count_flops(self.model, self.adapter, subnet, self.seq_len), num_examples=len(labels), seconds=seconds,
-            latency=measure_latency(pruned, **asdict(self.latency)),
-        )
-        values = result.objectives()
-        values["latency_seconds"] = result.latency
-        values["latency"] = min(1.0, result.latency / self.full_latency)
-        predictions, labels = self.test.predict(pruned, self.test.data)
-        values.update({f"test_{name}": value for name, value in score(self.task, predictions, labels).items()})
+        result = self.validation.evaluate_subnetwork(subnet, extracted=pruned, latency=self.reference.settings)
+        values = objective_metrics(result, self.reference)
+        tested = self.test.evaluate_subnetwork(subnet, extracted=pruned)
+        values.update({f"test_{name}": value for name, value in tested.metrics.items()})
         return values
 
 
@@ -224,14 +177,13 @@ class GridBaseline(Baseline):
     def export(self, candidate: Candidate, path: Path) -> None:
         loaded = self.inputs.loaded
         export_subnetwork(candidate.model, loaded.tokenizer, self.adapter, candidate.subnet, path, overwrite=True,
+                          label_names=self.inputs.task.label_names,
                           provenance={"baseline": self.name, "config": candidate.config, "source_model": loaded.source})
 
 
 def run_baseline(baseline: Baseline, output: str | Path, *, resume: bool = False, overwrite: bool = False,
                  show_progress: bool = True) -> ResultsStore:
     """Run `baseline` into the run folder `output` (metadata.json, trials.jsonl, trials.csv)."""
-    if resume and overwrite:
-        raise UserError("--resume and --overwrite contradict each other; pass one of them.")
     store = ResultsStore(output)
     metadata = baseline.metadata()
     check_resumable(store, metadata, resume=resume, overwrite=overwrite)

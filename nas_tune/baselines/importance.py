@@ -20,7 +20,8 @@ from nas_tune.baselines.base import BaselineInputs, BaselineSettings, Candidate,
 from nas_tune.data import TokenizedSplit
 from nas_tune.errors import UserError
 from nas_tune.models import ModelAdapter, ModelShape, SubNetwork
-from nas_tune.models.slicing import mask_head_outputs as _mask_head_outputs, mask_units as _mask_units
+from nas_tune.models.slicing import mask_head_outputs as _mask_head_outputs
+from nas_tune.models.slicing import mask_units as _mask_units
 from nas_tune.search_space import Config
 
 # Below this many examples per-head/neuron gradient statistics rank units unreliably; Kwon et al. use 2048.

@@ -20,8 +20,7 @@ from nas_tune.errors import UserError
 from nas_tune.models import LoadedModel, ModelAdapter
 from nas_tune.models.bert import BertFamilyAdapter
 from nas_tune.models.slicing import sliced_copy as _sliced_copy
-
-REORDER_CHOICES = ("none", "importance")
+from nas_tune.settings import REORDER_CHOICES  # noqa: F401  (re-exported)
 
 
 @dataclass(frozen=True)
@@ -30,7 +29,7 @@ class Reordering:
     units: tuple[tuple[int, ...], ...]
 
     @classmethod
-    def by_scores(cls, scores: Scores) -> "Reordering":
+    def by_scores(cls, scores: Scores) -> Reordering:
         def order(values: torch.Tensor) -> tuple[tuple[int, ...], ...]:
             return tuple(tuple(row.tolist()) for row in torch.argsort(values, dim=1, descending=True, stable=True))
 

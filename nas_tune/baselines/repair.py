@@ -16,15 +16,13 @@ from nas_tune.baselines.base import BaselineInputs, BaselineSettings, Candidate,
 from nas_tune.baselines.importance import training_sample
 from nas_tune.baselines.rfp import MaskTuning, tune_masks
 from nas_tune.data import TokenizedSplit, default_cache_dir, tokenize_split
-from nas_tune.evaluate.setup import EvaluationSetup
+from nas_tune.evaluate.setup import EvaluationSetup, read_checkpoint
 from nas_tune.models import LoadedModel, SubNetwork
 from nas_tune.pareto import pareto_front
 from nas_tune.report.summary import load_run
-from nas_tune.search.run import checkpoint_data_config
 from nas_tune.search.store import ResultsStore
 from nas_tune.search_space import Config, make_search_space
 from nas_tune.select import config_of
-from nas_tune.supernet import read_supernet_meta
 
 DEFAULT_SAMPLES = 256
 
@@ -89,10 +87,10 @@ def score_front(run_dir: str | Path, output: str | Path, *, repair: bool = False
     """Score every Pareto sub-network of the search run `run_dir` (repaired first when `repair`) into `output`."""
     _, metadata, trials = load_run(run_dir)
     front = pareto_front(trials, metadata["objectives"])
-    meta = read_supernet_meta(metadata["checkpoint"])
+    trained = read_checkpoint(metadata["checkpoint"])
     settings = settings or BaselineSettings(seed=metadata.get("seed", 0))
-    inputs = load_inputs(metadata["checkpoint"], checkpoint_data_config(meta, data_dir),
-                         max_seq_length=meta["options"].get("max_seq_length", 128), seed=settings.seed)
+    inputs = load_inputs(metadata["checkpoint"], trained.data_config(data_dir), max_seq_length=trained.max_seq_length,
+                         seed=settings.seed)
     configs = [config_of(row) for _, row in front.iterrows()]
     method = (Repair if repair else SearchedFront)(inputs, settings, metadata["search_space"], configs, metadata["searcher"])
     return run_baseline(method, output, resume=resume, overwrite=overwrite, show_progress=show_progress)

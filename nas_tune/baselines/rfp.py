@@ -43,7 +43,7 @@ class FisherBlocks:
     units: list[torch.Tensor]  # [ffn, ffn] per layer
 
     @classmethod
-    def from_gradients(cls, grads: MaskGradients) -> "FisherBlocks":
+    def from_gradients(cls, grads: MaskGradients) -> FisherBlocks:
         def gram(g: torch.Tensor) -> torch.Tensor:
             g = g.double()
             return g.T @ g

@@ -86,8 +86,7 @@ class StandardNAS(Baseline):
     def run(self, store: ResultsStore, *, show_progress: bool = True) -> None:
         settings, space = self.settings.search, self.search
         scorer = Scorer(self.inputs)
-        searcher = start_searcher(settings.searcher, space, settings.objectives, seed=self.settings.seed,
-                                  history=store.records())
+        searcher = start_searcher(settings.searcher, space, settings.objectives, seed=self.settings.seed)
 
         def size_of(config: Config) -> float:
             return count_parameters(self.model, self.adapter, space.to_subnetwork(config)).layer_fraction

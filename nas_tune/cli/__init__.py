@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 
+from nas_tune import __version__
 from nas_tune.errors import UserError
 
 COMMANDS = ("finetune", "search", "report", "show", "select", "evaluate", "export", "baseline")
@@ -15,6 +16,7 @@ def build_parser() -> argparse.ArgumentParser:
     from importlib import import_module
 
     parser = argparse.ArgumentParser(prog="nas-tune", description="Structural pruning of pre-trained transformers by multi-objective NAS.")
+    parser.add_argument("--version", action="version", version=f"nas-tune {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
         import_module(f"nas_tune.cli.{name}").add_parser(subparsers)
@@ -22,12 +24,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def quiet_libraries() -> None:
-    """Library chatter (load reports, weight-loading bars) hides what the user asked for."""
+    """Library chatter (load reports, weight-loading bars) hides what the user asked for. Said through the
+    environment, so transformers is not imported before a command needs it (fast `--help` and refusals)."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    import transformers
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    if "transformers" in sys.modules:  # already imported (e.g. `main` called from Python): tell it directly
+        import transformers
 
-    transformers.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
+        transformers.logging.set_verbosity_error()
+        transformers.utils.logging.disable_progress_bar()
 
 
 def main(argv: list[str] | None = None) -> int:

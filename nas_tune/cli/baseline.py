@@ -5,14 +5,22 @@ from __future__ import annotations
 import argparse
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from nas_tune.baselines import BASELINES, DEFAULT_BUDGETS, BaselineSettings, baseline_class, load_inputs, run_baseline
-from nas_tune.cli.options import add_data_options, add_model_options, add_search_space_option, data_config, positive_int
+from nas_tune.cli.options import (
+    add_data_options,
+    add_model_options,
+    add_search_space_option,
+    data_config,
+    positive_int,
+    refuse_existing_output,
+)
 from nas_tune.cli.search import add_search_options, search_settings
-from nas_tune.data import DataConfig
 from nas_tune.errors import UserError
-from nas_tune.report.summary import format_table, report_run
-from nas_tune.supernet import SUPERNET_FILE, read_supernet_meta
+from nas_tune.settings import BASELINE_NAMES, DEFAULT_BUDGETS, BaselineSettings
+
+if TYPE_CHECKING:
+    from nas_tune.data import DataConfig
 
 DEFAULTS = BaselineSettings()
 SPLIT_FIELDS = ("dataset", "train_file", "validation_fraction", "max_validation_samples", "seed")  # what fixes the validation split
@@ -35,7 +43,7 @@ def add_parser(subparsers) -> None:
                     "and the Pareto code compare it with a search. importance and rfp prune a fine-tuned model "
                     "(--model CKPT); layer_drop and standard_nas fine-tune what they keep of a pre-trained model.",
     )
-    parser.add_argument("name", metavar="NAME", help=f"one of: {', '.join(BASELINES)}")
+    parser.add_argument("name", metavar="NAME", help=f"one of: {', '.join(BASELINE_NAMES)}")
     add_model_options(parser)
     add_data_options(parser)
     group = parser.add_argument_group("baselines")
@@ -60,6 +68,8 @@ def add_parser(subparsers) -> None:
 
 def check_checkpoint_split(model: str | None, data: DataConfig) -> None:
     """A nas-tune checkpoint was trained on part of the training file: score it on its own validation split."""
+    from nas_tune.supernet import SUPERNET_FILE, read_supernet_meta
+
     if model is None or not (Path(model) / SUPERNET_FILE).is_file():
         return
     trained = read_supernet_meta(model)["options"].get("data", {})
@@ -71,13 +81,17 @@ def check_checkpoint_split(model: str | None, data: DataConfig) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    cls = baseline_class(args.name)
+    refuse_existing_output(args.output, resume=args.resume, overwrite=args.overwrite, what="a baseline run", marker="metadata.json")
     settings = BaselineSettings(
         budgets=parse_budgets(args.budgets), num_samples=args.num_samples, tune_samples=args.tune_samples, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, seed=args.seed, search_space=args.search_space, search=search_settings(args),
         export=args.export,
     )
     data = data_config(args, args.seed)
+    from nas_tune.baselines import baseline_class, load_inputs, run_baseline
+    from nas_tune.report.summary import format_table, report_run
+
+    cls = baseline_class(args.name)
     check_checkpoint_split(args.model, data)
     inputs = load_inputs(args.model, data, max_seq_length=args.max_seq_length, seed=args.seed, trust_remote_code=args.trust_remote_code)
     store = run_baseline(cls(inputs, settings), args.output, resume=args.resume, overwrite=args.overwrite)

@@ -5,9 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 
-from nas_tune.cli.options import add_data_options, add_model_options, add_search_space_option, data_config, parse_config, positive_int
-from nas_tune.evaluate import LatencySettings
-from nas_tune.evaluate.setup import SPLITS, build_evaluator
+from nas_tune.cli.options import (
+    add_data_options,
+    add_model_options,
+    add_search_space_option,
+    data_config,
+    parse_config,
+    positive_int,
+)
+from nas_tune.settings import SPLITS
 
 
 def add_parser(subparsers) -> None:
@@ -29,6 +35,9 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from nas_tune.evaluate import LatencySettings
+    from nas_tune.evaluate.setup import build_evaluator
+
     setup = build_evaluator(
         args.model, data_config(args, args.seed), args.search_space, split=args.split,
         max_seq_length=args.max_seq_length, batch_size=args.batch_size, seed=args.seed, trust_remote_code=args.trust_remote_code,
@@ -46,6 +55,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"  {'layer params':22s} {result.layer_params:,} ({result.layer_fraction:.1%} of the layers)")
     print(f"  {'total params':22s} {result.total_params:,} ({result.total_fraction:.1%} of the model)")
     print(f"  {'GFLOPs / sequence':22s} {result.flops / 1e9:.3f}")
-    if result.latency is not None:
-        print(f"  {'latency (batch 1)':22s} {result.latency * 1000:.1f} ms")
+    if result.latency_seconds is not None:
+        print(f"  {'latency (batch 1)':22s} {result.latency_seconds * 1000:.1f} ms")
     return 0

@@ -7,9 +7,7 @@ import json
 from contextlib import nullcontext
 
 from nas_tune.cli.options import add_model_options, add_search_space_option, parse_config
-from nas_tune.export import export_subnetwork, prepare_output_dir
-from nas_tune.models import load_model
-from nas_tune.search_space import make_search_space
+from nas_tune.io import prepare_output_dir
 
 
 def add_parser(subparsers) -> None:
@@ -50,7 +48,10 @@ def describe_onnx(result) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    prepare_output_dir(args.output, overwrite=args.overwrite)  # fail before the slow load
+    prepare_output_dir(args.output, overwrite=args.overwrite)  # before the slow imports and load
+    from nas_tune.export import export_subnetwork
+    from nas_tune.models import load_model
+    from nas_tune.search_space import make_search_space
     loaded = load_model(args.model, trust_remote_code=args.trust_remote_code)
     space = make_search_space(args.search_space, loaded.adapter.shape(loaded.model))
     config = parse_config(args.config, space)
@@ -70,7 +71,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(f"exported to {result.path}")
     print(f"  layer params {result.layer_params:,} ({result.layer_fraction:.1%} of the layers), total {result.total_params:,}")
-    how = "AutoModelForSequenceClassification.from_pretrained(path, trust_remote_code=True)" if result.needs_remote_code else "AutoModelForSequenceClassification.from_pretrained(path)"
+    auto_class = "AutoModelForCausalLM" if loaded.model.can_generate() else "AutoModelForSequenceClassification"
+    how = f"{auto_class}.from_pretrained(path{', trust_remote_code=True' if result.needs_remote_code else ''})"
     print(f"  load it with {how}")
     if onnx_result is not None:
         print(describe_onnx(onnx_result))

@@ -4,19 +4,29 @@ from __future__ import annotations
 
 import argparse
 
-from nas_tune.cli.options import add_data_options, add_model_options, add_search_space_option, data_config, positive_int
-from nas_tune.baselines.reorder import REORDER_CHOICES
-from nas_tune.supernet import ALIASES, STRATEGIES, FinetuneConfig
-from nas_tune.supernet.head import HEAD_INIT_CHOICES
-from nas_tune.supernet.sampling import SAMPLING_CHOICES
-from nas_tune.supernet.run import finetune_supernet
+from nas_tune.cli.options import (
+    add_data_options,
+    add_model_options,
+    add_search_space_option,
+    data_config,
+    positive_int,
+    refuse_existing_output,
+)
+from nas_tune.settings import (
+    HEAD_INIT_CHOICES,
+    REORDER_CHOICES,
+    SAMPLING_CHOICES,
+    STRATEGY_ALIASES,
+    STRATEGY_NAMES,
+    FinetuneConfig,
+)
 
 DEFAULTS = FinetuneConfig()
 
 
 def add_finetune_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("super-network fine-tuning")
-    group.add_argument("--strategy", default=DEFAULTS.strategy, choices=[*STRATEGIES, *ALIASES],
+    group.add_argument("--strategy", default=DEFAULTS.strategy, choices=[*STRATEGY_NAMES, *STRATEGY_ALIASES],
                        help=f"how sub-networks are sampled while training (default: {DEFAULTS.strategy}; one_shot is an alias)")
     group.add_argument("--epochs", type=positive_int, default=DEFAULTS.epochs, help="(default: %(default)s)")
     group.add_argument("--batch-size", type=positive_int, default=DEFAULTS.batch_size, help="(default: %(default)s)")
@@ -70,8 +80,12 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    refuse_existing_output(args.output, resume=args.resume, overwrite=args.overwrite, what="a super-network run")
+    config = finetune_config(args)
+    from nas_tune.supernet.run import finetune_supernet
+
     result = finetune_supernet(
-        args.model, data_config(args, args.seed), finetune_config(args), args.output, max_seq_length=args.max_seq_length,
+        args.model, data_config(args, args.seed), config, args.output, max_seq_length=args.max_seq_length,
         resume=args.resume, overwrite=args.overwrite, trust_remote_code=args.trust_remote_code, reorder=args.reorder,
         init_from=args.init_from, teacher=args.teacher,
     )

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from nas_tune.cli.finetune import add_finetune_options, finetune_config
 from nas_tune.cli.options import add_data_options, add_model_options, add_search_space_option, data_config, positive_int
 from nas_tune.cli.search import add_search_options, search_settings
-from nas_tune.pipeline import RECIPES, PipelineConfig, PipelineResult
+from nas_tune.settings import RECIPES
+
+if TYPE_CHECKING:
+    from nas_tune.pipeline import PipelineConfig, PipelineResult
 
 # A first look: small data, short sequences, one epoch, few trials.
 QUICK = {"max_train_samples": 256, "max_validation_samples": 128, "max_test_samples": 128, "max_seq_length": 64,
@@ -59,6 +63,8 @@ def parse_pipeline_args(parser: argparse.ArgumentParser, argv: list[str] | None)
 
 
 def pipeline_config(args: argparse.Namespace) -> PipelineConfig:
+    from nas_tune.pipeline import PipelineConfig
+
     return PipelineConfig(model=args.model, data=data_config(args, args.seed), finetune=finetune_config(args),
                           search=search_settings(args), max_seq_length=args.max_seq_length, reorder=args.reorder,
                           repair=args.repair, recipe=args.recipe, second_stage_steps=args.second_stage_steps)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import TYPE_CHECKING
 
-from nas_tune.report.html import check_comparable, write_html_report
-from nas_tune.report.summary import RunReport, format_table, load_report, write_report
+if TYPE_CHECKING:
+    from nas_tune.report.summary import RunReport
 
 
 def add_parser(subparsers) -> None:
@@ -27,6 +28,9 @@ def _as_json(report: RunReport) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    from nas_tune.report.html import check_comparable, write_html_report
+    from nas_tune.report.summary import format_table, load_report, write_report
+
     reports = [load_report(path) for path in args.runs]  # every folder is checked before anything is written
     check_comparable(reports)
     for report in reports:

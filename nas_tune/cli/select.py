@@ -5,14 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from nas_tune.baselines.repair import repair_subnetwork, repair_training_split
-from nas_tune.evaluate.setup import build_evaluator
 from nas_tune.cli.export import add_format_option, describe_onnx, onnx_stage
-from nas_tune.export import prepare_output_dir
-from nas_tune.report.summary import load_run
-from nas_tune.search.run import checkpoint_data_config
-from nas_tune.select import base_model_name, config_of, export_pick, pick, test_evaluator
-from nas_tune.supernet import read_supernet_meta
+from nas_tune.io import prepare_output_dir
 
 
 def add_parser(subparsers) -> None:
@@ -34,15 +28,19 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    prepare_output_dir(args.output, overwrite=args.overwrite)
+    prepare_output_dir(args.output, overwrite=args.overwrite)  # before the slow imports and load
+    from nas_tune.baselines.repair import repair_subnetwork, repair_training_split
+    from nas_tune.evaluate.setup import checkpoint_evaluator, read_checkpoint
+    from nas_tune.report.summary import load_run
+    from nas_tune.select import base_model_name, config_of, export_pick, pick, test_evaluator
+
     store, metadata, trials = load_run(args.run_dir)
     row = pick(trials, max_params=args.max_params, max_error=args.max_error)
     checkpoint = args.checkpoint or metadata["checkpoint"]
-    meta = read_supernet_meta(checkpoint)
-    max_seq_length = meta["options"].get("max_seq_length", 128)
-    setup = build_evaluator(checkpoint, checkpoint_data_config(meta, args.data_dir), metadata["search_space"],
-                            max_seq_length=max_seq_length)
-    provenance = {"checkpoint": str(checkpoint), "run_dir": str(store.run_dir), "base_model": base_model_name(meta["base_model"])}
+    trained = read_checkpoint(checkpoint)
+    max_seq_length = trained.max_seq_length
+    setup = checkpoint_evaluator(trained, data_dir=args.data_dir, search_space=metadata["search_space"])
+    provenance = {"checkpoint": str(checkpoint), "run_dir": str(store.run_dir), "base_model": base_model_name(trained.meta["base_model"])}
     repaired = None
     if args.repair:
         subnet = setup.evaluator.search_space.to_subnetwork(config_of(row))
@@ -55,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
         onnx_result = onnx.install(chosen.export.path, seq_len=max_seq_length) if onnx else None
     metric = setup.data.task.metric
     print(f"trial {int(row['trial_id'])}: {row['params']:.1%} of the layer parameters, validation error {row['error']:.4f}, "
-          f"test {metric} {chosen.test.metrics[metric]:.4f}, {chosen.test.latency * 1000:.1f} ms per sequence (batch 1)")
+          f"test {metric} {chosen.test.metrics[metric]:.4f}, {chosen.test.latency_seconds * 1000:.1f} ms per sequence (batch 1)")
     if chosen.no_better_than:
         print(f"warning: on the test split it is no better than {chosen.no_better_than}: it has not learnt the task", file=sys.stderr)
     if repaired is not None:

@@ -5,9 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 
-from nas_tune.report.picks import picks_display
-from nas_tune.report.summary import format_table, load_report
-
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("show", help="print a run's exported picks: configs, sizes, metrics, latency and paths",
@@ -18,6 +15,9 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from nas_tune.report.picks import picks_display
+    from nas_tune.report.summary import format_table, load_report
+
     report = load_report(args.run_dir)
     summary = report.folder.summary or {}
     if args.json:

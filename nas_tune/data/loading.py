@@ -2,6 +2,7 @@
 
 Following the paper, the search optimises on a seeded hold-out of the *training* file (validation) and the
 official dev set (GLUE dev.tsv, or a custom validation file) is only used to report results (test).
+Plain-text corpora for causal language modelling bring their own validation and test files (see `data/text.py`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from nas_tune.data.tasks import TaskSpec, get_task
+from nas_tune.data.tasks import TaskSpec, get_task, language_modelling_task
+from nas_tune.data.text import CORPORA, corpus_files, is_text_dataset, read_paragraphs
 from nas_tune.errors import UserError
 
 HUB_DATASET = "nyu-mll/glue"
@@ -24,10 +26,11 @@ _OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
 
 @dataclass
 class DataConfig:
-    dataset: str = "rte"  # GLUE task name, or "custom" with train_file
-    data_dir: str | None = None  # GLUE root (contains RTE/train.tsv ...); None -> $GLUE_DIR
-    train_file: str | None = None  # custom .csv/.tsv/.json/.jsonl
-    validation_file: str | None = None  # custom held-out file: the test split, like GLUE dev
+    dataset: str = "rte"  # GLUE task name, "custom" with train_file, "text" with train_file, or a corpus ("shakespeare")
+    data_dir: str | None = None  # GLUE root (contains RTE/train.tsv ...); None -> $GLUE_DIR (corpora: $NAS_TUNE_TEXT_DIR)
+    train_file: str | None = None  # custom .csv/.tsv/.json/.jsonl, or a plain-text file for "text"
+    validation_file: str | None = None  # custom held-out file: the test split, like GLUE dev ("text": the validation split)
+    test_file: str | None = None  # "text" only: the test split (default: the validation split)
     text_columns: tuple[str, ...] = ()  # custom only
     label_column: str = "label"  # custom only
     validation_fraction: float = 0.3
@@ -40,7 +43,7 @@ class DataConfig:
 @dataclass
 class TaskData:
     task: TaskSpec
-    train: pd.DataFrame  # task.text_columns + "label"
+    train: pd.DataFrame  # task.text_columns + "label" (causal LM: "text", one paragraph per row)
     validation: pd.DataFrame  # seeded hold-out of the training file: what the search optimises
     test: pd.DataFrame  # GLUE dev (or custom validation_file): reporting only
     source: str  # where the data came from, for logs and reports
@@ -79,6 +82,8 @@ GLUE_LAYOUTS: dict[str, GlueLayout] = {
 
 def load_task_data(config: DataConfig) -> TaskData:
     _check(config)
+    if is_text_dataset(config.dataset):
+        return _load_text(config)
     if config.train_file or config.dataset.strip().lower() == "custom":
         task, full, test, source = _load_custom(config)
     else:
@@ -101,10 +106,29 @@ def _check(config: DataConfig) -> None:
         value = getattr(config, name)
         if value is not None and value < 1:
             raise UserError(f"{name} must be a positive number of rows (or unset), got {value}.")
+    if is_text_dataset(config.dataset):
+        _check_text(config)
+    elif config.test_file:
+        raise UserError("test_file only applies to language modelling on plain text: use dataset 'text', or drop test_file.")
     if config.validation_file and not config.train_file:
         raise UserError(
             "validation_file only applies to custom data: pass train_file as well, or drop validation_file."
         )
+
+
+def _check_text(config: DataConfig) -> None:
+    """Refuse the classification options a causal LM task would silently ignore, and a text task without text."""
+    given = [name for name, value in (("text_columns", config.text_columns), ("label_column", config.label_column != "label"))
+             if value]
+    if given:
+        raise UserError(f"{' and '.join(given)} only apply to classification data, not to language modelling on "
+                        f"'{config.dataset}'; drop them.")
+    name = config.dataset.strip().lower()
+    if name == "text" and not config.train_file:
+        raise UserError("dataset 'text' needs a plain-text training file: pass train_file (and validation_file, test_file).")
+    if name in CORPORA and (config.train_file or config.validation_file or config.test_file):
+        raise UserError(f"the {name} corpus brings its own files; drop train_file / validation_file / test_file, "
+                        "or use dataset 'text' for your own.")
 
 
 # --- GLUE ------------------------------------------------------------------------------------------------------
@@ -131,7 +155,7 @@ def _load_glue(task: TaskSpec, config: DataConfig) -> tuple[pd.DataFrame, pd.Dat
     else:
         try:
             return _load_hub(task, layout, mapping)
-        except Exception as exc:  # any hub failure (network, auth, missing config) means "not found here"
+        except Exception as exc:  # noqa: BLE001 any hub failure (network, auth, missing config) means "not found here"
             looked.append(f"Hugging Face hub {HUB_DATASET} failed ({type(exc).__name__}: {str(exc).splitlines()[0]})")
     raise UserError(
         f"No {task.name} data found ({'; '.join(looked)}): set GLUE_DIR or --data-dir to a folder in the classic "
@@ -195,6 +219,33 @@ def _glue_label_ids(task: TaskSpec) -> dict[str, int] | None:
     return {str(i): i for i in range(task.num_labels)} | {name: i for i, name in enumerate(task.label_names)}
 
 
+# --- plain text ------------------------------------------------------------------------------------------------
+
+
+def _load_text(config: DataConfig) -> TaskData:
+    """Validation: the validation file, else a seeded hold-out of the training paragraphs; test: the test file,
+    else the validation split. Sampled paragraphs keep their order in the file (`_rows`)."""
+    name = config.dataset.strip().lower()
+    if name in CORPORA:
+        train_path, validation_path, test_path = corpus_files(name, config.data_dir)
+    else:
+        train_path, validation_path, test_path = config.train_file, config.validation_file, config.test_file
+    train = read_paragraphs(train_path)
+    if validation_path:
+        validation = _subsample(read_paragraphs(validation_path), config.max_validation_samples, config.seed)
+    else:
+        train, validation = _split(train, config)
+    test = validation if test_path is None else read_paragraphs(test_path)
+    held_out = f"validation = {validation_path or 'a hold-out of the training paragraphs'}, test = {test_path or 'validation'}"
+    return TaskData(
+        task=language_modelling_task(name),
+        train=_subsample(train, config.max_train_samples, config.seed),
+        validation=validation,
+        test=_subsample(test, config.max_test_samples, config.seed),
+        source=f"{train_path} (plain text; {held_out})",
+    )
+
+
 # --- custom files ----------------------------------------------------------------------------------------------
 
 
@@ -240,7 +291,8 @@ def _read_table(path_text: str) -> pd.DataFrame:
         raise UserError(f"The data file {path} does not exist; check the path.")
     suffix = path.suffix.lower()
     if suffix not in (".csv", ".tsv", ".json", ".jsonl"):
-        raise UserError(f"Unsupported data file type {suffix!r} for {path}: use .csv, .tsv, .json or .jsonl.")
+        raise UserError(f"Unsupported data file type {suffix!r} for {path}: use .csv, .tsv, .json or .jsonl "
+                        "(plain text for language modelling: dataset 'text').")
     try:
         if suffix in (".csv", ".tsv"):
             # Like GLUE, tsv text is taken verbatim (quotes are characters); csv uses standard quoting.

@@ -14,10 +14,19 @@ class TaskSpec:
     num_labels: int  # 1 means regression
     metric: str  # primary key of the dict that nas_tune.metrics.task.score returns
     label_names: tuple[str, ...] = ()  # label_names[i] is the name of class id i (empty for regression)
+    causal_lm: bool = False  # next-token prediction on blocks of text instead of one label per example
 
     @property
     def is_regression(self) -> bool:
         return self.num_labels == 1
+
+
+LANGUAGE_MODELLING_METRIC = "perplexity"
+
+
+def language_modelling_task(name: str) -> TaskSpec:
+    """A causal language-modelling task: no labels, the model's own vocabulary, scored by perplexity."""
+    return TaskSpec(name, ("text",), 0, LANGUAGE_MODELLING_METRIC, causal_lm=True)
 
 
 def _classification(name: str, text_columns: tuple[str, ...], metric: str, *label_names: str) -> TaskSpec:

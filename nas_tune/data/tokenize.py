@@ -7,6 +7,7 @@ import json
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, fields, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ import torch
 from safetensors import SafetensorError
 
 from nas_tune.data.tasks import TaskSpec
+from nas_tune.errors import UserError
 from nas_tune.io import atomic_write_bytes
 
 _CACHE_FORMAT = 1  # bump when the cached tensors change meaning
@@ -26,7 +28,7 @@ class TokenizedSplit:
     input_ids: torch.Tensor  # [N, T] int64, right-padded with the tokenizer's pad id
     attention_mask: torch.Tensor  # [N, T] int64
     token_type_ids: torch.Tensor | None  # [N, T] int64 when the tokenizer produces them
-    labels: torch.Tensor  # [N] int64 (classification) or float32 (regression)
+    labels: torch.Tensor  # [N] int64 (classification), float32 (regression), or [N, T] next-token targets (causal LM)
 
     def __len__(self) -> int:
         return self.labels.shape[0]
@@ -81,20 +83,37 @@ def tokenize_split(
     """Tokenise task.text_columns (one text or a pair) of frame; cache_dir=None disables the on-disk cache.
 
     Rows are padded to the longest row of the split (not to max_seq_length): batches are trimmed anyway and
-    the cache stays small.
+    the cache stays small. A causal LM task joins its rows into one text and cuts it into blocks of exactly
+    max_seq_length tokens (the incomplete last block is dropped), each its own next-token targets.
     """
     texts = [frame[column].astype(str).tolist() for column in task.text_columns]
-    labels = torch.tensor(frame["label"].to_numpy(), dtype=torch.float32 if task.is_regression else torch.int64)
+    if task.causal_lm:
+        labels = torch.zeros(0, dtype=torch.int64)
+        encode = partial(_encode_blocks, "".join(texts[0]), tokenizer=tokenizer, block_length=max_seq_length)
+    else:
+        labels = torch.tensor(frame["label"].to_numpy(), dtype=torch.float32 if task.is_regression else torch.int64)
+        encode = partial(_encode, texts, labels, tokenizer, max_seq_length)
     if cache_dir is None:
-        return _encode(texts, labels, tokenizer, max_seq_length)
+        return encode()
     key = _cache_key(texts, labels, tokenizer, task, max_seq_length)
     path = Path(cache_dir) / "tokenized" / f"{key}.safetensors"
-    cached = _read_cache(path, len(labels))
+    cached = _read_cache(path, None if task.causal_lm else len(labels))
     if cached is not None:
         return cached
-    split = _encode(texts, labels, tokenizer, max_seq_length)
+    split = encode()
     atomic_write_bytes(path, safetensors.torch.save(split.tensors()))
     return split
+
+
+def _encode_blocks(text: str, tokenizer, block_length: int) -> TokenizedSplit:
+    # No special tokens: a block is a window on running text, not a document of its own.
+    ids = tokenizer(text, add_special_tokens=False, return_attention_mask=False, verbose=False)["input_ids"]
+    count = len(ids) // block_length
+    if count == 0:
+        raise UserError(f"The text has {len(ids)} tokens, fewer than one block of {block_length} (--max-seq-length); "
+                        "use a longer file, more paragraphs (--max-*-samples) or a smaller --max-seq-length.")
+    blocks = torch.tensor(ids[: count * block_length], dtype=torch.int64).view(count, block_length)
+    return TokenizedSplit(input_ids=blocks, attention_mask=torch.ones_like(blocks), token_type_ids=None, labels=blocks.clone())
 
 
 def _encode(texts: list[list[str]], labels: torch.Tensor, tokenizer, max_seq_length: int) -> TokenizedSplit:
@@ -133,14 +152,19 @@ def _cache_key(
     return hashlib.sha256(json.dumps(description, sort_keys=True).encode("utf-8")).hexdigest()
 
 
-def _read_cache(path: Path, num_rows: int) -> TokenizedSplit | None:
-    """The cached split, or None when it is missing, unreadable or does not fit (then it is rebuilt)."""
+def _read_cache(path: Path, num_rows: int | None) -> TokenizedSplit | None:
+    """The cached split, or None when it is missing, unreadable or does not fit (then it is rebuilt).
+
+    num_rows: the number of examples it must hold; None when only tokenising tells (blocks of text)."""
     try:
         tensors = safetensors.torch.load(path.read_bytes())
     except (OSError, SafetensorError):
         return None
     required = ("input_ids", "attention_mask", "labels")
-    if not all(name in tensors for name in required) or any(len(tensors[name]) != num_rows for name in required):
+    if not all(name in tensors for name in required):
+        return None
+    rows = {len(tensors[name]) for name in required}
+    if len(rows) != 1 or (num_rows is not None and rows != {num_rows}):
         return None
     return TokenizedSplit(
         input_ids=tensors["input_ids"],

@@ -1,5 +1,5 @@
 """Evaluation of sub-networks against a task split."""
 
-from nas_tune.evaluate.evaluator import EvaluationResult, Evaluator, LatencySettings
+from nas_tune.evaluate.evaluator import EvaluationResult, Evaluator, LatencySettings, language_model_metrics
 
-__all__ = ["EvaluationResult", "Evaluator", "LatencySettings"]
+__all__ = ["EvaluationResult", "Evaluator", "LatencySettings", "language_model_metrics"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -20,15 +20,16 @@ from nas_tune.data import TaskSpec, TokenizedSplit
 from nas_tune.metrics.flops import count_flops
 from nas_tune.metrics.latency import measure_latency
 from nas_tune.metrics.parameters import count_parameters
-from nas_tune.metrics.task import score
+from nas_tune.metrics.task import language_model_score, next_token_nll, score
 from nas_tune.models.adapter import ModelAdapter
+from nas_tune.models.subnetwork import SubNetwork
 from nas_tune.search_space import Config, SearchSpace
 
 
 @dataclass
 class EvaluationResult:
     config: Config
-    metrics: dict[str, float]  # every task metric plus "error" = 1 - the primary metric
+    metrics: dict[str, float]  # every task metric plus "error" (1 - the primary metric; causal LM: 1 - 1/perplexity)
     layer_params: int
     layer_fraction: float  # "params" objective: fraction of the super-network's layer parameters
     total_params: int
@@ -36,7 +37,7 @@ class EvaluationResult:
     flops: int
     num_examples: int
     seconds: float
-    latency: float | None = None  # seconds per forward, when asked for
+    latency_seconds: float | None = None  # seconds per forward, when asked for (a fraction is named "latency")
 
     @property
     def error(self) -> float:
@@ -47,20 +48,32 @@ class EvaluationResult:
         values = {**self.metrics, "params": self.layer_fraction, "layer_params": self.layer_params,
                   "total_params": self.total_params, "total_fraction": self.total_fraction, "flops": self.flops,
                   "num_examples": self.num_examples, "eval_seconds": self.seconds}
-        if self.latency is not None:
-            values["latency"] = self.latency
+        if self.latency_seconds is not None:
+            values["latency_seconds"] = self.latency_seconds
         return values
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-@dataclass
+@dataclass(frozen=True)
 class LatencySettings:
+    """How latency is timed. Latencies are only compared (a fraction of the full model's) when timed with the
+    same resolved settings: the same sequence length and thread count."""
+
     batch_size: int = 1
-    seq_len: int = 128
+    seq_len: int | None = None  # None: the evaluator's sequence length (the run's --max-seq-length)
     warmup: int = 3
     repeats: int = 10
+    threads: int | None = None  # intra-op threads; None: torch's setting when the settings are resolved
+
+    def resolved(self, seq_len: int) -> LatencySettings:
+        return replace(self, seq_len=self.seq_len or seq_len, threads=self.threads or torch.get_num_threads())
+
+
+# A causal LM's logits are tokens x vocabulary floats (49,152 words for SmolLM2: 2,048 tokens are ~400 MB), so
+# its evaluation batches hold at most this many tokens whatever the batch size asked for.
+LM_TOKENS_PER_BATCH = 2048
 
 
 class Evaluator:
@@ -68,7 +81,7 @@ class Evaluator:
         self,
         model: PreTrainedModel,
         adapter: ModelAdapter,
-        search_space: SearchSpace,
+        search_space: SearchSpace | None,  # None: only `evaluate_subnetwork` is used (the baselines)
         task: TaskSpec,
         data: TokenizedSplit,
         *,
@@ -107,17 +120,42 @@ class Evaluator:
                 logits.append(model(**batch).logits.float().cpu().numpy())
         return np.concatenate(logits), np.concatenate(labels)
 
+    def metrics(self, model: PreTrainedModel, data: TokenizedSplit) -> dict[str, float]:
+        """score() of `model` on `data`."""
+        if self.task.causal_lm:
+            return language_model_metrics(model, data, self.batch_size)
+        return score(self.task, *self.predict(model, data))
+
+    def latency_settings(self, latency: LatencySettings) -> LatencySettings:
+        """`latency` with this evaluator's sequence length and the current thread count filled in."""
+        return latency.resolved(self.flops_seq_len)
+
     def evaluate(self, config: Config, *, fidelity: float = 1.0, latency: LatencySettings | None = None) -> EvaluationResult:
+        """Score a config of the search space."""
+        return self.evaluate_subnetwork(self.search_space.to_subnetwork(config), fidelity=fidelity, latency=latency,
+                                        config=config)
+
+    def evaluate_subnetwork(
+        self,
+        subnet: SubNetwork,
+        *,
+        extracted: PreTrainedModel | None = None,
+        fidelity: float = 1.0,
+        latency: LatencySettings | None = None,
+        config: Config | None = None,
+    ) -> EvaluationResult:
+        """Score `subnet` of the evaluator's model; `extracted`: that sub-network already cut out, e.g. from a
+        tuned copy of the weights (the baselines). Sizes and FLOPs are always those of the evaluator's model."""
         start = time.perf_counter()
-        subnet = self.search_space.to_subnetwork(config)
-        small = self.adapter.extract(self.model, subnet).eval()
+        small = (extracted if extracted is not None else self.adapter.extract(self.model, subnet)).eval()
         data = self.subset(fidelity)
-        predictions, labels = self.predict(small, data)
+        metrics = self.metrics(small, data)
         seconds = time.perf_counter() - start
         size = count_parameters(self.model, self.adapter, subnet)
+        timing = self.latency_settings(latency) if latency else None
         return EvaluationResult(
-            config=dict(config),
-            metrics=score(self.task, predictions, labels),
+            config=dict(config or {}),
+            metrics=metrics,
             layer_params=size.layer_params,
             layer_fraction=size.layer_fraction,
             total_params=size.total_params,
@@ -125,5 +163,19 @@ class Evaluator:
             flops=count_flops(self.model, self.adapter, subnet, self.flops_seq_len),
             num_examples=len(data),
             seconds=seconds,
-            latency=measure_latency(small, **asdict(latency)) if latency else None,
+            latency_seconds=measure_latency(small, **asdict(timing)) if timing else None,
         )
+
+
+def language_model_metrics(model: PreTrainedModel, data: TokenizedSplit, batch_size: int = 64) -> dict[str, float]:
+    """Perplexity of a causal LM on blocks of text, its token NLL summed batch by batch (all logits never held)."""
+    device = next(model.parameters()).device
+    total, count = 0.0, 0
+    batch_size = max(1, min(batch_size, LM_TOKENS_PER_BATCH // data.input_ids.shape[1]))
+    with torch.inference_mode():
+        for batch in data.batches(batch_size):
+            batch = {k: v.to(device) for k, v in batch.items()}
+            labels = batch.pop("labels")
+            nll, tokens = next_token_nll(model(**batch, use_cache=False).logits, labels, reduction="sum")
+            total, count = total + nll.item(), count + tokens
+    return language_model_score(total, count)

@@ -8,12 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import PreTrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 from nas_tune import __version__
-from nas_tune.errors import UserError
 from nas_tune.export.model_card import write_model_card
-from nas_tune.io import atomic_folder, atomic_write_json
+from nas_tune.io import atomic_folder, atomic_write_json, prepare_output_dir
 from nas_tune.metrics.parameters import count_parameters
 from nas_tune.models.adapter import ModelAdapter
 from nas_tune.models.subnetwork import SubNetwork
@@ -30,14 +29,12 @@ class ExportResult:
     needs_remote_code: bool  # True: load with trust_remote_code=True (modeling file in the folder)
 
 
-def prepare_output_dir(path: str | Path, *, overwrite: bool) -> Path:
-    """Refuse to clobber a non-empty folder unless asked: nothing already written is lost by accident."""
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise UserError(f"output path {path} exists and is not a folder; choose another --output.")
-    if path.is_dir() and any(path.iterdir()) and not overwrite:
-        raise UserError(f"output folder {path} exists and is not empty; choose another --output or pass --overwrite.")
-    return path
+def set_label_names(config: PreTrainedConfig, label_names: Sequence[str]) -> None:
+    """`label_names[i]` names class i (the task's labels), so the model predicts "entailment", not "LABEL_0";
+    no names (regression) leaves the config as it is."""
+    if label_names:
+        config.id2label = dict(enumerate(label_names))
+        config.label2id = {name: i for i, name in enumerate(label_names)}
 
 
 def export_subnetwork(
@@ -53,13 +50,11 @@ def export_subnetwork(
 ) -> ExportResult:
     """Write `save_pretrained` weights, tokenizer, provenance and a model card; the folder appears complete or not at all.
 
-    `label_names[i]` names class i (the task's labels), so the model predicts "entailment", not "LABEL_0".
+    `label_names`: the task's class names (see `set_label_names`); without them the model keeps its config's labels.
     """
     output_dir = prepare_output_dir(output_dir, overwrite=overwrite)
     small = adapter.extract(model, subnet)
-    if label_names:
-        small.config.id2label = dict(enumerate(label_names))
-        small.config.label2id = {name: i for i, name in enumerate(label_names)}
+    set_label_names(small.config, label_names)
     needs_remote_code = getattr(small.config, "auto_map", None) is not None
     size = count_parameters(model, adapter, subnet)
     record = {

@@ -77,7 +77,8 @@ def _write_onnx(model: PreTrainedModel, input_names: tuple[str, ...], path: Path
         program.save(path)
 
 
-def _session(path: Path, threads: int):
+def onnx_session(path: Path, threads: int):
+    """An ONNX Runtime CPU session on `threads` intra-op threads, quiet."""
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
@@ -132,7 +133,7 @@ class StagedOnnx:
         folder = Path(folder)
         for item in sorted(self.staging.iterdir()):  # model.onnx, plus model.onnx.data for models over 2 GB
             os.replace(item, folder / item.name)
-        latency = measure_onnx_latency(self.model, _session(folder / ONNX_FILE, torch.get_num_threads()), self.input_names, seq_len=seq_len)
+        latency = measure_onnx_latency(self.model, onnx_session(folder / ONNX_FILE, torch.get_num_threads()), self.input_names, seq_len=seq_len)
         result = OnnxExport(folder / ONNX_FILE, self.input_names, self.opset, self.max_abs_difference, latency)
         import onnxruntime
 
@@ -169,7 +170,7 @@ def staged_onnx(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, dest
             first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise UserError(f"this sub-network cannot be written as ONNX ({type(exc).__name__}: {first_line[:200]}); "
                             "export it without --format onnx.") from None
-        difference = _largest_difference(model, _session(path, torch.get_num_threads()), input_names)
+        difference = _largest_difference(model, onnx_session(path, torch.get_num_threads()), input_names)
         if not difference <= TOLERANCE:
             raise UserError(f"ONNX Runtime's logits differ from PyTorch's by {difference:.2g} (more than {TOLERANCE:g}) for this sub-network; "
                             "export it without --format onnx.")

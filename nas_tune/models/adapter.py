@@ -1,7 +1,9 @@
 """What a model family must tell nas-tune: its prunable structure, how to mask it, how to slice it.
 
-Search spaces, training strategies, the evaluator and export only talk to this interface, so a new
-family is one new adapter module (registered in `models/loading.py`) and nothing else.
+Search spaces, training strategies, the evaluator and export only talk to this interface. A new family
+needs an adapter module, its entry in `ADAPTERS` (`models/loading.py`) and, for pruned models its stock
+config cannot describe, a standalone modeling file (`modeling_file`); the baselines that hook into
+modules (importance, rfp) list the families they support in `Baseline.adapters`.
 """
 
 from __future__ import annotations
@@ -67,5 +69,5 @@ class ModelAdapter(ABC):
         """The output bias of the task head (None when it has none): training starts it at the label prior."""
         return None
 
-    def prepare_tokenizer(self, tokenizer: PreTrainedTokenizerBase, model: PreTrainedModel) -> None:
+    def prepare_tokenizer(self, tokenizer: PreTrainedTokenizerBase, model: PreTrainedModel) -> None:  # noqa: B027 (optional hook)
         """Make `tokenizer` usable for batched training and evaluation of `model` (e.g. give it a pad token)."""

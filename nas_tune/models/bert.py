@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from torch import nn
 from transformers import PreTrainedModel
 
-from nas_tune.models.layered import LayeredAdapter
+from nas_tune.models.layered import LayeredAdapter, transformer_layer_flops
 from nas_tune.models.modeling_nas_tune import EmptySelfAttention
 from nas_tune.models.slicing import head_rows
 from nas_tune.models.subnetwork import ModelShape, SubNetwork
@@ -92,11 +92,8 @@ class BertFamilyAdapter(LayeredAdapter):
         return attention + feed_forward
 
     def layer_flops(self, shape: ModelShape, num_heads: int, num_units: int, seq_len: int, num_kv_heads: int | None = None) -> int:
-        hidden, width = shape.hidden_size, num_heads * shape.head_dim
-        projections = 2 * seq_len * hidden * width * 4  # query, key, value, output
-        attention = 2 * 2 * seq_len * seq_len * width  # scores and weighted sum
-        feed_forward = 2 * 2 * seq_len * hidden * num_units
-        return projections + attention + feed_forward
+        width = num_heads * shape.head_dim
+        return transformer_layer_flops(seq_len, shape.hidden_size, width, width, num_units, ffn_matrices=2)
 
     def output_flops(self, model: PreTrainedModel, seq_len: int) -> int:
         """The pooler (one token) and the classifier."""

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import copy
 from abc import abstractmethod
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import partial
-from collections.abc import Callable, Iterator
 
 import torch
 from torch import nn
@@ -23,6 +23,18 @@ from nas_tune.models.subnetwork import ModelShape, SubNetwork
 
 SliceLinear = Callable[[nn.Linear, torch.Tensor | None, torch.Tensor | None], nn.Module]
 Replace = Callable[[nn.Module, str, nn.Module], None]
+
+
+def transformer_layer_flops(seq_len: int, hidden: int, query_width: int, kv_width: int, units: int, ffn_matrices: int) -> int:
+    """FLOPs (2 per multiply-add) of one attention + FFN layer for one sequence, any family.
+
+    `query_width` / `kv_width`: heads x head size of the queries (and output) and of the keys and values;
+    `ffn_matrices`: 2 for up/down FFNs, 3 for gated ones (gate, up, down).
+    """
+    projections = 2 * seq_len * hidden * (2 * query_width + 2 * kv_width)  # q and output, k and v
+    attention = 2 * 2 * seq_len * seq_len * query_width  # scores and weighted sum, per query head
+    feed_forward = 2 * ffn_matrices * seq_len * hidden * units
+    return projections + attention + feed_forward
 
 
 class LayeredAdapter(ModelAdapter):
@@ -51,21 +63,24 @@ class LayeredAdapter(ModelAdapter):
 
     @contextmanager
     def _only_layers(self, model: PreTrainedModel, kept: tuple[int, ...]) -> Iterator[nn.ModuleList]:
-        """Run only the `kept` layers, numbered 0.. so that a KV cache fills its slots in order."""
+        """Run only the `kept` layers, their attentions numbered 0.. so that a KV cache fills its slots in order."""
         all_layers = self.layers(model)
-        attentions = [self._attention(all_layers[i]) for i in kept]
-        numbers = [getattr(a, "layer_idx", None) for a in attentions]
+        attentions = self._cache_users([all_layers[i] for i in kept])
+        numbers = [a.layer_idx for a in attentions]
         self._set_layers(model, nn.ModuleList([all_layers[i] for i in kept]))
         try:
-            for index, attention in enumerate(attentions):
-                if numbers[index] is not None:
-                    attention.layer_idx = index
+            for slot, attention in enumerate(attentions):
+                attention.layer_idx = slot
             yield self.layers(model)
         finally:
             for attention, number in zip(attentions, numbers):
-                if number is not None:
-                    attention.layer_idx = number
+                attention.layer_idx = number
             self._set_layers(model, all_layers)
+
+    def _cache_users(self, layers: list[nn.Module]) -> list[nn.Module]:
+        """The attentions of `layers` that own a KV-cache slot (`layer_idx`); a layer without heads owns none."""
+        attentions = (self._attention(layer) for layer in layers)
+        return [a for a in attentions if getattr(a, "layer_idx", None) is not None]
 
     @contextmanager
     def masked(self, model: PreTrainedModel, subnet: SubNetwork) -> Iterator[PreTrainedModel]:
@@ -116,10 +131,9 @@ class LayeredAdapter(ModelAdapter):
         all_layers = self.layers(model)
         small = copy.deepcopy(model, memo={id(all_layers): nn.ModuleList()})
         self.layers(small).extend(copy.deepcopy(all_layers[i]) for i in subnet.layers)
-        for new_index, (layer, heads, units) in enumerate(zip(self.layers(small), subnet.kept_heads(), subnet.kept_units())):
+        for layer, heads, units in zip(self.layers(small), subnet.kept_heads(), subnet.kept_units()):
             self.slice_layer(layer, heads, units, shape, sliced_copy)
-            attention = self._attention(layer)
-            if hasattr(attention, "layer_idx"):
-                attention.layer_idx = new_index
+        for slot, attention in enumerate(self._cache_users(list(self.layers(small)))):
+            attention.layer_idx = slot
         small.config = self._pruned_config(model, subnet)
         return small

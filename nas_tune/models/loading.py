@@ -2,20 +2,30 @@
 
 from __future__ import annotations
 
-
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
 from nas_tune.errors import UserError
 from nas_tune.models.adapter import ModelAdapter
 from nas_tune.models.bert import BertFamilyAdapter
+from nas_tune.models.gguf import GGUF_MODELS, converted_folder
+from nas_tune.models.gpt2 import GPT2Adapter
+from nas_tune.models.llama import LlamaFamilyAdapter
+from nas_tune.settings import DEFAULT_MODEL
 
-DEFAULT_MODEL = "all-MiniLM-L6-v2"
-ADAPTERS: dict[str, type[ModelAdapter]] = {t: BertFamilyAdapter for t in BertFamilyAdapter.model_types}
+ADAPTERS: dict[str, type[ModelAdapter]] = {t: cls for cls in (BertFamilyAdapter, LlamaFamilyAdapter, GPT2Adapter) for t in cls.model_types}
 
 
 def bundled_model_path() -> Path:
@@ -26,9 +36,12 @@ def bundled_model_path() -> Path:
 
 
 def resolve_model(name: str | None) -> str:
-    """`None`/the default name -> the bundled folder; an existing folder -> itself; else a hub name."""
+    """`None`/the default name -> the bundled folder; a packaged GGUF model (smollm2-135m) -> its cached converted
+    folder; an existing folder -> itself; else a hub name."""
     if name in (None, "", DEFAULT_MODEL, "default", f"sentence-transformers/{DEFAULT_MODEL}"):
         return str(bundled_model_path())
+    if name.lower() in GGUF_MODELS:
+        return str(converted_folder(GGUF_MODELS[name.lower()]))
     path = Path(name).expanduser()
     if path.exists():
         if not (path / "config.json").is_file():
@@ -54,12 +67,15 @@ class LoadedModel:
     head_is_new: bool = False  # the task head was freshly initialised (a base checkpoint), not fine-tuned
 
 
-def load_model(name: str | None, num_labels: int | None = None, *, seed: int = 0, trust_remote_code: bool = False) -> LoadedModel:
+def load_model(name: str | None, num_labels: int | None = None, *, seed: int = 0, trust_remote_code: bool = False,
+               causal_lm: bool | None = None) -> LoadedModel:
     """Load a sequence-classification model for a task with `num_labels` outputs (1 = regression).
 
     A base checkpoint (e.g. the bundled MiniLM, a `BertModel`) gets a fresh classifier, seeded for
     reproducibility; a fine-tuned classifier must already have the task's number of labels.
     `num_labels=None` keeps whatever the checkpoint has (export of a fine-tuned model).
+    `causal_lm=True` loads it with its pre-trained LM head instead (language modelling tasks); None: when
+    `num_labels` is None and the checkpoint is a causal LM (a super-network trained on text).
     """
     source = resolve_model(name)
     offline_hint = "" if Path(source).exists() else " (hub names need internet access; pass a local folder otherwise)"
@@ -70,6 +86,11 @@ def load_model(name: str | None, num_labels: int | None = None, *, seed: int = 0
     adapter = adapter_for(config.model_type)
     if getattr(config, "nas_tune_layer_heads", None) is not None:
         raise UserError(f"'{source}' is an already pruned nas-tune export; prune the original super-network instead.")
+    if causal_lm is None:
+        causal_lm = num_labels is None and MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.get(config.model_type) in (config.architectures or [])
+    if causal_lm:  # its language-modelling head is pre-trained: nothing is freshly initialised
+        model, tokenizer = _load_weights(AutoModelForCausalLM, adapter, source, offline_hint, trust_remote_code)
+        return LoadedModel(model=model, tokenizer=tokenizer, adapter=adapter, source=source)
     is_classifier = any(a.endswith("ForSequenceClassification") for a in (config.architectures or []))
     num_labels = config.num_labels if num_labels is None else num_labels
     if is_classifier and config.num_labels != num_labels:
@@ -78,13 +99,20 @@ def load_model(name: str | None, num_labels: int | None = None, *, seed: int = 0
     if num_labels == 1:
         kwargs["problem_type"] = "regression"
     torch.manual_seed(seed)
+    model, tokenizer = _load_weights(AutoModelForSequenceClassification, adapter, source, offline_hint, trust_remote_code, **kwargs)
+    return LoadedModel(model=model, tokenizer=tokenizer, adapter=adapter, source=source, head_is_new=not is_classifier)
+
+
+def _load_weights(auto_class, adapter: ModelAdapter, source: str, offline_hint: str, trust_remote_code: bool, **kwargs) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     try:
-        model = AutoModelForSequenceClassification.from_pretrained(source, trust_remote_code=trust_remote_code, **kwargs)
+        model = auto_class.from_pretrained(source, trust_remote_code=trust_remote_code, **kwargs)
         tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
     except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
-        raise UserError(f"could not load the model weights in '{source}' ({str(exc).splitlines()[0]}){offline_hint}; the folder may be corrupted.") from None
+        raise UserError(f"could not load the model weights in '{source}' as {auto_class.__name__} ({str(exc).splitlines()[0]}){offline_hint}; "
+                        "the folder may be corrupted.") from None
     model.eval()
-    return LoadedModel(model=model, tokenizer=tokenizer, adapter=adapter, source=source, head_is_new=not is_classifier)
+    adapter.prepare_tokenizer(tokenizer, model)
+    return model, tokenizer
 
 
 
@@ -93,7 +121,8 @@ ARCHITECTURE_KEYS = ("model_type", "vocab_size", "hidden_size", "num_hidden_laye
                      "intermediate_size")
 
 
-def load_finetuned(name: str, num_labels: int, like: str | None, *, option: str, trust_remote_code: bool = False) -> LoadedModel:
+def load_finetuned(name: str, num_labels: int, like: str | None, *, option: str, trust_remote_code: bool = False,
+                   causal_lm: bool = False) -> LoadedModel:
     """A classifier already fine-tuned for the task, with the same architecture as the model `like` names.
 
     For `--init-from` / `--teacher`: a base checkpoint (fresh head), another label count, family or shape
@@ -101,7 +130,7 @@ def load_finetuned(name: str, num_labels: int, like: str | None, *, option: str,
     """
     if not Path(name).expanduser().is_dir():
         raise UserError(f"{option} {name} is not a folder; pass a model folder written by `nas-tune finetune --strategy standard`.")
-    loaded = load_model(name, num_labels, trust_remote_code=trust_remote_code)
+    loaded = load_model(name, num_labels, trust_remote_code=trust_remote_code, causal_lm=causal_lm)
     if loaded.head_is_new:
         raise UserError(f"{option} {name} is not a fine-tuned classifier (it has no task head); fine-tune it first with `nas-tune finetune --strategy standard`.")
     expected = AutoConfig.from_pretrained(resolve_model(like), trust_remote_code=trust_remote_code).to_dict()

@@ -1,6 +1,7 @@
 """Family-independent pieces of masking and slicing: head/neuron masks as hooks, Linear layers cut to indices.
 
 Adapters describe *where* heads and neurons live in their modules; these helpers do the tensor work.
+"Linear" here also means transformers' `Conv1D` (GPT-2), which stores its weight transposed ([in, out]).
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from transformers.pytorch_utils import Conv1D
 
 
 def mask_head_outputs(module, args, *, mask: torch.Tensor, head_dim: int):
@@ -27,9 +29,9 @@ def head_rows(heads: tuple[int, ...], head_dim: int) -> torch.Tensor:
     return torch.tensor([h * head_dim + j for h in heads for j in range(head_dim)], dtype=torch.long)
 
 
-def slice_weights(linear: nn.Linear, rows: torch.Tensor | None, cols: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The weight and bias of `linear` restricted to output `rows` / input `cols` (differentiable)."""
-    weight, bias = linear.weight, linear.bias
+def slice_weights(linear: nn.Linear | Conv1D, rows: torch.Tensor | None, cols: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The weight ([out, in], as nn.Linear stores it) and bias of `linear` restricted to output `rows` / input `cols` (differentiable)."""
+    weight, bias = (linear.weight.t() if isinstance(linear, Conv1D) else linear.weight), linear.bias
     if rows is not None:
         weight = weight.index_select(0, rows)
         bias = bias.index_select(0, rows) if bias is not None else None
@@ -38,13 +40,22 @@ def slice_weights(linear: nn.Linear, rows: torch.Tensor | None, cols: torch.Tens
     return weight, bias
 
 
-def sliced_copy(linear: nn.Linear, rows: torch.Tensor | None, cols: torch.Tensor | None) -> nn.Linear:
-    """Slice a Linear in place into an independent smaller one (for extraction)."""
+def sliced_copy(linear: nn.Linear | Conv1D, rows: torch.Tensor | None, cols: torch.Tensor | None) -> nn.Linear | Conv1D:
+    """Slice a Linear (or Conv1D) in place into an independent smaller one of the same class (for extraction).
+
+    A Conv1D left without inputs becomes an nn.Linear: Conv1D cannot compute on zero input features.
+    """
     with torch.no_grad():
         weight, bias = slice_weights(linear, rows, cols)
-    linear.weight = nn.Parameter(weight.contiguous().clone())
+    if isinstance(linear, Conv1D) and weight.shape[1] == 0:
+        linear = nn.Linear(1, weight.shape[0], bias=bias is not None)  # placeholder: weight, bias and sizes are set below
     if bias is not None:
         linear.bias = nn.Parameter(bias.clone())
+    if isinstance(linear, Conv1D):
+        linear.weight = nn.Parameter(weight.t().contiguous().clone())
+        linear.nf, linear.nx = weight.shape
+        return linear
+    linear.weight = nn.Parameter(weight.contiguous().clone())
     linear.out_features, linear.in_features = weight.shape
     return linear
 
@@ -56,7 +67,7 @@ class SlicedLinear(nn.Module):
     the super-network and receive the gradients of the smaller computation.
     """
 
-    def __init__(self, full: nn.Linear, rows: torch.Tensor | None, cols: torch.Tensor | None):
+    def __init__(self, full: nn.Linear | Conv1D, rows: torch.Tensor | None, cols: torch.Tensor | None):
         super().__init__()
         self._full = (full,)
         self.rows, self.cols = rows, cols

@@ -42,11 +42,11 @@ class SubNetwork:
     units: tuple[tuple[int, ...], ...]  # per super-network layer: kept FFN neuron indices, ascending
 
     @classmethod
-    def full(cls, shape: ModelShape) -> "SubNetwork":
+    def full(cls, shape: ModelShape) -> SubNetwork:
         return cls.first_k(shape, shape.num_layers, [shape.num_heads] * shape.num_layers, [shape.ffn_size] * shape.num_layers)
 
     @classmethod
-    def first_k(cls, shape: ModelShape, num_layers: int, heads: list[int], units: list[int]) -> "SubNetwork":
+    def first_k(cls, shape: ModelShape, num_layers: int, heads: list[int], units: list[int]) -> SubNetwork:
         """The reference code's convention: keep the first n layers, the first h heads and first u units."""
         return cls.from_layers(
             tuple(range(num_layers)),
@@ -55,7 +55,7 @@ class SubNetwork:
         )
 
     @classmethod
-    def from_layers(cls, layers, heads, units) -> "SubNetwork":
+    def from_layers(cls, layers, heads, units) -> SubNetwork:
         return cls(
             layers=tuple(sorted(int(i) for i in layers)),
             heads=tuple(tuple(sorted(int(h) for h in layer)) for layer in heads),
@@ -109,7 +109,7 @@ class SubNetwork:
         return {"layers": list(self.layers), "heads": [list(h) for h in self.heads], "units": [list(u) for u in self.units]}
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "SubNetwork":
+    def from_json(cls, data: dict[str, Any]) -> SubNetwork:
         return cls.from_layers(data["layers"], data["heads"], data["units"])
 
     def validate(self, shape: ModelShape) -> None:

@@ -43,18 +43,22 @@ def _annotate(axes: Axes, rows: pd.DataFrame, x: str, y: str, label_column: str 
         axes.annotate(str(label), (row[x], row[y]), xytext=(4, 4), textcoords="offset points", fontsize=8)
 
 
-def plot_pareto(
+def plot_pareto(frame: pd.DataFrame, x: str, y: str, path: str | Path, **options) -> Path:
+    """`pareto_figure` (same keyword options) saved as a PNG at `path`."""
+    return save_figure(pareto_figure(frame, x, y, **options), path)
+
+
+def pareto_figure(
     frame: pd.DataFrame,
     x: str,
     y: str,
-    path: str | Path,
     *,
     label_column: str | None = None,
     title: str = "",
     highlight: pd.DataFrame | None = None,
     xlabel: str | None = None,
     ylabel: str | None = None,
-) -> Path:
+) -> Figure:
     """All trials as light points and the front (both axes minimised) as a step line; axes are labelled
     `xlabel`/`ylabel` (in words, e.g. "fraction of layer parameters kept"), or the column names.
 
@@ -82,17 +86,21 @@ def plot_pareto(
     axes.set_xlabel(xlabel or x)
     axes.set_ylabel(ylabel or y)
     axes.legend(loc="best")
-    return save_figure(figure, path)
+    return figure
 
 
-def plot_hypervolume(
+def plot_hypervolume(traces: dict[str, np.ndarray], path: str | Path, **options) -> Path:
+    """`hypervolume_figure` (same keyword options) saved as a PNG at `path`."""
+    return save_figure(hypervolume_figure(traces, **options), path)
+
+
+def hypervolume_figure(
     traces: dict[str, np.ndarray],
-    path: str | Path,
     *,
     xlabel: str = "evaluations",
     x_values: dict[str, np.ndarray] | None = None,
     title: str = "",
-) -> Path:
+) -> Figure:
     """One best-so-far hypervolume curve per named trace, against 1..N or the given x values
     (e.g. wall-clock seconds); when x_values is given it must cover every trace."""
     figure, axes = _new_axes(title)
@@ -111,4 +119,4 @@ def plot_hypervolume(
     axes.set_ylabel("hypervolume")
     if traces:
         axes.legend(loc="lower right")
-    return save_figure(figure, path)
+    return figure

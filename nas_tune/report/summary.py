@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from nas_tune.data import GLUE_TASKS
+from nas_tune.data.tasks import LANGUAGE_MODELLING_METRIC
 from nas_tune.errors import UserError
 from nas_tune.io import atomic_write_text
 from nas_tune.pareto import hypervolume, hypervolume_trace, normalise_objectives, pareto_front
@@ -24,7 +25,7 @@ from nas_tune.search.store import ResultsStore
 
 TABLE_COLUMNS = ["trial_id", "params", "total_fraction", "layer_params", "error", "latency", "test_error"]
 METRIC_WORDS = {"accuracy": "accuracy", "f1": "F1", "matthews_correlation": "Matthews correlation",
-                "spearman": "Spearman correlation", "pearson": "Pearson correlation"}
+                "spearman": "Spearman correlation", "pearson": "Pearson correlation", "perplexity": "1/perplexity"}
 
 
 @dataclass
@@ -96,9 +97,12 @@ def with_test_metrics(trials: pd.DataFrame, search_dir: Path) -> pd.DataFrame:
 
 
 def primary_metric(task_name: str, columns) -> str:
-    """The metric a run's error is 1 minus: the GLUE task's, or for custom data the one its rows hold."""
+    """The metric a run's error is 1 minus: the GLUE task's, or for custom data the one its rows hold
+    (language modelling: perplexity, the error being 1 - 1/perplexity)."""
     if task_name in GLUE_TASKS:
         return GLUE_TASKS[task_name].metric
+    if LANGUAGE_MODELLING_METRIC in columns:
+        return LANGUAGE_MODELLING_METRIC
     return "spearman" if "spearman" in columns else "accuracy"
 
 

@@ -2,9 +2,9 @@
 
 The search driver may ask for several configs before any result arrives and report results in
 any order, so the adapter here does the Trial bookkeeping that Syne Tune's `Tuner` would
-otherwise do. A result for a config this searcher never suggested is replayed history (a
-resumed search): the searcher learns from it like from its own trials, and an initial config
-found there is not suggested again.
+otherwise do. A result for a config this searcher never suggested is history (a resumed search
+whose replay fell out of step): the searcher learns from it like from its own trials, and an
+initial config found there is not suggested again.
 """
 
 from __future__ import annotations

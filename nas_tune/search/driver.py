@@ -1,49 +1,39 @@
 """The search driver: asks the searcher for configs, hands them to free workers, stores every result.
 
 Asynchronous: a free worker takes the next suggestion and the searcher learns from each result as it
-arrives. Every finished trial is appended to the results store at once; `running.json` lists the
-trials in flight, so a killed search resumes without losing or repeating a completed trial.
+arrives. Every trial handed to a worker is journalled (`started.jsonl`), so a killed search reruns the
+trials that were in flight. The trials finished since the driver last looked are stored with one
+group commit (one write, one fsync) and only then *reported*: told to the searcher and counted in
+the progress bar. So a SIGKILL at any moment loses no reported trial, and a resumed run neither
+loses nor repeats a stored one. Nothing is rewritten per trial: both journals only grow.
+
+A resumed search replays its trials into a searcher started with the run's seed, in trial-id order:
+the searcher suggests each stored config again and learns its stored result, so it ends in the state
+the killed run had and continues with the same suggestions an uninterrupted run would make (exactly
+so with one worker; with several, results arrive in a timing-dependent order anyway). Once a
+suggestion differs from the stored trial (another version, another completion order) the rest is
+told as history, which the searcher learns from without having suggested it.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pandas as pd
 from tqdm.auto import tqdm
 
 from nas_tune.errors import UserError
-from nas_tune.io import atomic_write_json, read_json
+from nas_tune.output_folder import check_output_folder
 from nas_tune.pareto import hypervolume, normalise_objectives, pareto_mask
 from nas_tune.search.executors import Executor, TrialOutcome, TrialRequest
 from nas_tune.search.searchers import Searcher
-from nas_tune.search.store import ResultsStore, TrialRecord
-from nas_tune.search_space import Config
+from nas_tune.search.store import ResultsStore, StartedTrial, TrialRecord
+from nas_tune.search_space import Config, config_key
+from nas_tune.settings import SearchSettings
 
-RUNNING_FILE = "running.json"
-
-
-@dataclass
-class SearchSettings:
-    searcher: str = "local_search"
-    num_trials: int = 50
-    time_budget: float | None = None  # seconds; stop submitting once exceeded
-    objectives: list[str] = field(default_factory=lambda: ["error", "params"])
-    seed: int = 0
-    max_params: float | None = None  # only sub-networks below this fraction of the layer parameters
-    workers: int = 1
-
-    def __post_init__(self):
-        if self.num_trials <= 0:
-            raise UserError(f"--num-trials must be positive, got {self.num_trials}.")
-        if self.time_budget is not None and self.time_budget <= 0:
-            raise UserError(f"--time-budget must be positive seconds, got {self.time_budget}.")
-        if self.workers <= 0:
-            raise UserError(f"--workers must be positive, got {self.workers}.")
-        if self.max_params is not None and not 0 < self.max_params <= 1:
-            raise UserError(f"--max-params is a fraction of the layer parameters in (0, 1], got {self.max_params}.")
+PROGRESS_INTERVAL_S = 1.0  # the front statistics in the progress bar are recomputed at most this often
 
 
 def _front_stats(records: list[TrialRecord], objectives: list[str]) -> tuple[int, float]:
@@ -82,19 +72,35 @@ class SearchDriver:
         self.fidelity_key = fidelity_key
         self.size_of = size_of  # cheap size of a config, to skip configs over --max-params before evaluation
         self.show_progress = show_progress
-        self._in_flight: dict[int, TrialRequest] = {}
 
-    def _replay_history(self) -> tuple[list[TrialRecord], int]:
-        """Feed stored results to the searcher; return them and the next free trial id."""
-        records = list(self.store.latest_by_trial().values())
-        for record in records:
+    def _replay_history(self) -> tuple[list[TrialRecord], list[TrialRequest], int]:
+        """Bring the searcher to the killed run's state; return the stored results, the trials that were
+        running (to run again, under their ids) and the next free trial id."""
+        records = self.store.latest_by_trial()
+        started = {t.trial_id: t for t in self.store.started()}
+        # a kill after a commit leaves a trial both started and stored: it is not run again
+        resumed = [TrialRequest(i, t.config, t.fidelity) for i, t in sorted(started.items()) if i not in records]
+        running = {r.trial_id: r for r in resumed}
+        in_step = True
+        for trial_id in sorted({*records, *running}):
+            record = records.get(trial_id) or running[trial_id]
             config = self._searcher_config(record.config, record.fidelity)
-            if record.status == "completed":
-                self.searcher.on_trial_complete(config, self._result(record.metrics, record.fidelity))
-            else:
-                self.searcher.on_trial_failed(config)
-        ids = [r.trial_id for r in records] + [int(k) for k in self._read_running()]
-        return records, max(ids, default=-1) + 1
+            in_step = in_step and self._suggests(config)  # a running trial then stays pending, as the searcher's own
+            if trial_id in records:
+                self._tell(records[trial_id])
+        return list(records.values()), resumed, max({*records, *started}, default=-1) + 1
+
+    def _suggests(self, config: Config) -> bool:
+        """Whether the searcher's next suggestion is `config` (a replayed trial it suggested the first time)."""
+        suggestion = self.searcher.suggest()
+        return suggestion is not None and config_key(suggestion) == config_key(config)
+
+    def _tell(self, record: TrialRecord) -> None:
+        config = self._searcher_config(record.config, record.fidelity)
+        if record.status == "completed":
+            self.searcher.on_trial_complete(config, self._result(record.metrics, record.fidelity))
+        else:
+            self.searcher.on_trial_failed(config)
 
     def _searcher_config(self, config: Config, fidelity: float) -> Config:
         return {**config, self.fidelity_key: fidelity} if self._multi_fidelity else config
@@ -105,18 +111,6 @@ class SearchDriver:
     @property
     def _multi_fidelity(self) -> bool:
         return self.searcher.multi_fidelity
-
-    def _read_running(self) -> dict[str, Any]:
-        path = self.store.run_dir / RUNNING_FILE
-        return read_json(path) if path.is_file() else {}
-
-    def _write_running(self) -> None:
-        atomic_write_json(self.store.run_dir / RUNNING_FILE,
-                          {str(i): {"config": r.config, "fidelity": r.fidelity} for i, r in self._in_flight.items()})
-
-    def _submit(self, request: TrialRequest) -> None:
-        self._in_flight[request.trial_id] = request
-        self.executor.submit(request)
 
     def _next_request(self, trial_id: int) -> TrialRequest | TrialRecord | None:
         """The next config to run, or a record of a config skipped for exceeding --max-params."""
@@ -134,21 +128,21 @@ class SearchDriver:
 
     def run(self) -> pd.DataFrame:
         settings = self.settings
-        records, next_id = self._replay_history()
+        records, resumed, next_id = self._replay_history()
         evaluated = sum(r.status == "completed" or r.worker != "driver" for r in records)
-        stored = {r.trial_id for r in records}  # a kill between append and running.json's update leaves both
-        resumed = [TrialRequest(int(i), r["config"], r["fidelity"]) for i, r in self._read_running().items() if int(i) not in stored]
         start = time.time()
         skipped, exhausted = 0, False
         bar = tqdm(total=settings.num_trials, initial=min(evaluated, settings.num_trials), desc=f"search ({settings.searcher})",
                    unit="trial", disable=not self.show_progress)
+        last_postfix = float("-inf")
         try:
             while True:
                 out_of_time = settings.time_budget is not None and time.time() - start > settings.time_budget
+                started: list[StartedTrial] = []
                 while (self.executor.running < self.executor.num_workers and not out_of_time and not exhausted
                        and evaluated + self.executor.running < settings.num_trials):
                     if resumed:
-                        self._submit(resumed.pop(0))  # trials that were running when the search was killed
+                        self.executor.submit(resumed.pop(0))  # trials that were running when the search was killed
                         continue
                     request = self._next_request(next_id)
                     if request is None:
@@ -156,54 +150,54 @@ class SearchDriver:
                         break
                     next_id += 1
                     if isinstance(request, TrialRecord):
-                        self._finish(request, records)
+                        self._commit([request], records)
                         skipped += 1
                         exhausted = skipped > 20 * settings.num_trials
                     else:
-                        self._submit(request)
-                # One write per round, before waiting: a trial finished since the last write is already in the
-                # store, which resume trusts over running.json (completed trials are never re-run).
-                self._write_running()
+                        self.executor.submit(request)
+                        started.append(StartedTrial(request.trial_id, request.config, request.fidelity))
+                self.store.mark_started(started)  # one append per round, before waiting
                 if self.executor.running == 0:
                     break
-                for outcome in self.executor.wait():
-                    self._in_flight.pop(outcome.request.trial_id, None)
-                    self._finish(outcome_record(outcome), records)
-                    evaluated += 1
-                    bar.update(1)
-                if self.show_progress:  # front statistics only feed the progress bar
-                    size, volume = _front_stats(records, settings.objectives)
-                    bar.set_postfix(pareto=size, hv=f"{volume:.4f}", failed=sum(r.status == "failed" for r in records))
+                outcomes = self.executor.wait()
+                self._commit([outcome_record(o) for o in outcomes], records)
+                evaluated += len(outcomes)
+                bar.update(len(outcomes))
+                if time.monotonic() - last_postfix >= PROGRESS_INTERVAL_S:
+                    last_postfix = time.monotonic()
+                    self._show_front(bar, records)
+            self._show_front(bar, records)
         finally:
             bar.close()
         self.store.write_csv()
         return self.store.to_frame()
 
-    def _finish(self, record: TrialRecord, records: list[TrialRecord]) -> None:
-        self.store.append(record)
-        records.append(record)
-        config = self._searcher_config(record.config, record.fidelity)
-        if record.status == "completed":
-            self.searcher.on_trial_complete(config, self._result(record.metrics, record.fidelity))
-        else:
-            self.searcher.on_trial_failed(config)
+    def _show_front(self, bar: tqdm, records: list[TrialRecord]) -> None:
+        """Front statistics only feed the progress bar: O(trials) each, so they are not recomputed per trial."""
+        if self.show_progress:
+            size, volume = _front_stats(records, self.settings.objectives)
+            bar.set_postfix(pareto=size, hv=f"{volume:.4f}", failed=sum(r.status == "failed" for r in records))
+
+    def _commit(self, new: list[TrialRecord], records: list[TrialRecord]) -> None:
+        """Store `new` with one fsync, then report them: nothing is reported before it is durable."""
+        self.store.append_many(new)
+        records.extend(new)
+        for record in new:
+            self._tell(record)
 
 
 def check_resumable(store: ResultsStore, metadata: dict[str, Any], *, resume: bool, overwrite: bool) -> None:
     """Refuse to mix two different searches in one folder; never delete results without --overwrite."""
     stored = store.read_metadata()
-    has_results = store.trials_path.exists()
+    holds_run = stored is not None if resume else stored is not None or store.trials_path.exists()
+    check_output_folder(store.run_dir, holds_run=holds_run, what="a search", resume=resume, overwrite=overwrite)
     if resume:
-        if stored is None:
-            raise UserError(f"--resume: {store.run_dir} holds no search to resume; drop --resume.")
         keys = ("checkpoint", "search_space", "searcher", "objectives", "seed", "max_params")
         mismatch = [k for k in keys if stored.get(k) != metadata.get(k)]
         if mismatch:
             k = mismatch[0]
             raise UserError(f"--resume: {store.run_dir} is a different search ({k} was {stored.get(k)!r}, now {metadata.get(k)!r}); use a new --output.")
         return
-    if stored is not None or has_results:
-        if not overwrite:
-            raise UserError(f"{store.run_dir} already holds a search; pass --resume to continue it, --overwrite to replace it, or another --output.")
-        for name in (store.trials_path.name, "trials.csv", RUNNING_FILE, "metadata.json"):
+    if holds_run:  # and --overwrite
+        for name in (store.trials_path.name, "trials.csv", store.started_path.name, "metadata.json"):
             (store.run_dir / name).unlink(missing_ok=True)

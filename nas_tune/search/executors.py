@@ -12,9 +12,10 @@ import threading
 import time
 import traceback
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -74,6 +75,11 @@ class Executor(ABC):
         self.close()
 
 
+def threads_per_worker(num_workers: int) -> int:
+    """Torch intra-op threads each of `num_workers` worker threads gets: the cores split, never oversubscribed."""
+    return max(1, (os.cpu_count() or 1) // num_workers)
+
+
 class LocalExecutor(Executor):
     """N worker threads sharing one in-memory super-network (torch releases the GIL in its kernels).
 
@@ -85,7 +91,7 @@ class LocalExecutor(Executor):
         self.function = function
         self.num_workers = num_workers
         self._threads_before = torch.get_num_threads()
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // num_workers))
+        torch.set_num_threads(threads_per_worker(num_workers))
         self._pool = ThreadPoolExecutor(max_workers=num_workers, thread_name_prefix="nas-tune-worker")
         self._done: queue.Queue[TrialOutcome] = queue.Queue()
         self._running = 0

@@ -8,7 +8,8 @@ current Pareto set.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from syne_tune.config_space import Categorical, Domain, Integer
@@ -46,10 +47,9 @@ class LocalSearch(BaseSearcher):
     Until a result arrives, neighbours of the first suggested config are proposed. A neighbour
     changes `num_changes` randomly chosen hyper-parameters: a choice to another value, an integer
     by at most `step_fraction` of its range. The default 1.0 redraws the integer anywhere, as the
-    paper's reference code does: on a synthetic error/params trade-off over the `small` space
-    (5 seeds, 100 evaluations from the largest and smallest network) it reached hypervolume 0.883
-    against random search's 0.876, while steps of 5% of the range reached only 0.568. Up to
-    `max_tries` neighbours are drawn to find one not suggested before.
+    paper's reference code does (`benchmarks/compare_searchers.py` and `benchmarks/exhaustive_front.py`
+    compare it with the other searchers at that setting). Up to `max_tries` neighbours are drawn to
+    find one not suggested before.
     """
 
     def __init__(

@@ -6,7 +6,8 @@ runs under the same `SingleFidelityScheduler` as the Syne Tune searchers.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution

@@ -7,25 +7,15 @@ from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
-from nas_tune.data import DataConfig
 from nas_tune.errors import UserError
 from nas_tune.evaluate import LatencySettings
-from nas_tune.evaluate.setup import EvaluationSetup, build_evaluator
+from nas_tune.evaluate.setup import EvaluationSetup, checkpoint_evaluator, read_checkpoint
 from nas_tune.metrics import count_parameters
 from nas_tune.search.driver import SearchDriver, SearchSettings, check_resumable
 from nas_tune.search.executors import Executor, LocalExecutor
 from nas_tune.search.objectives import TrialFunction
 from nas_tune.search.searchers import start_searcher
 from nas_tune.search.store import ResultsStore
-from nas_tune.supernet import read_supernet_meta
-
-
-def checkpoint_data_config(meta: dict, data_dir: str | None) -> DataConfig:
-    """The data the super-network was trained with: the same seeded validation split is searched."""
-    data = dict(meta["options"]["data"])
-    data["text_columns"] = tuple(data.get("text_columns") or ())
-    return DataConfig(**data, data_dir=data_dir)
-
 
 ExecutorFactory = Callable[[EvaluationSetup, SearchSettings, "LatencySettings | None"], Executor]
 
@@ -51,8 +41,8 @@ def search_checkpoint(
     executor_factory: ExecutorFactory = local_executor,
 ) -> tuple[ResultsStore, EvaluationSetup]:
     """Search a super-network checkpoint; `executor_factory` decides where trials run (threads, Ray actors)."""
-    meta = read_supernet_meta(checkpoint)
-    trained_space = meta["search_space"]
+    trained = read_checkpoint(checkpoint)
+    meta, trained_space = trained.meta, trained.search_space
     space_name = search_space or trained_space
     if space_name != trained_space:
         if not force:
@@ -65,14 +55,11 @@ def search_checkpoint(
         "max_params": settings.max_params, "settings": asdict(settings), "strategy": meta.get("strategy"),
     }
     check_resumable(store, metadata, resume=resume, overwrite=overwrite)
-    setup = build_evaluator(
-        str(checkpoint), checkpoint_data_config(meta, data_dir), space_name, split="validation",
-        max_seq_length=meta["options"].get("max_seq_length", 128), batch_size=batch_size, seed=settings.seed,
-    )
+    setup = checkpoint_evaluator(trained, data_dir=data_dir, search_space=space_name, batch_size=batch_size, seed=settings.seed)
     store.run_dir.mkdir(parents=True, exist_ok=True)
     store.write_metadata(metadata)
     space = setup.evaluator.search_space
-    searcher = start_searcher(settings.searcher, space, settings.objectives, seed=settings.seed, history=store.records())
+    searcher = start_searcher(settings.searcher, space, settings.objectives, seed=settings.seed)
     model, adapter = setup.loaded.model, setup.loaded.adapter
 
     def size_of(config):

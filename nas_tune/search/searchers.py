@@ -22,8 +22,8 @@ from nas_tune.search.local_search import LocalSearch
 from nas_tune.search.moasha import Fidelity, MOASHASearcher
 from nas_tune.search.nsga2 import NSGA2
 from nas_tune.search.seeded import SeededEHVI, SeededMOREA, SeededRandomSearcher
-from nas_tune.search.store import TrialRecord
-from nas_tune.search_space import Config, SearchSpace, config_key
+from nas_tune.search_space import Config, SearchSpace
+from nas_tune.settings import SEARCHER_NAMES
 
 __all__ = ["SEARCHERS", "Searcher", "make_searcher", "start_searcher"]
 
@@ -112,6 +112,7 @@ class LocalSearcher(SingleFidelitySearcher):
 SEARCHERS: dict[str, type[Searcher]] = {
     cls.name: cls for cls in (RandomSearcher, MOREASearcher, EHVISearcher, NSGA2Searcher, LocalSearcher, MOASHASearcher)
 }
+assert tuple(SEARCHERS) == SEARCHER_NAMES, "nas_tune.settings.SEARCHER_NAMES lists every searcher, for the fast command line"
 
 
 def searcher_class(name: str) -> type[Searcher]:
@@ -150,8 +151,8 @@ def make_searcher(
 
     All objectives are minimised. `options` are the class's own keyword arguments (e.g.
     `population_size` for morea and nsga2, `num_changes` for local_search, `reduction_factor` for
-    moasha); the fidelity range only matters to a multi-fidelity searcher. To resume a search,
-    replay its results into a searcher with a new seed (`start_searcher` does).
+    moasha); the fidelity range only matters to a multi-fidelity searcher. To resume a search, build
+    the same searcher and let the driver replay the stored trials through it.
     """
     cls = searcher_class(name)
     if not objectives:
@@ -168,14 +169,10 @@ def make_searcher(
     return cls(config_space, list(objectives), **fixed, **options)
 
 
-def start_searcher(name: str, space: SearchSpace, objectives: list[str], *, seed: int,
-                   history: Sequence[TrialRecord]) -> Searcher:
-    """The searcher of a new or resumed run, before the driver replays `history` into it.
+def start_searcher(name: str, space: SearchSpace, objectives: list[str], *, seed: int) -> Searcher:
+    """The searcher of a new or resumed run, starting from the largest and the smallest sub-network.
 
-    It starts from the largest and the smallest sub-network unless they are evaluated already. A
-    resumed searcher gets a fresh seed (`seed` + stored results), or its random draws would repeat
-    the first run's configs.
+    A resumed run gets the same searcher: the driver replays the stored trials through it, so its
+    random draws go on where the killed run's stopped instead of repeating them.
     """
-    done = {config_key(r.config) for r in history if r.status == "completed"}
-    initial = [c for c in (space.largest(), space.smallest()) if config_key(c) not in done]
-    return make_searcher(name, space.config_space(), objectives, seed=seed + len(history), initial_configs=initial)
+    return make_searcher(name, space.config_space(), objectives, seed=seed, initial_configs=[space.largest(), space.smallest()])

@@ -2,12 +2,21 @@
 
 Layout of RUN_DIR:
   metadata.json  run settings, rewritten atomically
-  trials.jsonl   one JSON object per finished trial, appended and fsynced one line at a time
+  trials.jsonl   one JSON object per finished trial; appended, never rewritten
+  started.jsonl  one JSON object per trial handed to a worker (id, config, fidelity); appended
   trials.csv     flattened export, rewritten atomically on demand
 
-Appends are the only way trials.jsonl grows, so a crash (even SIGKILL) can at worst leave a
-truncated last line. Readers skip such a tail and the next append cuts it off before writing,
-so the file never holds garbage between valid lines; garbage anywhere else is real corruption.
+Group commit: `append_many` writes any number of records with one write and one fsync, so a
+driver that collects every trial finished since its last commit pays one fsync per group, not per
+trial. A record is durable when `append_many` returns; the driver *reports* a trial (tells the
+searcher, counts it in the progress bar) only after that, so a SIGKILL (or a power loss) at any
+moment loses no reported trial. The started journal is written without fsync: after a SIGKILL the
+kernel still has it; an OS crash can lose its tail, and then in-flight trials are asked anew
+instead of rerun, which loses nothing reported either.
+
+Appends are the only way the journals grow, so a crash can at worst leave a truncated last line.
+Readers skip such a tail and the next append cuts it off before writing, so a file never holds
+garbage between valid lines; garbage anywhere else is real corruption.
 """
 
 from __future__ import annotations
@@ -15,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -70,19 +80,33 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
-def _encode(record: TrialRecord) -> bytes:
-    return (json.dumps(asdict(record), default=_json_default) + "\n").encode("utf-8")
+def _encode(entry: Any) -> bytes:
+    """One JSON line for a dataclass entry (a trial record or a started trial)."""
+    return (json.dumps(asdict(entry), default=_json_default) + "\n").encode("utf-8")
 
 
-def _decode(line: bytes) -> TrialRecord:
-    """Parse one line; ValueError for anything that is not a complete, valid record."""
-    data = json.loads(line.decode("utf-8"))
-    if not isinstance(data, dict):
-        raise ValueError("not a JSON object")
-    try:
-        return TrialRecord(**data)
-    except TypeError as exc:
-        raise ValueError(str(exc)) from exc
+def _decoder(entry_type: type) -> Callable[[bytes], Any]:
+    """Parse one line into `entry_type`; ValueError for anything that is not a complete, valid entry."""
+
+    def decode(line: bytes) -> Any:
+        data = json.loads(line.decode("utf-8"))
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+        try:
+            return entry_type(**data)
+        except TypeError as exc:
+            raise ValueError(str(exc)) from exc
+
+    return decode
+
+
+@dataclass(frozen=True)
+class StartedTrial:
+    """A trial handed to a worker: what a resumed run reruns if no record of it was stored."""
+
+    trial_id: int
+    config: dict[str, Any]
+    fidelity: float = 1.0
 
 
 def _last_line_start(handle: BinaryIO, end: int) -> int:
@@ -98,22 +122,61 @@ def _last_line_start(handle: BinaryIO, end: int) -> int:
     return 0
 
 
-def _repair_tail(handle: BinaryIO) -> None:
-    """Make the file end with a complete, valid line, the same way records() reads it: a valid
-    unterminated last line gets its newline, anything else after the last good line is cut."""
-    end = handle.seek(0, os.SEEK_END)
-    if end == 0:
-        return
-    start = _last_line_start(handle, end)
-    handle.seek(start)
-    tail = handle.read()
-    try:
-        _decode(tail.removesuffix(b"\n"))
-    except ValueError:
-        handle.truncate(start)
-        return
-    if not tail.endswith(b"\n"):
-        handle.write(b"\n")
+class JsonLines:
+    """An append-only file of JSON lines that a crash can only ever leave with a torn last line."""
+
+    def __init__(self, path: Path, decode: Callable[[bytes], Any]):
+        self.path, self._decode = path, decode
+
+    def _repair_tail(self, handle: BinaryIO) -> None:
+        """Make the file end with a complete, valid line, the same way read() sees it: a valid
+        unterminated last line gets its newline, anything else after the last good line is cut."""
+        end = handle.seek(0, os.SEEK_END)
+        if end == 0:
+            return
+        start = _last_line_start(handle, end)
+        handle.seek(start)
+        tail = handle.read()
+        try:
+            self._decode(tail.removesuffix(b"\n"))
+        except ValueError:
+            handle.truncate(start)
+            return
+        if not tail.endswith(b"\n"):
+            handle.write(b"\n")
+
+    def append(self, lines: list[bytes], *, durable: bool) -> None:
+        """One write of all `lines`; with `durable`, fsynced before return (one fsync for the whole group)."""
+        if not lines:
+            return
+        with _lock_for(self.path):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path, "a+b") as handle:
+                self._repair_tail(handle)
+                handle.write(b"".join(lines))
+                handle.flush()
+                if durable:
+                    os.fsync(handle.fileno())
+
+    def read(self) -> list[Any]:
+        """Every entry in file order; a broken last line (crash mid-append) is skipped."""
+        if not self.path.exists():
+            return []
+        lines = self.path.read_bytes().split(b"\n")
+        if lines[-1] == b"":
+            lines.pop()
+        entries = []
+        for number, line in enumerate(lines, start=1):
+            try:
+                entries.append(self._decode(line))
+            except ValueError as exc:
+                if number == len(lines):
+                    break
+                raise UserError(
+                    f"{self.path} line {number} is not a valid entry ({exc}); "
+                    "the file is corrupted, so restore it from a backup or start a new run folder."
+                ) from exc
+        return entries
 
 
 class ResultsStore:
@@ -123,7 +186,8 @@ class ResultsStore:
 
     def __init__(self, run_dir: str | Path):
         self._run_dir = Path(run_dir)
-        self._trials_path = self._run_dir / "trials.jsonl"
+        self._trials = JsonLines(self._run_dir / "trials.jsonl", _decoder(TrialRecord))
+        self._started = JsonLines(self._run_dir / "started.jsonl", _decoder(StartedTrial))
         self._metadata_path = self._run_dir / "metadata.json"
 
     @property
@@ -132,7 +196,11 @@ class ResultsStore:
 
     @property
     def trials_path(self) -> Path:
-        return self._trials_path
+        return self._trials.path
+
+    @property
+    def started_path(self) -> Path:
+        return self._started.path
 
     def write_metadata(self, metadata: dict[str, Any]) -> None:
         atomic_write_json(self._metadata_path, metadata)
@@ -151,35 +219,23 @@ class ResultsStore:
         return metadata
 
     def append(self, record: TrialRecord) -> None:
-        """Durably add one record: a single write of one line, flushed and fsynced before return."""
-        line = _encode(record)
-        with _lock_for(self._trials_path):
-            self._run_dir.mkdir(parents=True, exist_ok=True)
-            with open(self._trials_path, "a+b") as handle:
-                _repair_tail(handle)
-                handle.write(line)
-                handle.flush()
-                os.fsync(handle.fileno())
+        """Durably add one record (a group of one)."""
+        self.append_many([record])
+
+    def append_many(self, records: list[TrialRecord]) -> None:
+        """Durably add `records` with one write and one fsync: a group commit."""
+        self._trials.append([_encode(record) for record in records], durable=True)
 
     def records(self) -> list[TrialRecord]:
         """Every record in file order; a broken last line (crash mid-append) is skipped."""
-        if not self._trials_path.exists():
-            return []
-        lines = self._trials_path.read_bytes().split(b"\n")
-        if lines[-1] == b"":
-            lines.pop()
-        records = []
-        for number, line in enumerate(lines, start=1):
-            try:
-                records.append(_decode(line))
-            except ValueError as exc:
-                if number == len(lines):
-                    break
-                raise UserError(
-                    f"{self._trials_path} line {number} is not a valid trial record ({exc}); "
-                    "the file is corrupted, so restore it from a backup or start a new run folder."
-                ) from exc
-        return records
+        return self._trials.read()
+
+    def mark_started(self, trials: list[StartedTrial]) -> None:
+        """Journal trials handed to workers, one write for all; no fsync (see the module docstring)."""
+        self._started.append([_encode(trial) for trial in trials], durable=False)
+
+    def started(self) -> list[StartedTrial]:
+        return self._started.read()
 
     def completed_ids(self) -> set[int]:
         return {record.trial_id for record in self.records() if record.status == "completed"}

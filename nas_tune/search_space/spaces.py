@@ -2,6 +2,10 @@
 
 Parameter names follow the paper's reference code, so configs and results compare with it.
 "Keep k" always means the first k heads / neurons / layers (the reference convention).
+
+Under grouped-query attention (a model with fewer key/value heads than query heads) a head count is two
+parameters, so that every config is a valid GQA sub-network: `num_kv_groups` (key/value heads kept, the
+first ones) and `num_heads_per_group` (query heads kept in each kept group, the first ones of the group).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from syne_tune.config_space import Categorical, Domain, Integer, choice, randint
 
 from nas_tune.errors import UserError
 from nas_tune.models.subnetwork import ModelShape, SubNetwork
+from nas_tune.settings import SEARCH_SPACE_NAMES
 
 Config = dict[str, Any]
 
@@ -85,6 +90,24 @@ class SearchSpace(ABC):
         """A uniformly random config drawn from `rng`'s bit stream (super-network training draws with this)."""
         return sample_config(self._domains, np.random.RandomState(rng.bit_generator))
 
+    @property
+    def _grouped(self) -> bool:
+        return self.shape.group_size > 1
+
+    def _head_count_domains(self, suffix: str, *, lower: int) -> dict[str, Domain]:
+        """How many heads a layer keeps: at least `lower` query heads, or under GQA `lower` key/value groups."""
+        s = self.shape
+        if not self._grouped:
+            return {f"num_heads{suffix}": randint(lower, s.num_heads)}
+        return {f"num_kv_groups{suffix}": randint(lower, s.kv_heads), f"num_heads_per_group{suffix}": randint(1, s.group_size)}
+
+    def _first_heads(self, config: Config, suffix: str) -> tuple[int, ...]:
+        """The heads a count keeps: the first n, or under GQA the first q query heads of each of the first g groups."""
+        if not self._grouped:
+            return tuple(range(config[f"num_heads{suffix}"]))
+        size = self.shape.group_size
+        return tuple(g * size + j for g in range(config[f"num_kv_groups{suffix}"]) for j in range(config[f"num_heads_per_group{suffix}"]))
+
 
 def _bound(domain: Domain, *, upper: bool):
     if isinstance(domain, Integer):
@@ -96,34 +119,35 @@ def _bound(domain: Domain, *, upper: bool):
 
 class SmallSpace(SearchSpace):
     name = "small"
-    description = "num_layers, num_heads, num_units shared by all kept layers (the paper's best for weight sharing)"
+    description = ("num_layers, num_heads (GQA: num_kv_groups, num_heads_per_group), num_units shared by all kept layers "
+                   "(the paper's best for weight sharing)")
 
     def _build_domains(self):
         s = self.shape
-        return {"num_layers": randint(1, s.num_layers), "num_heads": randint(1, s.num_heads), "num_units": randint(1, s.ffn_size)}
+        return {"num_layers": randint(1, s.num_layers), **self._head_count_domains("", lower=1), "num_units": randint(1, s.ffn_size)}
 
     def _subnetwork(self, config):
         n = self.shape.num_layers
-        return SubNetwork.first_k(self.shape, config["num_layers"], [config["num_heads"]] * n, [config["num_units"]] * n)
+        return SubNetwork.from_layers(range(config["num_layers"]), [self._first_heads(config, "")] * n, [range(config["num_units"])] * n)
 
 
 class MediumSpace(SearchSpace):
     name = "medium"
-    description = "num_heads_i in [0, H] and num_units_i in [0, F] for every layer i"
+    description = "num_heads_i in [0, H] (GQA: num_kv_groups_i, num_heads_per_group_i) and num_units_i in [0, F] for every layer i"
 
     def _build_domains(self):
         s = self.shape
         domains = {}
         for i in range(s.num_layers):
-            domains[f"num_heads_{i}"] = randint(0, s.num_heads)
+            domains.update(self._head_count_domains(f"_{i}", lower=0))
             domains[f"num_units_{i}"] = randint(0, s.ffn_size)
         return domains
 
     def _subnetwork(self, config):
         n = self.shape.num_layers
-        heads = [config[f"num_heads_{i}"] for i in range(n)]
-        units = [config[f"num_units_{i}"] for i in range(n)]
-        return SubNetwork.first_k(self.shape, n, heads, units)
+        heads = [self._first_heads(config, f"_{i}") for i in range(n)]
+        units = [range(config[f"num_units_{i}"]) for i in range(n)]
+        return SubNetwork.from_layers(range(n), heads, units)
 
 
 class LayerSpace(SearchSpace):
@@ -142,24 +166,37 @@ class LayerSpace(SearchSpace):
 
 class LargeSpace(SearchSpace):
     name = "large"
-    description = "head_i_j and unit_i_k in {0, 1}: every head and every FFN neuron on or off"
+    description = ("head_i_j and unit_i_k in {0, 1}: every head and every FFN neuron on or off "
+                   "(GQA: group_i_g per key/value group, group_head_i_j per query head of a group, shared by the kept groups)")
 
     def _build_domains(self):
         s = self.shape
         domains = {}
         for i in range(s.num_layers):
-            domains.update({f"head_{i}_{j}": choice([0, 1]) for j in range(s.num_heads)})
+            if self._grouped:
+                domains.update({f"group_{i}_{g}": choice([0, 1]) for g in range(s.kv_heads)})
+                domains.update({f"group_head_{i}_{j}": choice([0, 1]) for j in range(s.group_size)})
+            else:
+                domains.update({f"head_{i}_{j}": choice([0, 1]) for j in range(s.num_heads)})
             domains.update({f"unit_{i}_{k}": choice([0, 1]) for k in range(s.ffn_size)})
         return domains
 
+    def _kept_heads(self, config: Config, i: int) -> list[int]:
+        s = self.shape
+        if not self._grouped:
+            return [j for j in range(s.num_heads) if config[f"head_{i}_{j}"]]
+        return [g * s.group_size + j for g in range(s.kv_heads) if config[f"group_{i}_{g}"]
+                for j in range(s.group_size) if config[f"group_head_{i}_{j}"]]
+
     def _subnetwork(self, config):
         s = self.shape
-        heads = [[j for j in range(s.num_heads) if config[f"head_{i}_{j}"]] for i in range(s.num_layers)]
+        heads = [self._kept_heads(config, i) for i in range(s.num_layers)]
         units = [[k for k in range(s.ffn_size) if config[f"unit_{i}_{k}"]] for i in range(s.num_layers)]
         return SubNetwork.from_layers(range(s.num_layers), heads, units)
 
 
 SEARCH_SPACES: dict[str, type[SearchSpace]] = {cls.name: cls for cls in (SmallSpace, MediumSpace, LayerSpace, LargeSpace)}
+assert tuple(SEARCH_SPACES) == SEARCH_SPACE_NAMES, "nas_tune.settings.SEARCH_SPACE_NAMES lists every space, for the fast command line"
 
 
 def make_search_space(name: str, shape: ModelShape) -> SearchSpace:

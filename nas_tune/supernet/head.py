@@ -12,8 +12,7 @@ from __future__ import annotations
 import torch
 
 from nas_tune.models import LoadedModel
-
-HEAD_INIT_CHOICES = ("prior", "zero")
+from nas_tune.settings import HEAD_INIT_CHOICES  # noqa: F401  (re-exported)
 
 
 def label_prior_bias(labels: torch.Tensor, num_labels: int) -> torch.Tensor:
@@ -28,10 +27,13 @@ def initialise_head_bias(loaded: LoadedModel, labels: torch.Tensor) -> bool:
     """Set a freshly initialised head's bias to the label prior; a fine-tuned head is left alone.
 
     Returns whether it changed anything; afterwards the head no longer counts as new, so calling it
-    again (the super-network run and the training loop both do) is harmless.
+    again (the super-network run and the training loop both do) is harmless. A causal LM's head is its
+    pre-trained vocabulary projection (never new), so it is never touched or even looked up.
     """
+    if not loaded.head_is_new:
+        return False
     bias = loaded.adapter.head_bias(loaded.model)
-    if not loaded.head_is_new or bias is None:
+    if bias is None:
         return False
     with torch.no_grad():
         bias.copy_(label_prior_bias(labels, bias.numel()).to(bias.dtype))

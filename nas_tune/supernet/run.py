@@ -6,6 +6,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from nas_tune.data import DataConfig, default_cache_dir, load_task_data, tokenize_split
+from nas_tune.export import set_label_names
 from nas_tune.models import load_finetuned, load_model
 from nas_tune.search_space import make_search_space
 from nas_tune.supernet.head import initialise_head_bias
@@ -38,14 +39,16 @@ def finetune_supernet(
     if teacher is not None:
         require_distillation(config.strategy)
     data = load_task_data(data_config)
-    num_labels = data.task.num_labels
+    num_labels, causal_lm = data.task.num_labels, data.task.causal_lm
     fixed_teacher = None if teacher is None else load_finetuned(teacher, num_labels, model, option="--teacher",
-                                                                 trust_remote_code=trust_remote_code).model
+                                                                 trust_remote_code=trust_remote_code, causal_lm=causal_lm).model
     if init_from is not None:
-        loaded = load_finetuned(init_from, num_labels, model, option="--init-from", trust_remote_code=trust_remote_code)
+        loaded = load_finetuned(init_from, num_labels, model, option="--init-from", trust_remote_code=trust_remote_code,
+                                causal_lm=causal_lm)
     else:
-        loaded = load_model(model, num_labels, seed=config.seed, trust_remote_code=trust_remote_code)
+        loaded = load_model(model, num_labels, seed=config.seed, trust_remote_code=trust_remote_code, causal_lm=causal_lm)
     make_search_space(config.search_space, loaded.adapter.shape(loaded.model))  # fail early on a bad space
+    set_label_names(loaded.model.config, data.task.label_names)  # the checkpoint, and every export cut from it, names its classes
     cache = default_cache_dir()
     train = tokenize_split(data.train, loaded.tokenizer, data.task, max_seq_length, cache_dir=cache)
     if config.head_init == "prior":  # before reordering, whose scores go through the head

@@ -9,33 +9,15 @@ gets the same share of steps; `min_params` drops sizes nobody will keep.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
-from nas_tune.errors import UserError
 from nas_tune.metrics.parameters import layer_fraction
 from nas_tune.models.adapter import ModelAdapter
 from nas_tune.models.subnetwork import ModelShape, SubNetwork
 from nas_tune.search_space import SearchSpace
+from nas_tune.settings import SAMPLING_CHOICES, SamplingOptions  # noqa: F401  (re-exported)
 
-SAMPLING_CHOICES = ("uniform", "stratified")
 MAX_DRAWS = 2000  # rejection-sampling attempts per sub-network before the closest draw is taken
-
-
-@dataclass(frozen=True)
-class SamplingOptions:
-    mode: str = "uniform"
-    min_params: float = 0.0  # smallest layer-parameter fraction a random sub-network may keep
-    bins: int = 4  # stratified: equal-width size bins over [min_params, 1]
-
-    def __post_init__(self):
-        if self.mode not in SAMPLING_CHOICES:
-            raise UserError(f"unknown --sampling '{self.mode}'; choose one of: {', '.join(SAMPLING_CHOICES)}.")
-        if not 0.0 <= self.min_params < 1.0:
-            raise UserError(f"--min-params must be in [0, 1), got {self.min_params}.")
-        if self.bins < 1:
-            raise UserError(f"the number of size bins must be positive, got {self.bins}.")
 
 
 class SubnetSampler:

@@ -3,6 +3,8 @@
 Every strategy implements one call, `step(model, batch, progress) -> loss`, which runs forward and
 backward for the sub-networks it trains (gradients accumulate); the training loop stays the same
 whatever the strategy. Sub-networks run at their real size with `adapter.sliced`, on the one set of shared weights.
+Labels of shape [batch, tokens] are next-token targets (causal language modelling): the loss is then the mean
+token NLL and distillation compares the token distributions at every position that has a target.
 """
 
 from __future__ import annotations
@@ -17,10 +19,12 @@ import torch.nn.functional as F
 from transformers import PreTrainedModel
 
 from nas_tune.errors import UserError
+from nas_tune.metrics.task import IGNORED_LABEL, next_token_nll
 from nas_tune.models.adapter import ModelAdapter
 from nas_tune.models.subnetwork import SubNetwork
 from nas_tune.search_space import SearchSpace
-from nas_tune.supernet.sampling import SamplingOptions, SubnetSampler
+from nas_tune.settings import STRATEGY_ALIASES, STRATEGY_NAMES, SamplingOptions, canonical_strategy
+from nas_tune.supernet.sampling import SubnetSampler
 
 
 @dataclass
@@ -32,12 +36,23 @@ class StrategyOptions:
     sampling: SamplingOptions = field(default_factory=SamplingOptions)  # which random sub-networks are drawn
 
 
-def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float, regression: bool) -> torch.Tensor:
-    """T^2-scaled KL to the teacher's softened outputs; MSE to its prediction for regression (STS-B)."""
+def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float, regression: bool,
+                      mask: torch.Tensor | None = None) -> torch.Tensor:
+    """T^2-scaled KL to the teacher's softened distributions over the last dim, averaged over the positions
+    `mask` keeps (all when None: one per example for a classifier); MSE to its prediction for regression (STS-B)."""
     if regression:
         return F.mse_loss(student, teacher)
     t = temperature
-    return F.kl_div(F.log_softmax(student / t, dim=-1), F.softmax(teacher / t, dim=-1), reduction="batchmean") * t * t
+    kl = F.kl_div(F.log_softmax(student / t, dim=-1), F.log_softmax(teacher / t, dim=-1), reduction="none", log_target=True).sum(-1)
+    return (kl if mask is None else kl[mask]).mean() * t * t
+
+
+def predict(model: PreTrainedModel, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The logits of `batch` (labels left out); a causal LM builds no KV cache, which training never reads."""
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    if batch["labels"].ndim == 2:
+        inputs["use_cache"] = False
+    return model(**inputs).logits
 
 
 class Strategy(ABC):
@@ -71,12 +86,19 @@ class Strategy(ABC):
 
     def _forward(self, model, subnet: SubNetwork, batch) -> torch.Tensor:
         with self.adapter.sliced(model, subnet):
-            return model(**{k: v for k, v in batch.items() if k != "labels"}).logits
+            return predict(model, batch)
 
     def _label_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        if labels.ndim == 2:
+            return next_token_nll(logits, labels)[0]
         if logits.shape[-1] == 1:
             return F.mse_loss(logits.squeeze(-1), labels.float())
         return F.cross_entropy(logits, labels)
+
+    def _distillation_loss(self, logits: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        if labels.ndim == 2:  # the distributions over each next token that has a target, as in the label loss
+            return distillation_loss(logits[:, :-1], teacher[:, :-1], self.options.temperature, False, mask=labels[:, 1:] != IGNORED_LABEL)
+        return distillation_loss(logits, teacher, self.options.temperature, teacher.shape[-1] == 1)
 
     def _train_on_labels(self, model, subnets: list[SubNetwork], batch) -> float:
         total = 0.0
@@ -93,7 +115,7 @@ class Strategy(ABC):
         """
         if self.teacher is not None:
             with torch.no_grad():
-                teacher = self.teacher(**{k: v for k, v in batch.items() if k != "labels"}).logits
+                teacher = predict(self.teacher, batch)
             students, total = [self.largest, *students], 0.0
         else:
             teacher_logits = self._forward(model, self.largest, batch)
@@ -101,11 +123,10 @@ class Strategy(ABC):
             loss.backward()
             total = loss.item()
             teacher = teacher_logits.detach()
-        regression = teacher.shape[-1] == 1
         for subnet in students:
             logits = self._forward(model, subnet, batch)
             loss = self.options.label_weight * self._label_loss(logits, batch["labels"])
-            loss = loss + self.options.kd_weight * distillation_loss(logits, teacher, self.options.temperature, regression)
+            loss = loss + self.options.kd_weight * self._distillation_loss(logits, teacher, batch["labels"])
             loss.backward()
             total += loss.item()
         return total / (len(students) + (self.teacher is None))
@@ -175,14 +196,8 @@ class SandwichKD(Strategy):
 
 
 STRATEGIES: dict[str, type[Strategy]] = {cls.name: cls for cls in (Standard, Random, LinearRandom, Sandwich, RandomKD, SandwichKD)}
-ALIASES = {"one_shot": "sandwich_kd", "random_linear": "linear_random", "full": "sandwich_kd"}
-
-
-def canonical_strategy(name: str) -> str:
-    name = ALIASES.get(name, name)
-    if name not in STRATEGIES:
-        raise UserError(f"unknown strategy '{name}'; choose one of: {', '.join(STRATEGIES)} (alias one_shot = sandwich_kd).")
-    return name
+ALIASES = STRATEGY_ALIASES
+assert tuple(STRATEGIES) == STRATEGY_NAMES, "nas_tune.settings.STRATEGY_NAMES lists every strategy, for the fast command line"
 
 
 def require_distillation(name: str) -> None:

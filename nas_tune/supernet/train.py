@@ -12,14 +12,14 @@ import csv
 import platform
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_model, save_model
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, get_linear_schedule_with_warmup
 
@@ -29,52 +29,14 @@ from nas_tune.errors import UserError
 from nas_tune.evaluate import Evaluator
 from nas_tune.io import as_json, atomic_folder, atomic_write_json, atomic_write_text, read_json, recover_folder
 from nas_tune.models import LoadedModel
+from nas_tune.output_folder import check_output_folder, is_empty
 from nas_tune.search_space import make_search_space
-from nas_tune.supernet.head import HEAD_INIT_CHOICES, initialise_head_bias
-from nas_tune.supernet.sampling import SamplingOptions
-from nas_tune.supernet.strategies import StrategyOptions, canonical_strategy, make_strategy
+from nas_tune.settings import FinetuneConfig
+from nas_tune.supernet.head import initialise_head_bias
+from nas_tune.supernet.strategies import StrategyOptions, make_strategy
 
 SUPERNET_FILE = "supernet.json"
 STATE_DIR = "training_state"
-
-
-@dataclass
-class FinetuneConfig:
-    strategy: str = "sandwich_kd"
-    search_space: str = "small"
-    epochs: int = 5
-    batch_size: int = 32
-    lr: float = 5e-5
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.1
-    max_grad_norm: float = 1.0
-    seed: int = 0
-    num_random_subnets: int | None = None
-    temperature: float = 1.0
-    label_weight: float = 1.0
-    kd_weight: float = 1.0
-    eval_batch_size: int = 64
-    save_steps: int = 50  # also saved at the end of every epoch
-    head_init: str = "prior"  # a fresh task head starts at the label prior ("zero": as transformers creates it)
-    sampling: str = "uniform"  # random sub-networks: "uniform" over the space, or "stratified" by size
-    min_params: float = 0.0  # random sub-networks keep at least this layer-parameter fraction
-    max_steps: int | None = None  # stop after this many steps (the learning-rate schedule ends there); None: all epochs
-
-    def __post_init__(self):
-        self.strategy = canonical_strategy(self.strategy)
-        for name in ("epochs", "batch_size", "eval_batch_size", "save_steps"):
-            if getattr(self, name) <= 0:
-                raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}.")
-        if self.lr <= 0 or self.temperature <= 0:
-            raise UserError("--lr and --temperature must be positive.")
-        if self.max_steps is not None and self.max_steps <= 0:
-            raise UserError(f"--max-steps must be positive, got {self.max_steps}.")
-        if self.head_init not in HEAD_INIT_CHOICES:
-            raise UserError(f"unknown --head-init '{self.head_init}'; choose one of: {', '.join(HEAD_INIT_CHOICES)}.")
-        self.sampling_options()  # validates --sampling / --min-params
-
-    def sampling_options(self) -> SamplingOptions:
-        return SamplingOptions(self.sampling, self.min_params)
 
 
 @dataclass
@@ -83,7 +45,6 @@ class FinetuneResult:
     metrics: dict[str, float]  # final validation metrics of the largest and smallest sub-network
     steps: int
     seconds: float
-    history: list[dict[str, Any]] = field(default_factory=list)
 
 
 def library_versions() -> dict[str, str]:
@@ -107,9 +68,10 @@ def read_supernet_meta(checkpoint: str | Path) -> dict[str, Any]:
 def _check_output_dir(output_dir: Path, options: dict[str, Any], *, resume: bool, overwrite: bool) -> bool:
     """Return True when training continues from a saved state."""
     meta_path = output_dir / SUPERNET_FILE
+    holds_run = meta_path.is_file() if resume else not is_empty(output_dir)
+    check_output_folder(output_dir, holds_run=holds_run, what=f"a super-network run ({SUPERNET_FILE})", resume=resume,
+                        overwrite=overwrite)
     if resume:
-        if not meta_path.is_file():
-            raise UserError(f"--resume: {output_dir} holds no run to resume (no {SUPERNET_FILE}); drop --resume.")
         stored, options = read_supernet_meta(output_dir)["options"], as_json(options)  # compared as stored: tuples are lists
         differing = sorted(k for k in set(stored) | set(options) if stored.get(k) != options.get(k))
         if differing:
@@ -117,9 +79,7 @@ def _check_output_dir(output_dir: Path, options: dict[str, Any], *, resume: bool
             raise UserError(f"--resume: {output_dir} was trained with other options ({shown}); use the same options or a new --output.")
         recover_folder(output_dir / STATE_DIR)  # a kill while the state was being replaced
         return (output_dir / STATE_DIR).is_dir()
-    if output_dir.exists() and any(output_dir.iterdir()):
-        if not overwrite:
-            raise UserError(f"output folder {output_dir} is not empty; pass --resume to continue that run, --overwrite to replace it, or another --output.")
+    if holds_run:  # and --overwrite
         shutil.rmtree(output_dir)
     return False
 
@@ -156,7 +116,7 @@ class _Logs:
 
 def _save_state(output_dir: Path, model, optimizer, scheduler, rng: np.random.Generator, position: dict[str, int]) -> None:
     with atomic_folder(output_dir / STATE_DIR) as staging:
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(staging / "model.safetensors"))
+        save_model(model, str(staging / "model.safetensors"))  # tied weights (a decoder's LM head) are stored once
         torch.save(
             {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state(),
              "numpy_rng": rng.bit_generator.state, **position},
@@ -167,7 +127,7 @@ def _save_state(output_dir: Path, model, optimizer, scheduler, rng: np.random.Ge
 def _load_state(output_dir: Path, model, optimizer, scheduler, rng: np.random.Generator) -> dict[str, int]:
     state_dir = output_dir / STATE_DIR
     try:
-        model.load_state_dict(load_file(str(state_dir / "model.safetensors")))
+        load_model(model, str(state_dir / "model.safetensors"))
         state = torch.load(state_dir / "state.pt", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any damage means the same thing to the user
         raise UserError(f"the training state in {state_dir} is corrupted ({type(exc).__name__}); start again with --overwrite.") from None
@@ -252,7 +212,7 @@ def finetune(
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" and torch.cuda.is_bf16_supported() else torch.autocast("cpu", enabled=False)
     evaluator = Evaluator(model, adapter, space, task, validation, batch_size=config.eval_batch_size, seed=config.seed)
     logs = _Logs(output_dir)
-    history: list[dict[str, Any]] = []
+    last_evaluation: dict[str, Any] | None = None  # of the last epoch trained in this call
     start = time.perf_counter()
     step = position["global_step"]
     bar = tqdm(total=total_steps, initial=step, desc=f"fine-tuning ({config.strategy})", unit="step", disable=not show_progress)
@@ -266,7 +226,7 @@ def finetune(
                     break
                 if stop_at_step is not None and step >= stop_at_step:
                     _save_state(output_dir, model, optimizer, scheduler, rng, {"epoch": epoch, "batch": index, "global_step": step})
-                    return FinetuneResult(output_dir, {}, step, time.perf_counter() - start, history)
+                    return FinetuneResult(output_dir, {}, step, time.perf_counter() - start)
                 batch = {k: v.to(device) for k, v in batches[index].items()}
                 optimizer.zero_grad(set_to_none=True)
                 with autocast:
@@ -282,7 +242,7 @@ def finetune(
                     _save_state(output_dir, model, optimizer, scheduler, rng, {"epoch": epoch, "batch": index + 1, "global_step": step})
             row = _evaluate_extremes(evaluator, space, task, epoch + 1, step)
             model.train()
-            history.append(row)
+            last_evaluation = row
             logs.write("eval_log.csv", row, step)
             if show_progress:
                 bar.write(f"epoch {epoch + 1}: validation {task.metric} largest {row['largest_' + task.metric]:.4f}, smallest {row['smallest_' + task.metric]:.4f}")
@@ -291,13 +251,13 @@ def finetune(
         bar.close()
         logs.close()
     model.eval()
-    final = history[-1] if history else _evaluate_extremes(evaluator, space, task, epochs, step)
+    final = last_evaluation or _evaluate_extremes(evaluator, space, task, epochs, step)
     model.save_pretrained(output_dir)
     loaded.tokenizer.save_pretrained(output_dir)
     meta.update(status="completed", final_metrics=final, steps=step, train_seconds=time.perf_counter() - start)
     atomic_write_json(output_dir / SUPERNET_FILE, meta)
     shutil.rmtree(output_dir / STATE_DIR, ignore_errors=True)
-    return FinetuneResult(output_dir, final, step, time.perf_counter() - start, history)
+    return FinetuneResult(output_dir, final, step, time.perf_counter() - start)
 
 
 def _evaluate_extremes(evaluator: Evaluator, space, task: TaskSpec, epoch: int, step: int) -> dict[str, Any]:

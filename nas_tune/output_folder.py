@@ -1,0 +1,34 @@
+"""The one guard of every command that writes a folder: two runs never mix, nothing is deleted unasked."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from nas_tune.errors import UserError
+
+
+def is_empty(path: str | Path) -> bool:
+    """True for a missing folder or one without entries."""
+    path = Path(path)
+    return not path.is_dir() or not any(path.iterdir())
+
+
+def check_output_folder(path: str | Path, *, holds_run: bool, what: str, resume: bool = False, overwrite: bool = False,
+                        resumable: bool = True) -> None:
+    """Refuse what would lose or mix results; deleting the old run (on --overwrite) is the caller's job.
+
+    `holds_run` is what the caller found in `path` (its marker file, or simply files); `what` names it in the
+    message ("a search"); `resumable` False for outputs that cannot be continued (exported models).
+    """
+    path = Path(path)
+    if resume and overwrite:
+        raise UserError("--resume and --overwrite contradict each other; pass one of them.")
+    if path.exists() and not path.is_dir():
+        raise UserError(f"output path {path} exists and is not a folder; choose another --output.")
+    if resume:
+        if not holds_run:
+            raise UserError(f"--resume: {path} holds no {what} to resume; drop --resume.")
+        return
+    if holds_run and not overwrite:
+        how = "pass --resume to continue it, --overwrite to replace it," if resumable else "pass --overwrite to replace it"
+        raise UserError(f"output folder {path} is not empty (it holds {what}); {how} or choose another --output.")
