@@ -99,13 +99,13 @@ def describe_data_budget(data: DataConfig) -> str:
             f"{at_most(data.max_validation_samples, 'validation examples')}, picks tested on {at_most(data.max_test_samples, 'test examples')}")
 
 
-def _finetune_stages(config: PipelineConfig, output: Path, finetune: Callable[..., FinetuneResult], **options) -> None:
+def _finetune_stages(config: PipelineConfig, output: Path, finetune: Callable[..., FinetuneResult], *, resume: bool,
+                     overwrite: bool, show_progress: bool) -> None:
     """Stage 1 of the pipeline: the super-network in output/supernet (two_stage: from output/standard).
 
     A stage whose folder holds a completed checkpoint is skipped on --resume, so no step is trained twice.
     """
-    resume = options.pop("resume")
-    common = {"max_seq_length": config.max_seq_length, "overwrite": options["overwrite"], "show_progress": options["show_progress"]}
+    common = {"max_seq_length": config.max_seq_length, "overwrite": overwrite, "show_progress": show_progress}
 
     def run(label: str, folder: Path, finetune_config: FinetuneConfig, **extra) -> None:
         if resume and (folder / SUPERNET_FILE).is_file() and read_supernet_meta(folder).get("status") == "completed":
