@@ -15,14 +15,14 @@ from transformers import AutoModelForSequenceClassification, BertModel, GPT2Conf
 from nas_tune.baselines import BASELINES, BaselineSettings, load_inputs, run_baseline
 from nas_tune.baselines.base import BaselineInputs
 from nas_tune.baselines.importance import Scores, first_order_scores, mask_gradients, search_mask
-from nas_tune.baselines.reorder import reorder_by_importance
 from nas_tune.baselines.repair import repair_subnetwork, score_front
 from nas_tune.baselines.rfp import FisherBlocks, greedy_rearrange, pruned_fisher_loss, tune_masks
 from nas_tune.cli import main as cli_main
 from nas_tune.data import DataConfig, TokenizedSplit
 from nas_tune.errors import UserError
 from nas_tune.metrics import count_parameters
-from nas_tune.models import LoadedModel, ModelAdapter, SubNetwork, adapter_for
+from nas_tune.models import LoadedModel, ModelAdapter, ModelShape, SubNetwork, adapter_for
+from nas_tune.pruning.reorder import Reordering, reorder_by_importance
 from nas_tune.report.summary import report_run
 from nas_tune.search.driver import SearchSettings
 from nas_tune.search.run import search_checkpoint
@@ -227,6 +227,13 @@ def test_reorder_keeps_the_network_function_and_puts_important_units_first(famil
     for i in range(3):
         assert torch.allclose(after.heads[i], scores.heads[i][list(reordering.heads[i])], rtol=1e-3, atol=1e-7)
         assert (after.units[i][:-1] >= after.units[i][1:] - 1e-6).all()  # best first
+
+
+def test_reordering_by_scores_moves_whole_key_value_groups_best_first():
+    shape = ModelShape(num_layers=1, num_heads=4, head_dim=8, hidden_size=32, ffn_size=3, num_kv_heads=2)
+    reordering = Reordering.by_scores(Scores(torch.tensor([[0.1, 0.5, 0.4, 0.3]]), torch.tensor([[1.0, 3.0, 2.0]])), shape)
+    assert reordering.heads == ((2, 3, 1, 0),)  # group 1 (0.7) before group 0 (0.6), each group's best head first
+    assert reordering.units == ((1, 2, 0),)
 
 
 def test_importance_ranks_a_zeroed_head_and_neuron_lowest():

@@ -104,6 +104,46 @@ def test_largest_subnetwork_is_the_original_model_bit_for_bit(family, attn):
             assert torch.equal(model(**batch).logits, reference)
 
 
+def group_permutation(shape, rng) -> tuple[int, ...]:
+    """A random reordering of one layer's heads that moves whole key/value groups (each group's heads shuffled too)."""
+    size = shape.group_size
+    return tuple(int(g) * size + int(j) for g in rng.permutation(shape.kv_heads) for j in rng.permutation(size))
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_permuting_heads_groups_and_neurons_keeps_the_function(family):
+    model, adapter = family_model(family)
+    shape = adapter.shape(model)
+    rng = np.random.default_rng(4)
+    batch = inputs(model)
+    orders = [(group_permutation(shape, rng), tuple(int(u) for u in rng.permutation(shape.ffn_size))) for _ in range(shape.num_layers)]
+    subnet = make_search_space("large", shape).sample(rng)
+    with torch.inference_mode():
+        reference = model(**batch).logits
+    for index, (heads, units) in enumerate(orders):
+        adapter.permute_layer(model, index, heads, units)
+    with torch.inference_mode():
+        np.testing.assert_allclose(model(**batch).logits.numpy(), reference.numpy(), atol=1e-5)
+    assert any(heads != tuple(range(shape.num_heads)) for heads, _ in orders)  # something really moved
+    # the permuted model is still a super-network: masking and extraction agree on it
+    subnet = make_search_space("large", shape).to_subnetwork(subnet)
+    with torch.inference_mode(), adapter.masked(model, subnet):
+        masked = model(**batch).logits
+    with torch.inference_mode():
+        np.testing.assert_allclose(adapter.extract(model, subnet)(**batch).logits.numpy(), masked.numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize("family", ["llama", "qwen2"])
+def test_a_reordering_that_splits_a_key_value_group_is_refused(family):
+    model, adapter = family_model(family)
+    shape = adapter.shape(model)
+    mixed = (0, shape.group_size, *(h for h in range(shape.num_heads) if h not in (0, shape.group_size)))  # heads of groups 0 and 1 together
+    with pytest.raises(ValueError, match="must come from one group"):
+        adapter.permute_layer(model, 0, mixed, tuple(range(shape.ffn_size)))
+    with pytest.raises(ValueError, match="permutation"):
+        adapter.permute_layer(model, 0, tuple(range(shape.num_heads)), (0,) * shape.ffn_size)
+
+
 def test_head_pruning_really_removes_heads_and_changes_output():
     model = tiny_model("bert")
     adapter = adapter_for("bert")

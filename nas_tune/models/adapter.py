@@ -50,6 +50,16 @@ class ModelAdapter(ABC):
         """
 
     @abstractmethod
+    def permute_layer(self, model: PreTrainedModel, index: int, heads: tuple[int, ...], units: tuple[int, ...]) -> None:
+        """Reorder the heads and FFN neurons of layer `index` in place without changing what the model computes.
+
+        Position p then holds the old head `heads[p]` (with its rows and columns in every projection) and the old
+        neuron `units[p]`. Under grouped-query attention whole key/value groups move: the query heads at the
+        positions of one group all come from one old group. The layer gets new parameter tensors, so reorder
+        before an optimizer is built. Reordering is what lets "keep the first k" keep the k most important.
+        """
+
+    @abstractmethod
     def layer_parameter_count(self, shape: ModelShape, num_heads: int, num_units: int, num_kv_heads: int | None = None) -> int:
         """Parameters of one layer that keeps `num_heads` query heads, `num_kv_heads` key/value heads
         (None: as many as grouped-query attention needs for `num_heads`) and `num_units` FFN neurons."""

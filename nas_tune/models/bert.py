@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -49,15 +48,8 @@ class BertFamilyAdapter(LayeredAdapter):
         return layer.attention.self
 
     def slice_layer(self, layer, heads, units, shape, slice_linear, replace=setattr) -> None:
-        self._slice_layer(layer, heads, units, shape.head_dim, slice_linear, replace)
-
-    @staticmethod
-    def _slice_layer(layer: nn.Module, heads: tuple[int, ...], units: tuple[int, ...], head_dim: int,
-                     slice_linear: Callable[[nn.Linear, torch.Tensor | None, torch.Tensor | None], nn.Module],
-                     replace: Callable[[nn.Module, str, nn.Module], None] = setattr) -> None:
-        """Restrict one layer to `heads` and `units`; `slice_linear` decides copy (export) or view (training)."""
         attention = layer.attention
-        rows = head_rows(heads, head_dim)
+        rows = head_rows(heads, shape.head_dim)
         if heads:
             for name in ("query", "key", "value"):
                 replace(attention.self, name, slice_linear(getattr(attention.self, name), rows, None))

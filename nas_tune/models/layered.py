@@ -123,6 +123,14 @@ class LayeredAdapter(ModelAdapter):
             for parent, name, original in reversed(swapped):
                 setattr(parent, name, original)
 
+    def permute_layer(self, model: PreTrainedModel, index: int, heads: tuple[int, ...], units: tuple[int, ...]) -> None:
+        shape = self.shape(model)
+        problem = permutation_problem(shape, heads, units)
+        if problem:
+            raise ValueError(f"not a reordering of layer {index}: {problem}")
+        # slicing to *all* heads and units, in the new order, is a permutation
+        self.slice_layer(self.layers(model)[index], tuple(heads), tuple(units), shape, sliced_copy)
+
     def extract(self, model: PreTrainedModel, subnet: SubNetwork) -> PreTrainedModel:
         shape = self.shape(model)
         self.check(shape, subnet)
@@ -137,3 +145,13 @@ class LayeredAdapter(ModelAdapter):
             attention.layer_idx = slot
         small.config = self._pruned_config(model, subnet)
         return small
+
+
+def permutation_problem(shape: ModelShape, heads: tuple[int, ...], units: tuple[int, ...]) -> str | None:
+    """Why `heads` / `units` do not reorder one layer of `shape` (GQA: by whole key/value groups), or None."""
+    if sorted(heads) != list(range(shape.num_heads)) or sorted(units) != list(range(shape.ffn_size)):
+        return f"the heads must be a permutation of 0..{shape.num_heads - 1} and the units of 0..{shape.ffn_size - 1}"
+    size = shape.group_size
+    if any(len({h // size for h in heads[start:start + size]}) > 1 for start in range(0, len(heads), size)):
+        return f"the query heads at the positions of each key/value group must come from one group of {size}"
+    return None

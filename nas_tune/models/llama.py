@@ -48,7 +48,8 @@ class LlamaFamilyAdapter(DecoderAdapter):
         attention, mlp = layer.self_attn, layer.mlp
         query_rows = head_rows(heads, shape.head_dim)
         if heads:
-            kv_heads = sorted({h // shape.group_size for h in heads})
+            # in the order the query heads name them: ascending for a sub-network, moved whole by `permute_layer`
+            kv_heads = list(dict.fromkeys(h // shape.group_size for h in heads))
             kv_rows = head_rows(tuple(kv_heads), shape.head_dim)
             replace(attention, "q_proj", slice_linear(attention.q_proj, query_rows, None))
             replace(attention, "k_proj", slice_linear(attention.k_proj, kv_rows, None))
