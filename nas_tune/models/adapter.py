@@ -10,13 +10,34 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from nas_tune.models.subnetwork import ModelShape, SubNetwork
+
+
+@dataclass(frozen=True)
+class Tap:
+    """A tensor of a layer's forward pass: positional input `argument` of `module`, or (None) its output."""
+
+    module: nn.Module
+    argument: int | None = 0
+
+
+@dataclass(frozen=True)
+class ResidualBlock:
+    """One block of a layer seen as a sum: the output of `projection` (the Linear reading all heads, or all FFN
+    neurons) plus `residual`, whose total is seen at `total`. rfp's mask tuning fits one scale per head / neuron
+    of the projection's input so that the pruned model's total matches the unpruned model's."""
+
+    kind: Literal["attention", "ffn"]
+    projection: nn.Module
+    residual: Tap
+    total: Tap
 
 
 class ModelAdapter(ABC):
@@ -74,6 +95,11 @@ class ModelAdapter(ABC):
 
     @abstractmethod
     def layers(self, model: PreTrainedModel) -> nn.ModuleList: ...
+
+    def residual_blocks(self, layer: nn.Module) -> tuple[ResidualBlock, ...]:
+        """The attention and FFN blocks of one layer as rfp reconstructs them; empty when the family's layers
+        are not projection + residual sums (then rfp and --repair refuse it)."""
+        return ()
 
     def head_bias(self, model: PreTrainedModel) -> nn.Parameter | None:
         """The output bias of the task head (None when it has none): training starts it at the label prior."""

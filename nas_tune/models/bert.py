@@ -9,6 +9,7 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel
 
+from nas_tune.models.adapter import ResidualBlock, Tap
 from nas_tune.models.layered import LayeredAdapter, transformer_layer_flops
 from nas_tune.models.modeling_nas_tune import EmptySelfAttention
 from nas_tune.models.slicing import head_rows
@@ -46,6 +47,12 @@ class BertFamilyAdapter(LayeredAdapter):
 
     def _attention(self, layer: nn.Module) -> nn.Module:
         return layer.attention.self
+
+    def residual_blocks(self, layer: nn.Module) -> tuple[ResidualBlock, ...]:
+        """Post-LN: each block's output module gets (projection input, residual) and sums them into its LayerNorm."""
+        attention, ffn = layer.attention.output, layer.output
+        return (ResidualBlock("attention", attention.dense, Tap(attention, 1), Tap(attention.LayerNorm)),
+                ResidualBlock("ffn", ffn.dense, Tap(ffn, 1), Tap(ffn.LayerNorm)))
 
     def slice_layer(self, layer, heads, units, shape, slice_linear, replace=setattr) -> None:
         attention = layer.attention

@@ -10,8 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from torch import nn
 from transformers import PreTrainedModel
 
+from nas_tune.models.adapter import ResidualBlock, Tap
 from nas_tune.models.decoder import DecoderAdapter, LayerSizes, is_homogeneous
 from nas_tune.models.layered import transformer_layer_flops
 from nas_tune.models.modeling_nas_tune_decoder import EmptyAttention
@@ -62,6 +64,13 @@ class LlamaFamilyAdapter(DecoderAdapter):
         replace(mlp, "gate_proj", slice_linear(mlp.gate_proj, unit_index, None))
         replace(mlp, "up_proj", slice_linear(mlp.up_proj, unit_index, None))
         replace(mlp, "down_proj", slice_linear(mlp.down_proj, None, unit_index))
+
+    def residual_blocks(self, layer: nn.Module) -> tuple[ResidualBlock, ...]:
+        """Pre-norm: attention adds to the layer's input, which the post-attention norm reads; the FFN adds to
+        that and gives the layer's output."""
+        norm = layer.post_attention_layernorm
+        return (ResidualBlock("attention", layer.self_attn.o_proj, Tap(layer), Tap(norm)),
+                ResidualBlock("ffn", layer.mlp.down_proj, Tap(norm), Tap(layer, None)))
 
     def _stock_sizes(self, shape: ModelShape, sizes: list[LayerSizes]) -> dict[str, Any] | None:
         """Uniformly fewer heads and KV groups fit: LLaMA-family configs carry an explicit `head_dim`."""
