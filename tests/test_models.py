@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from nas_tune.errors import UserError
 from nas_tune.export import export_subnetwork
 from nas_tune.metrics import count_flops, count_parameters
 from nas_tune.models import SubNetwork, adapter_for
@@ -102,6 +103,35 @@ def test_largest_subnetwork_is_the_original_model_bit_for_bit(family, attn):
         assert torch.equal(adapter.extract(model, full)(**batch).logits, reference)
         with adapter.masked(model, full):
             assert torch.equal(model(**batch).logits, reference)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_a_uniformly_cut_model_has_its_own_shape_and_prunes_again(family):
+    model, adapter = family_model(family)
+    shape = adapter.shape(model)
+    space = make_search_space("small", shape)
+    config = space.largest() | ({"num_kv_groups": 1} if "num_kv_groups" in space.largest() else {"num_heads": shape.num_heads - 1})
+    small = adapter.extract(model, space.to_subnetwork({**config, "num_layers": 2, "num_units": 20}))
+    cut = adapter.shape(small)
+    kept_heads = shape.group_size if shape.group_size > 1 else shape.num_heads - 1
+    assert (cut.num_layers, cut.num_heads, cut.head_dim, cut.ffn_size) == (2, kept_heads, shape.head_dim, 20)
+    assert cut.kv_heads == (1 if shape.group_size > 1 else kept_heads) and cut.hidden_size == shape.hidden_size
+    # the cut model is a super-network of its own: masking, slicing and extraction of it agree
+    subnet = SubNetwork.first_k(cut, 2, [cut.group_size] * 2, [7, 13])
+    batch = inputs(model)
+    with torch.inference_mode():
+        with adapter.masked(small, subnet):
+            masked = small(**batch).logits
+        with adapter.sliced(small, subnet):
+            np.testing.assert_allclose(small(**batch).logits.numpy(), masked.numpy(), atol=1e-5)
+        np.testing.assert_allclose(adapter.extract(small, subnet)(**batch).logits.numpy(), masked.numpy(), atol=1e-5)
+
+
+def test_a_model_cut_unevenly_is_no_super_network():
+    model, adapter = family_model("bert")
+    uneven = adapter.extract(model, SubNetwork.first_k(adapter.shape(model), 3, [1, 3, 4], [37] * 3))
+    with pytest.raises(UserError, match="^this bert model was cut by nas-tune to different sizes per layer"):
+        adapter.shape(uneven)
 
 
 def group_permutation(shape, rng) -> tuple[int, ...]:

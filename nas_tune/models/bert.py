@@ -29,7 +29,7 @@ class BertFamilyAdapter(LayeredAdapter):
         head = model.classifier  # BERT: a Linear; RoBERTa: dense -> out_proj
         return getattr(head, "out_proj", head).bias
 
-    def shape(self, model: PreTrainedModel) -> ModelShape:
+    def _config_shape(self, model: PreTrainedModel) -> ModelShape:
         config = model.config
         return ModelShape(
             num_layers=config.num_hidden_layers,

@@ -27,7 +27,7 @@ class GPT2Adapter(DecoderAdapter):
     layer_list, attention_name = "h", "attn"
     output_projection_paths = ("attn.c_proj", "mlp.c_proj")
 
-    def shape(self, model: PreTrainedModel) -> ModelShape:
+    def _config_shape(self, model: PreTrainedModel) -> ModelShape:
         config = model.config
         if config.scale_attn_by_inverse_layer_idx:
             raise UserError("GPT-2 models with scale_attn_by_inverse_layer_idx=True cannot be pruned: their attention scale depends on "
@@ -44,8 +44,8 @@ class GPT2Adapter(DecoderAdapter):
         attention, mlp = layer.attn, layer.mlp
         rows = head_rows(heads, shape.head_dim)
         if heads:
-            # c_attn's outputs are all queries, then all keys, then all values (n_embd each)
-            fused = torch.cat([rows + part * shape.hidden_size for part in range(3)])
+            # c_attn's outputs are all queries, then all keys, then all values (heads x head size each)
+            fused = torch.cat([rows + part * shape.num_heads * shape.head_dim for part in range(3)])
             replace(attention, "c_attn", slice_linear(attention.c_attn, fused, None))
             replace(attention, "c_proj", slice_linear(attention.c_proj, None, rows))
             replace(attention, "split_size", len(rows))

@@ -11,12 +11,14 @@ import copy
 from abc import abstractmethod
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from functools import partial
 
 import torch
 from torch import nn
 from transformers import PreTrainedConfig, PreTrainedModel
 
+from nas_tune.errors import UserError
 from nas_tune.models.adapter import ModelAdapter
 from nas_tune.models.slicing import SlicedLinear, mask_head_outputs, mask_units, sliced_copy
 from nas_tune.models.subnetwork import ModelShape, SubNetwork
@@ -38,6 +40,24 @@ def transformer_layer_flops(seq_len: int, hidden: int, query_width: int, kv_widt
 
 
 class LayeredAdapter(ModelAdapter):
+    @abstractmethod
+    def _config_shape(self, model: PreTrainedModel) -> ModelShape:
+        """The shape the family's config fields describe (for a model `extract` cut, its stock fields only)."""
+
+    def shape(self, model: PreTrainedModel) -> ModelShape:
+        """Also the real shape of a model `extract` cut to the same heads, key/value heads and neurons in every
+        layer that its stock config cannot describe (read from `nas_tune_layer_*`), so it trains like any other."""
+        shape, config = self._config_shape(model), model.config
+        heads = getattr(config, "nas_tune_layer_heads", None)
+        if heads is None:
+            return shape
+        units, kv_heads = config.nas_tune_layer_units, getattr(config, "nas_tune_layer_kv_heads", None)
+        if len({*zip(heads, units, kv_heads or heads)}) != 1:
+            raise UserError(f"this {config.model_type} model was cut by nas-tune to different sizes per layer (or to no layer), so it is "
+                            "no super-network to prune again; pass the model it was cut from.")
+        return replace(shape, num_layers=len(heads), num_heads=heads[0], head_dim=config.nas_tune_head_dim, ffn_size=units[0],
+                       num_kv_heads=kv_heads[0] if kv_heads else shape.num_kv_heads)
+
     @abstractmethod
     def _set_layers(self, model: PreTrainedModel, layers: nn.ModuleList) -> None: ...
 

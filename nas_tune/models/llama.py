@@ -26,7 +26,7 @@ class LlamaFamilyAdapter(DecoderAdapter):
     layer_list, attention_name = "layers", "self_attn"
     output_projection_paths = ("self_attn.o_proj", "mlp.down_proj")
 
-    def shape(self, model: PreTrainedModel) -> ModelShape:
+    def _config_shape(self, model: PreTrainedModel) -> ModelShape:
         """From the config alone, so it also answers inside a `sliced` context (layers swapped)."""
         config = model.config
         attention_bias = getattr(config, "attention_bias", False)
