@@ -297,6 +297,8 @@ def test_export_loads_with_plain_transformers(exports, name):
     assert record.result.needs_remote_code is not stock
     modeling_files = {f for f in record.folder_files if f.startswith("modeling_nas_tune")}
     assert bool(modeling_files) is not stock
+    card = (record.result.path / "README.md").read_text()
+    assert all(f"carries its own modeling code (`{name}`" in card for name in modeling_files)  # the card names the file it ships
     if stock:
         assert record.loaded["module"].startswith("transformers.models.")  # the stock class, not a copied file
     np.testing.assert_allclose(np.array(record.loaded["logits"]), record.masked_logits, atol=1e-4)
