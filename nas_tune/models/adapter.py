@@ -1,6 +1,7 @@
 """What a model family must tell nas-tune: its prunable structure, how to mask it, how to slice it.
 
-Search spaces, training strategies, the evaluator and export only talk to this interface. A new family
+Search spaces, training strategies, the evaluator, export and the pruning tools (reordering through
+`permute_layer`, mask tuning through `residual_blocks`) only talk to this interface. A new family
 needs an adapter module, its entry in `ADAPTERS` (`models/loading.py`) and, for pruned models its stock
 config cannot describe, a standalone modeling file (`modeling_file`); the baselines that hook into
 modules (importance, rfp) list the families they support in `Baseline.adapters`.
