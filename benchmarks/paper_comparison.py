@@ -45,7 +45,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from nas_tune.baselines import BASELINES, BaselineSettings, Scorer, load_inputs, run_baseline
-from nas_tune.baselines.repair import score_front
+from nas_tune.baselines.front import score_front
 from nas_tune.cli import quiet_libraries
 from nas_tune.cli.baseline import parse_budgets
 from nas_tune.data import DataConfig, get_task

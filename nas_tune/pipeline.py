@@ -12,13 +12,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from nas_tune.baselines.importance import MIN_SAMPLES
-from nas_tune.baselines.repair import repair_subnetwork, repair_training_split
 from nas_tune.data import DataConfig
 from nas_tune.errors import UserError
 from nas_tune.io import atomic_write_json
 from nas_tune.output_folder import check_output_folder, is_empty
 from nas_tune.pareto import hypervolume, normalise_objectives, pareto_front
+from nas_tune.pruning.repair import check_repair_samples, repair_subnetwork, repair_training_split
 from nas_tune.report.run_folder import write_test_metrics
 from nas_tune.report.summary import format_table, load_run, report_run
 from nas_tune.search.driver import SearchSettings
@@ -129,9 +128,8 @@ def run_pipeline(config: PipelineConfig, output: str | Path, *, resume: bool = F
     output = Path(output)
     if not resume:  # --resume also starts a run folder that does not exist yet
         check_output_folder(output, holds_run=not is_empty(output), what="a run", overwrite=overwrite)
-    if config.repair and (config.data.max_train_samples or MIN_SAMPLES) < MIN_SAMPLES:  # fail before hours of work, not after
-        raise UserError(f"--repair needs at least {MIN_SAMPLES} training examples but --max-train-samples is {config.data.max_train_samples}; "
-                        "raise it or drop --repair.")
+    if config.repair:
+        check_repair_samples(config.data.max_train_samples)  # fail before hours of work, not after
     print(describe_data_budget(config.data))
     if config.recipe not in RECIPES:
         raise UserError(f"unknown recipe '{config.recipe}'; choose one of: {', '.join(RECIPES)}.")

@@ -14,15 +14,17 @@ from transformers import AutoModelForSequenceClassification, BertModel, GPT2Conf
 
 from nas_tune.baselines import BASELINES, BaselineSettings, load_inputs, run_baseline
 from nas_tune.baselines.base import BaselineInputs
+from nas_tune.baselines.front import score_front
 from nas_tune.baselines.importance import Scores, first_order_scores, mask_gradients, search_mask
-from nas_tune.baselines.reorder import reorder_by_importance
-from nas_tune.baselines.repair import repair_subnetwork, score_front
-from nas_tune.baselines.rfp import FisherBlocks, greedy_rearrange, pruned_fisher_loss, tune_masks
+from nas_tune.baselines.rfp import FisherBlocks, greedy_rearrange, pruned_fisher_loss
 from nas_tune.cli import main as cli_main
 from nas_tune.data import DataConfig, TokenizedSplit
 from nas_tune.errors import UserError
 from nas_tune.metrics import count_parameters
-from nas_tune.models import LoadedModel, ModelAdapter, SubNetwork, adapter_for
+from nas_tune.models import LoadedModel, ModelAdapter, ModelShape, SubNetwork, adapter_for
+from nas_tune.pruning.mask_tuning import tune_masks
+from nas_tune.pruning.reorder import Reordering, reorder_by_importance
+from nas_tune.pruning.repair import repair_subnetwork
 from nas_tune.report.summary import report_run
 from nas_tune.search.driver import SearchSettings
 from nas_tune.search.run import search_checkpoint
@@ -30,7 +32,7 @@ from nas_tune.search.store import ResultsStore
 from nas_tune.search_space import config_key
 from nas_tune.supernet import FinetuneConfig
 from nas_tune.supernet.run import finetune_supernet
-from tests.conftest import tiny_config, tiny_model
+from tests.conftest import DECODER_VOCAB, tiny_config, tiny_decoder, tiny_model
 
 ADAPTER = adapter_for("bert")
 
@@ -169,6 +171,58 @@ def test_rfp_mask_tuning_lowers_the_reconstruction_error_it_minimises():
     assert count_parameters(teacher, ADAPTER, subnet).layer_fraction < 0.6 and shape.num_heads == 4
 
 
+def decoder_split(n: int = 40, length: int = 12, seed: int = 0) -> TokenizedSplit:
+    """Random tokens of the tiny decoders' vocabulary, right-padded with their pad id 0."""
+    split = toy_split(n, length, seed)
+    return TokenizedSplit(split.input_ids % (DECODER_VOCAB - 3) + 3 * split.attention_mask, split.attention_mask,
+                          split.token_type_ids, split.labels)
+
+
+def layer_output_errors(student, teacher, adapter, subnet: SubNetwork, data: TokenizedSplit) -> list[float]:
+    """Independent measurement: mean squared difference of every kept layer's output on real tokens, student vs. teacher."""
+    outputs, sums, counts = {}, {}, {}
+
+    def watch(model, tag):
+        return [layer.register_forward_hook(lambda m, args, out, key=(tag, i): outputs.__setitem__(key, out[0] if isinstance(out, tuple) else out))
+                for i, layer in enumerate(adapter.layers(model))]
+
+    handles = watch(student, "s") + watch(teacher, "t")
+    try:
+        with torch.no_grad(), adapter.masked(student, subnet):
+            for batch in data.batches(16):
+                batch.pop("labels")
+                student(**batch), teacher(**batch)
+                real = batch["attention_mask"].bool()
+                for i in subnet.layers:
+                    diff = (outputs[("s", i)] - outputs[("t", i)])[real].double()
+                    sums[i] = sums.get(i, 0.0) + float(diff.pow(2).sum())
+                    counts[i] = counts.get(i, 0) + diff.numel()
+    finally:
+        for handle in handles:
+            handle.remove()
+    return [sums[i] / counts[i] for i in subnet.layers]
+
+
+@pytest.mark.parametrize(("family", "classifier"), [("llama", False), ("qwen2", False), ("qwen3", False), ("gpt2", False), ("llama", True)])
+def test_mask_tuning_refits_decoder_blocks_to_the_full_models_residual_stream(family, classifier):
+    teacher = tiny_decoder(family, classifier=classifier, initializer_range=0.2)  # blocks that matter beside the residual
+    adapter = adapter_for(teacher.config.model_type)
+    shape = adapter.shape(teacher)
+    reference = copy.deepcopy(teacher)
+    subnet = SubNetwork.first_k(shape, 3, [shape.num_heads // 2] * 3, [20] * 3)  # half the heads: whole GQA groups
+    data = decoder_split()
+    tuning = tune_masks(teacher, adapter, subnet, data, batch_size=16)
+    assert [(f.layer, f.block) for f in tuning.fits] == [(i, b) for i in range(3) for b in ("attention", "ffn")]
+    assert all(f.after <= f.before for f in tuning.fits)
+    assert sum(f.after for f in tuning.fits) < 0.97 * sum(f.before for f in tuning.fits)
+    # an FFN block's total is its layer's output: measured independently, the fitted error is the real one
+    after = layer_output_errors(tuning.model, teacher, adapter, subnet, data)
+    assert np.allclose(after, [f.after for f in tuning.fits if f.block == "ffn"], rtol=1e-4)
+    before = layer_output_errors(copy.deepcopy(teacher), teacher, adapter, subnet, data)
+    assert all(a < b for a, b in zip(after, before))
+    assert all(torch.equal(p, q) for p, q in zip(teacher.parameters(), reference.parameters()))  # the teacher is untouched
+
+
 def test_mask_rearrangement_never_raises_the_block_fisher_loss():
     grads = torch.randn(64, 20, generator=torch.Generator().manual_seed(0)) @ torch.randn(20, 20)  # correlated units
     gram = FisherBlocks.from_gradients(mock.Mock(heads=grads[:, None, :4], units=grads[:, None, :])).units[0]
@@ -227,6 +281,13 @@ def test_reorder_keeps_the_network_function_and_puts_important_units_first(famil
     for i in range(3):
         assert torch.allclose(after.heads[i], scores.heads[i][list(reordering.heads[i])], rtol=1e-3, atol=1e-7)
         assert (after.units[i][:-1] >= after.units[i][1:] - 1e-6).all()  # best first
+
+
+def test_reordering_by_scores_moves_whole_key_value_groups_best_first():
+    shape = ModelShape(num_layers=1, num_heads=4, head_dim=8, hidden_size=32, ffn_size=3, num_kv_heads=2)
+    reordering = Reordering.by_scores(Scores(torch.tensor([[0.1, 0.5, 0.4, 0.3]]), torch.tensor([[1.0, 3.0, 2.0]])), shape)
+    assert reordering.heads == ((2, 3, 1, 0),)  # group 1 (0.7) before group 0 (0.6), each group's best head first
+    assert reordering.units == ((1, 2, 0),)
 
 
 def test_importance_ranks_a_zeroed_head_and_neuron_lowest():
@@ -296,6 +357,19 @@ def test_a_family_a_baseline_does_not_support_is_a_user_error(inputs):
     for name in ("importance", "rfp", "standard_nas"):
         with pytest.raises(UserError, match=f"{name} supports bert, roberta models, not 'gpt2'"):
             BASELINES[name](other, BaselineSettings())
+
+
+def test_a_family_without_residual_blocks_is_refused_by_rfp_and_repair(inputs):
+    class Opaque(type(ADAPTER)):
+        def residual_blocks(self, layer):
+            return ()
+
+    loaded = LoadedModel(inputs.loaded.model, inputs.loaded.tokenizer, Opaque(), "tiny")
+    with pytest.raises(UserError, match="^rfp refits each layer's attention and FFN outputs, which the adapter of 'bert' models "
+                                        "does not describe; use importance or layer_drop.$"):
+        BASELINES["rfp"](BaselineInputs(loaded, inputs.task, inputs.train, inputs.validation, inputs.test), BaselineSettings())
+    with pytest.raises(UserError, match="^--repair refits .* drop --repair.$"):
+        repair_subnetwork(loaded, SubNetwork.full(ADAPTER.shape(loaded.model)), inputs.train)
 
 
 def test_cli_runs_a_baseline_resumes_it_and_exports_its_models(tiny_model_dir, glue_dir, tmp_path, capsys):

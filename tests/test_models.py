@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from nas_tune.errors import UserError
 from nas_tune.export import export_subnetwork
 from nas_tune.metrics import count_flops, count_parameters
 from nas_tune.models import SubNetwork, adapter_for
@@ -102,6 +103,75 @@ def test_largest_subnetwork_is_the_original_model_bit_for_bit(family, attn):
         assert torch.equal(adapter.extract(model, full)(**batch).logits, reference)
         with adapter.masked(model, full):
             assert torch.equal(model(**batch).logits, reference)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_a_uniformly_cut_model_has_its_own_shape_and_prunes_again(family):
+    model, adapter = family_model(family)
+    shape = adapter.shape(model)
+    space = make_search_space("small", shape)
+    config = space.largest() | ({"num_kv_groups": 1} if "num_kv_groups" in space.largest() else {"num_heads": shape.num_heads - 1})
+    small = adapter.extract(model, space.to_subnetwork({**config, "num_layers": 2, "num_units": 20}))
+    cut = adapter.shape(small)
+    kept_heads = shape.group_size if shape.group_size > 1 else shape.num_heads - 1
+    assert (cut.num_layers, cut.num_heads, cut.head_dim, cut.ffn_size) == (2, kept_heads, shape.head_dim, 20)
+    assert cut.kv_heads == (1 if shape.group_size > 1 else kept_heads) and cut.hidden_size == shape.hidden_size
+    # the cut model is a super-network of its own: masking, slicing and extraction of it agree
+    subnet = SubNetwork.first_k(cut, 2, [cut.group_size] * 2, [7, 13])
+    batch = inputs(model)
+    with torch.inference_mode():
+        with adapter.masked(small, subnet):
+            masked = small(**batch).logits
+        with adapter.sliced(small, subnet):
+            np.testing.assert_allclose(small(**batch).logits.numpy(), masked.numpy(), atol=1e-5)
+        np.testing.assert_allclose(adapter.extract(small, subnet)(**batch).logits.numpy(), masked.numpy(), atol=1e-5)
+
+
+def test_a_model_cut_unevenly_is_no_super_network():
+    model, adapter = family_model("bert")
+    uneven = adapter.extract(model, SubNetwork.first_k(adapter.shape(model), 3, [1, 3, 4], [37] * 3))
+    with pytest.raises(UserError, match="^this bert model was cut by nas-tune to different sizes per layer"):
+        adapter.shape(uneven)
+
+
+def group_permutation(shape, rng) -> tuple[int, ...]:
+    """A random reordering of one layer's heads that moves whole key/value groups (each group's heads shuffled too)."""
+    size = shape.group_size
+    return tuple(int(g) * size + int(j) for g in rng.permutation(shape.kv_heads) for j in rng.permutation(size))
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_permuting_heads_groups_and_neurons_keeps_the_function(family):
+    model, adapter = family_model(family)
+    shape = adapter.shape(model)
+    rng = np.random.default_rng(4)
+    batch = inputs(model)
+    orders = [(group_permutation(shape, rng), tuple(int(u) for u in rng.permutation(shape.ffn_size))) for _ in range(shape.num_layers)]
+    subnet = make_search_space("large", shape).sample(rng)
+    with torch.inference_mode():
+        reference = model(**batch).logits
+    for index, (heads, units) in enumerate(orders):
+        adapter.permute_layer(model, index, heads, units)
+    with torch.inference_mode():
+        np.testing.assert_allclose(model(**batch).logits.numpy(), reference.numpy(), atol=1e-5)
+    assert any(heads != tuple(range(shape.num_heads)) for heads, _ in orders)  # something really moved
+    # the permuted model is still a super-network: masking and extraction agree on it
+    subnet = make_search_space("large", shape).to_subnetwork(subnet)
+    with torch.inference_mode(), adapter.masked(model, subnet):
+        masked = model(**batch).logits
+    with torch.inference_mode():
+        np.testing.assert_allclose(adapter.extract(model, subnet)(**batch).logits.numpy(), masked.numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize("family", ["llama", "qwen2"])
+def test_a_reordering_that_splits_a_key_value_group_is_refused(family):
+    model, adapter = family_model(family)
+    shape = adapter.shape(model)
+    mixed = (0, shape.group_size, *(h for h in range(shape.num_heads) if h not in (0, shape.group_size)))  # heads of groups 0 and 1 together
+    with pytest.raises(ValueError, match="must come from one group"):
+        adapter.permute_layer(model, 0, mixed, tuple(range(shape.ffn_size)))
+    with pytest.raises(ValueError, match="permutation"):
+        adapter.permute_layer(model, 0, tuple(range(shape.num_heads)), (0,) * shape.ffn_size)
 
 
 def test_head_pruning_really_removes_heads_and_changes_output():
@@ -227,6 +297,8 @@ def test_export_loads_with_plain_transformers(exports, name):
     assert record.result.needs_remote_code is not stock
     modeling_files = {f for f in record.folder_files if f.startswith("modeling_nas_tune")}
     assert bool(modeling_files) is not stock
+    card = (record.result.path / "README.md").read_text()
+    assert all(f"carries its own modeling code (`{name}`" in card for name in modeling_files)  # the card names the file it ships
     if stock:
         assert record.loaded["module"].startswith("transformers.models.")  # the stock class, not a copied file
     np.testing.assert_allclose(np.array(record.loaded["logits"]), record.masked_logits, atol=1e-4)

@@ -1,7 +1,7 @@
 """Pruning baselines that write the same results-store rows as a search: layer dropping, first-order
-importance, retraining-free pruning (RFP) and standard (train-every-candidate) NAS; plus two add-ons to
-weight-sharing NAS, importance reordering and post-search repair (README's benchmark table measures whether
-they help: there, repair lowered the hypervolume on SST-2 and STS-B)."""
+importance, retraining-free pruning (RFP) and standard (train-every-candidate) NAS; and a search run's front
+scored the same way, plain or repaired (`front`), so the benchmarks can measure whether the pipeline's
+add-ons in `nas_tune.pruning` help (README's table: repair lowered the hypervolume on SST-2 and STS-B)."""
 
 from nas_tune.baselines.base import (
     DEFAULT_BUDGETS,

@@ -11,13 +11,10 @@ from __future__ import annotations
 import tempfile
 from typing import Any
 
-from transformers import PreTrainedModel
-
 from nas_tune.baselines.base import Baseline, BaselineInputs, BaselineSettings, Scorer
 from nas_tune.errors import UserError
 from nas_tune.metrics import count_parameters
-from nas_tune.models import LoadedModel, ModelShape
-from nas_tune.models.bert import BertFamilyAdapter
+from nas_tune.models import LoadedModel
 from nas_tune.search.driver import SearchDriver
 from nas_tune.search.executors import LocalExecutor
 from nas_tune.search.searchers import SEARCHERS, searcher_class, start_searcher
@@ -26,26 +23,8 @@ from nas_tune.search_space import Config, make_search_space
 from nas_tune.supernet import finetune
 
 # Spaces whose sub-networks have the same heads and units in every kept layer: only those are models of one
-# shape (ModelShape), which fine-tuning needs to train and evaluate them.
+# shape (ModelShape, which the adapter reads from an extracted model's config), which fine-tuning needs.
 UNIFORM_SPACES = ("small", "layer")
-
-
-class ExtractedBertAdapter(BertFamilyAdapter):
-    """A BERT adapter that knows the shape of a model `extract` sliced to uniformly fewer heads and units.
-
-    Such a model's config keeps the original head count (BERT derives head_dim from it) and records the real
-    counts in `nas_tune_layer_*`; this reads them, so the sliced model can be fine-tuned like any other.
-    """
-
-    def shape(self, model: PreTrainedModel) -> ModelShape:
-        config, shape = model.config, super().shape(model)
-        heads, units = getattr(config, "nas_tune_layer_heads", None), getattr(config, "nas_tune_layer_units", None)
-        if heads is None:
-            return shape
-        if len(set(heads)) > 1 or len(set(units)) > 1:
-            raise ValueError("only uniformly sliced models have one shape")
-        return ModelShape(num_layers=len(heads), num_heads=heads[0], head_dim=config.nas_tune_head_dim,
-                          hidden_size=shape.hidden_size, ffn_size=units[0])
 
 
 class StandardNAS(Baseline):
@@ -79,7 +58,7 @@ class StandardNAS(Baseline):
         subnet = self.search.to_subnetwork(config)
         small = self.adapter.extract(self.model, subnet)
         with tempfile.TemporaryDirectory(prefix="nas-tune-standard-nas-") as output:  # its checkpoint is not kept
-            result = finetune(LoadedModel(small, loaded.tokenizer, ExtractedBertAdapter(), loaded.source, loaded.head_is_new), self.inputs.task,
+            result = finetune(LoadedModel(small, loaded.tokenizer, self.adapter, loaded.source, loaded.head_is_new), self.inputs.task,
                               self.inputs.train, self.inputs.validation, self.finetune_config(), output, show_progress=False)
         return {**scorer.measure(small.eval(), subnet), "finetune_seconds": result.seconds, "prune_seconds": 0.0}
 

@@ -29,8 +29,8 @@ def add_parser(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     prepare_output_dir(args.output, overwrite=args.overwrite)  # before the slow imports and load
-    from nas_tune.baselines.repair import repair_subnetwork, repair_training_split
     from nas_tune.evaluate.setup import checkpoint_evaluator, read_checkpoint
+    from nas_tune.pruning.repair import repair_subnetwork, repair_training_split
     from nas_tune.report.summary import load_run
     from nas_tune.select import base_model_name, config_of, export_pick, pick, test_evaluator
 

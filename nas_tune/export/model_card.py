@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from huggingface_hub import ModelCard, ModelCardData
 from transformers import PretrainedConfig
 
-if TYPE_CHECKING:  # nas_tune.models imports the export package (its modeling file)
-    from nas_tune.models.subnetwork import SubNetwork
+from nas_tune.models.subnetwork import SubNetwork
 
 
 def _per_layer(values: list[int]) -> str:
@@ -91,9 +90,10 @@ def model_card(folder_name: str, subnet: SubNetwork, record: dict[str, Any], con
     remote = bool(record.get("needs_trust_remote_code"))
     notes = []
     if remote:
-        notes.append("The stock BERT config cannot describe this sub-network (fewer heads, or widths that differ per layer), so "
-                     "the folder carries its own modeling code (`modeling_nas_tune.py`, torch and transformers only): load it "
-                     "with `trust_remote_code=True`; nas-tune need not be installed.")
+        modeling_file = next(iter(config.auto_map.values())).split(".")[0] + ".py"  # auto_map: {"AutoModel...": "file.Class"}
+        notes.append(f"The stock `{config.model_type}` config cannot describe this sub-network (e.g. fewer heads, or widths that differ "
+                     f"per layer), so the folder carries its own modeling code (`{modeling_file}`, torch and transformers only): load "
+                     "it with `trust_remote_code=True`; nas-tune need not be installed.")
     if record.get("no_better_than_trivial"):
         notes.append(f"**Warning**: on the test split this model is no better than {record['no_better_than_trivial']}.")
     table = "\n".join(["| | |", "| --- | --- |", *(f"| {name} | {value} |" for name, value in rows)])

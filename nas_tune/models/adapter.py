@@ -1,6 +1,7 @@
 """What a model family must tell nas-tune: its prunable structure, how to mask it, how to slice it.
 
-Search spaces, training strategies, the evaluator and export only talk to this interface. A new family
+Search spaces, training strategies, the evaluator, export and the pruning tools (reordering through
+`permute_layer`, mask tuning through `residual_blocks`) only talk to this interface. A new family
 needs an adapter module, its entry in `ADAPTERS` (`models/loading.py`) and, for pruned models its stock
 config cannot describe, a standalone modeling file (`modeling_file`); the baselines that hook into
 modules (importance, rfp) list the families they support in `Baseline.adapters`.
@@ -10,13 +11,34 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from nas_tune.models.subnetwork import ModelShape, SubNetwork
+
+
+@dataclass(frozen=True)
+class Tap:
+    """A tensor of a layer's forward pass: positional input `argument` of `module`, or (None) its output."""
+
+    module: nn.Module
+    argument: int | None = 0
+
+
+@dataclass(frozen=True)
+class ResidualBlock:
+    """One block of a layer seen as a sum: the output of `projection` (the Linear reading all heads, or all FFN
+    neurons) plus `residual`, whose total is seen at `total`. rfp's mask tuning fits one scale per head / neuron
+    of the projection's input so that the pruned model's total matches the unpruned model's."""
+
+    kind: Literal["attention", "ffn"]
+    projection: nn.Module
+    residual: Tap
+    total: Tap
 
 
 class ModelAdapter(ABC):
@@ -50,6 +72,16 @@ class ModelAdapter(ABC):
         """
 
     @abstractmethod
+    def permute_layer(self, model: PreTrainedModel, index: int, heads: tuple[int, ...], units: tuple[int, ...]) -> None:
+        """Reorder the heads and FFN neurons of layer `index` in place without changing what the model computes.
+
+        Position p then holds the old head `heads[p]` (with its rows and columns in every projection) and the old
+        neuron `units[p]`. Under grouped-query attention whole key/value groups move: the query heads at the
+        positions of one group all come from one old group. The layer gets new parameter tensors, so reorder
+        before an optimizer is built. Reordering is what lets "keep the first k" keep the k most important.
+        """
+
+    @abstractmethod
     def layer_parameter_count(self, shape: ModelShape, num_heads: int, num_units: int, num_kv_heads: int | None = None) -> int:
         """Parameters of one layer that keeps `num_heads` query heads, `num_kv_heads` key/value heads
         (None: as many as grouped-query attention needs for `num_heads`) and `num_units` FFN neurons."""
@@ -64,6 +96,11 @@ class ModelAdapter(ABC):
 
     @abstractmethod
     def layers(self, model: PreTrainedModel) -> nn.ModuleList: ...
+
+    def residual_blocks(self, layer: nn.Module) -> tuple[ResidualBlock, ...]:
+        """The attention and FFN blocks of one layer as rfp reconstructs them; empty when the family's layers
+        are not projection + residual sums (then rfp and --repair refuse it)."""
+        return ()
 
     def head_bias(self, model: PreTrainedModel) -> nn.Parameter | None:
         """The output bias of the task head (None when it has none): training starts it at the label prior."""

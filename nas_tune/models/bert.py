@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from torch import nn
 from transformers import PreTrainedModel
 
+from nas_tune.models.adapter import ResidualBlock, Tap
 from nas_tune.models.layered import LayeredAdapter, transformer_layer_flops
 from nas_tune.models.modeling_nas_tune import EmptySelfAttention
 from nas_tune.models.slicing import head_rows
@@ -29,7 +29,7 @@ class BertFamilyAdapter(LayeredAdapter):
         head = model.classifier  # BERT: a Linear; RoBERTa: dense -> out_proj
         return getattr(head, "out_proj", head).bias
 
-    def shape(self, model: PreTrainedModel) -> ModelShape:
+    def _config_shape(self, model: PreTrainedModel) -> ModelShape:
         config = model.config
         return ModelShape(
             num_layers=config.num_hidden_layers,
@@ -48,16 +48,15 @@ class BertFamilyAdapter(LayeredAdapter):
     def _attention(self, layer: nn.Module) -> nn.Module:
         return layer.attention.self
 
-    def slice_layer(self, layer, heads, units, shape, slice_linear, replace=setattr) -> None:
-        self._slice_layer(layer, heads, units, shape.head_dim, slice_linear, replace)
+    def residual_blocks(self, layer: nn.Module) -> tuple[ResidualBlock, ...]:
+        """Post-LN: each block's output module gets (projection input, residual) and sums them into its LayerNorm."""
+        attention, ffn = layer.attention.output, layer.output
+        return (ResidualBlock("attention", attention.dense, Tap(attention, 1), Tap(attention.LayerNorm)),
+                ResidualBlock("ffn", ffn.dense, Tap(ffn, 1), Tap(ffn.LayerNorm)))
 
-    @staticmethod
-    def _slice_layer(layer: nn.Module, heads: tuple[int, ...], units: tuple[int, ...], head_dim: int,
-                     slice_linear: Callable[[nn.Linear, torch.Tensor | None, torch.Tensor | None], nn.Module],
-                     replace: Callable[[nn.Module, str, nn.Module], None] = setattr) -> None:
-        """Restrict one layer to `heads` and `units`; `slice_linear` decides copy (export) or view (training)."""
+    def slice_layer(self, layer, heads, units, shape, slice_linear, replace=setattr) -> None:
         attention = layer.attention
-        rows = head_rows(heads, head_dim)
+        rows = head_rows(heads, shape.head_dim)
         if heads:
             for name in ("query", "key", "value"):
                 replace(attention.self, name, slice_linear(getattr(attention.self, name), rows, None))

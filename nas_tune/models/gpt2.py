@@ -10,9 +10,11 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from torch import nn
 from transformers import PreTrainedModel
 
 from nas_tune.errors import UserError
+from nas_tune.models.adapter import ResidualBlock, Tap
 from nas_tune.models.decoder import DecoderAdapter, LayerSizes, is_homogeneous
 from nas_tune.models.layered import transformer_layer_flops
 from nas_tune.models.modeling_nas_tune_decoder import EmptyAttention
@@ -25,7 +27,7 @@ class GPT2Adapter(DecoderAdapter):
     layer_list, attention_name = "h", "attn"
     output_projection_paths = ("attn.c_proj", "mlp.c_proj")
 
-    def shape(self, model: PreTrainedModel) -> ModelShape:
+    def _config_shape(self, model: PreTrainedModel) -> ModelShape:
         config = model.config
         if config.scale_attn_by_inverse_layer_idx:
             raise UserError("GPT-2 models with scale_attn_by_inverse_layer_idx=True cannot be pruned: their attention scale depends on "
@@ -42,8 +44,8 @@ class GPT2Adapter(DecoderAdapter):
         attention, mlp = layer.attn, layer.mlp
         rows = head_rows(heads, shape.head_dim)
         if heads:
-            # c_attn's outputs are all queries, then all keys, then all values (n_embd each)
-            fused = torch.cat([rows + part * shape.hidden_size for part in range(3)])
+            # c_attn's outputs are all queries, then all keys, then all values (heads x head size each)
+            fused = torch.cat([rows + part * shape.num_heads * shape.head_dim for part in range(3)])
             replace(attention, "c_attn", slice_linear(attention.c_attn, fused, None))
             replace(attention, "c_proj", slice_linear(attention.c_proj, None, rows))
             replace(attention, "split_size", len(rows))
@@ -53,6 +55,11 @@ class GPT2Adapter(DecoderAdapter):
         unit_index = torch.tensor(units, dtype=torch.long)
         replace(mlp, "c_fc", slice_linear(mlp.c_fc, unit_index, None))
         replace(mlp, "c_proj", slice_linear(mlp.c_proj, None, unit_index))
+
+    def residual_blocks(self, layer: nn.Module) -> tuple[ResidualBlock, ...]:
+        """Pre-norm, like LLaMA: attention adds to the block's input (read by ln_2), the MLP to that."""
+        return (ResidualBlock("attention", layer.attn.c_proj, Tap(layer), Tap(layer.ln_2)),
+                ResidualBlock("ffn", layer.mlp.c_proj, Tap(layer.ln_2), Tap(layer, None)))
 
     def _stock_sizes(self, shape: ModelShape, sizes: list[LayerSizes]) -> dict[str, Any] | None:
         if not is_homogeneous(sizes) or any(heads != shape.num_heads for heads, _, _ in sizes):

@@ -11,12 +11,14 @@ import copy
 from abc import abstractmethod
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from functools import partial
 
 import torch
 from torch import nn
 from transformers import PreTrainedConfig, PreTrainedModel
 
+from nas_tune.errors import UserError
 from nas_tune.models.adapter import ModelAdapter
 from nas_tune.models.slicing import SlicedLinear, mask_head_outputs, mask_units, sliced_copy
 from nas_tune.models.subnetwork import ModelShape, SubNetwork
@@ -38,6 +40,24 @@ def transformer_layer_flops(seq_len: int, hidden: int, query_width: int, kv_widt
 
 
 class LayeredAdapter(ModelAdapter):
+    @abstractmethod
+    def _config_shape(self, model: PreTrainedModel) -> ModelShape:
+        """The shape the family's config fields describe (for a model `extract` cut, its stock fields only)."""
+
+    def shape(self, model: PreTrainedModel) -> ModelShape:
+        """Also the real shape of a model `extract` cut to the same heads, key/value heads and neurons in every
+        layer that its stock config cannot describe (read from `nas_tune_layer_*`), so it trains like any other."""
+        shape, config = self._config_shape(model), model.config
+        heads = getattr(config, "nas_tune_layer_heads", None)
+        if heads is None:
+            return shape
+        units, kv_heads = config.nas_tune_layer_units, getattr(config, "nas_tune_layer_kv_heads", None)
+        if len({*zip(heads, units, kv_heads or heads)}) != 1:
+            raise UserError(f"this {config.model_type} model was cut by nas-tune to different sizes per layer (or to no layer), so it is "
+                            "no super-network to prune again; pass the model it was cut from.")
+        return replace(shape, num_layers=len(heads), num_heads=heads[0], head_dim=config.nas_tune_head_dim, ffn_size=units[0],
+                       num_kv_heads=kv_heads[0] if kv_heads else shape.num_kv_heads)
+
     @abstractmethod
     def _set_layers(self, model: PreTrainedModel, layers: nn.ModuleList) -> None: ...
 
@@ -123,6 +143,14 @@ class LayeredAdapter(ModelAdapter):
             for parent, name, original in reversed(swapped):
                 setattr(parent, name, original)
 
+    def permute_layer(self, model: PreTrainedModel, index: int, heads: tuple[int, ...], units: tuple[int, ...]) -> None:
+        shape = self.shape(model)
+        problem = permutation_problem(shape, heads, units)
+        if problem:
+            raise ValueError(f"not a reordering of layer {index}: {problem}")
+        # slicing to *all* heads and units, in the new order, is a permutation
+        self.slice_layer(self.layers(model)[index], tuple(heads), tuple(units), shape, sliced_copy)
+
     def extract(self, model: PreTrainedModel, subnet: SubNetwork) -> PreTrainedModel:
         shape = self.shape(model)
         self.check(shape, subnet)
@@ -137,3 +165,13 @@ class LayeredAdapter(ModelAdapter):
             attention.layer_idx = slot
         small.config = self._pruned_config(model, subnet)
         return small
+
+
+def permutation_problem(shape: ModelShape, heads: tuple[int, ...], units: tuple[int, ...]) -> str | None:
+    """Why `heads` / `units` do not reorder one layer of `shape` (GQA: by whole key/value groups), or None."""
+    if sorted(heads) != list(range(shape.num_heads)) or sorted(units) != list(range(shape.ffn_size)):
+        return f"the heads must be a permutation of 0..{shape.num_heads - 1} and the units of 0..{shape.ffn_size - 1}"
+    size = shape.group_size
+    if any(len({h // size for h in heads[start:start + size]}) > 1 for start in range(0, len(heads), size)):
+        return f"the query heads at the positions of each key/value group must come from one group of {size}"
+    return None

@@ -10,8 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from torch import nn
 from transformers import PreTrainedModel
 
+from nas_tune.models.adapter import ResidualBlock, Tap
 from nas_tune.models.decoder import DecoderAdapter, LayerSizes, is_homogeneous
 from nas_tune.models.layered import transformer_layer_flops
 from nas_tune.models.modeling_nas_tune_decoder import EmptyAttention
@@ -24,7 +26,7 @@ class LlamaFamilyAdapter(DecoderAdapter):
     layer_list, attention_name = "layers", "self_attn"
     output_projection_paths = ("self_attn.o_proj", "mlp.down_proj")
 
-    def shape(self, model: PreTrainedModel) -> ModelShape:
+    def _config_shape(self, model: PreTrainedModel) -> ModelShape:
         """From the config alone, so it also answers inside a `sliced` context (layers swapped)."""
         config = model.config
         attention_bias = getattr(config, "attention_bias", False)
@@ -48,7 +50,8 @@ class LlamaFamilyAdapter(DecoderAdapter):
         attention, mlp = layer.self_attn, layer.mlp
         query_rows = head_rows(heads, shape.head_dim)
         if heads:
-            kv_heads = sorted({h // shape.group_size for h in heads})
+            # in the order the query heads name them: ascending for a sub-network, moved whole by `permute_layer`
+            kv_heads = list(dict.fromkeys(h // shape.group_size for h in heads))
             kv_rows = head_rows(tuple(kv_heads), shape.head_dim)
             replace(attention, "q_proj", slice_linear(attention.q_proj, query_rows, None))
             replace(attention, "k_proj", slice_linear(attention.k_proj, kv_rows, None))
@@ -61,6 +64,13 @@ class LlamaFamilyAdapter(DecoderAdapter):
         replace(mlp, "gate_proj", slice_linear(mlp.gate_proj, unit_index, None))
         replace(mlp, "up_proj", slice_linear(mlp.up_proj, unit_index, None))
         replace(mlp, "down_proj", slice_linear(mlp.down_proj, None, unit_index))
+
+    def residual_blocks(self, layer: nn.Module) -> tuple[ResidualBlock, ...]:
+        """Pre-norm: attention adds to the layer's input, which the post-attention norm reads; the FFN adds to
+        that and gives the layer's output."""
+        norm = layer.post_attention_layernorm
+        return (ResidualBlock("attention", layer.self_attn.o_proj, Tap(layer), Tap(norm)),
+                ResidualBlock("ffn", layer.mlp.down_proj, Tap(norm), Tap(layer, None)))
 
     def _stock_sizes(self, shape: ModelShape, sizes: list[LayerSizes]) -> dict[str, Any] | None:
         """Uniformly fewer heads and KV groups fit: LLaMA-family configs carry an explicit `head_dim`."""

@@ -75,3 +75,14 @@ class SlicedLinear(nn.Module):
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         weight, bias = slice_weights(self._full[0], self.rows, self.cols)
         return F.linear(inputs, weight, bias)
+
+
+def scale_inputs(linear: nn.Linear | Conv1D, columns: torch.Tensor, scales: torch.Tensor) -> None:
+    """Multiply the weights of `linear` that read input `columns` by `scales` (one per column), in place."""
+    with torch.no_grad():
+        weight = linear.weight
+        columns, scales = columns.to(weight.device), scales.to(weight.device, weight.dtype)
+        if isinstance(linear, Conv1D):  # [in, out]
+            weight[columns] *= scales.unsqueeze(1)
+        else:
+            weight[:, columns] *= scales

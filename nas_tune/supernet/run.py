@@ -8,6 +8,7 @@ from pathlib import Path
 from nas_tune.data import DataConfig, default_cache_dir, load_task_data, tokenize_split
 from nas_tune.export import set_label_names
 from nas_tune.models import load_finetuned, load_model
+from nas_tune.pruning.reorder import reorder_by_importance
 from nas_tune.search_space import make_search_space
 from nas_tune.supernet.head import initialise_head_bias
 from nas_tune.supernet.strategies import require_distillation
@@ -54,8 +55,6 @@ def finetune_supernet(
     if config.head_init == "prior":  # before reordering, whose scores go through the head
         initialise_head_bias(loaded, train.labels)
     if reorder == "importance":
-        from nas_tune.baselines.reorder import reorder_by_importance  # baselines import this module
-
         reorder_by_importance(loaded, train, seed=config.seed)
     validation = tokenize_split(data.validation, loaded.tokenizer, data.task, max_seq_length, cache_dir=cache)
     run_info = {"base_model": loaded.source, "max_seq_length": max_seq_length, "reorder": reorder,

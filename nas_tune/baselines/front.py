@@ -1,10 +1,5 @@
-"""`--repair`: rfp's least-squares output reconstruction applied to sub-networks the NAS search found.
-
-A retraining-free correction after the search: each chosen sub-network of the super-network gets one output
-scale per kept head and neuron, fitted layer by layer so that its layer outputs match the full super-network's
-on training examples (`rfp.tune_masks`). It never increases the per-block reconstruction error it minimises:
-a block whose fit would not lower it keeps its weights. Whether that helps the task metric is what the
-benchmark measures.
+"""A search run's Pareto front scored like a baseline's models (test metrics, measured latency), plain or with
+each sub-network repaired first (`pruning.repair`): how the benchmarks put NAS and `--repair` beside the baselines.
 """
 
 from __future__ import annotations
@@ -14,30 +9,14 @@ from typing import Any
 
 from nas_tune.baselines.base import BaselineInputs, BaselineSettings, Candidate, GridBaseline, load_inputs, run_baseline
 from nas_tune.baselines.importance import training_sample
-from nas_tune.baselines.rfp import MaskTuning, tune_masks
-from nas_tune.data import TokenizedSplit, default_cache_dir, tokenize_split
-from nas_tune.evaluate.setup import EvaluationSetup, read_checkpoint
-from nas_tune.models import LoadedModel, SubNetwork
+from nas_tune.evaluate.setup import read_checkpoint
 from nas_tune.pareto import pareto_front
+from nas_tune.pruning.mask_tuning import check_reconstructable
+from nas_tune.pruning.repair import repair_subnetwork
 from nas_tune.report.summary import load_run
 from nas_tune.search.store import ResultsStore
 from nas_tune.search_space import Config, make_search_space
 from nas_tune.select import config_of
-
-DEFAULT_SAMPLES = 256
-
-
-def repair_subnetwork(loaded: LoadedModel, subnet: SubNetwork, train: TokenizedSplit, *, num_samples: int = DEFAULT_SAMPLES,
-                      seed: int = 0, batch_size: int = 32) -> MaskTuning:
-    """A full-size copy of `loaded.model` whose `subnet` is fitted to the full model's layer outputs; export it
-    with `export_subnetwork(result.model, ..., subnet, ...)`."""
-    samples = training_sample(train, num_samples, seed, "--repair")
-    return tune_masks(loaded.model, loaded.adapter, subnet, samples, batch_size=batch_size)
-
-
-def repair_training_split(setup: EvaluationSetup, max_seq_length: int) -> TokenizedSplit:
-    """The searched checkpoint's training split, tokenised like the search's: what `repair_subnetwork` fits on."""
-    return tokenize_split(setup.data.train, setup.loaded.tokenizer, setup.data.task, max_seq_length, cache_dir=default_cache_dir())
 
 
 class SearchedFront(GridBaseline):
@@ -69,7 +48,8 @@ class Repair(SearchedFront):
 
     def __init__(self, inputs: BaselineInputs, settings: BaselineSettings, search_space: str, configs: list[Config], searcher: str):
         super().__init__(inputs, settings, search_space, configs, searcher)
-        training_sample(inputs.train, settings.tune_samples, settings.seed, "--repair")  # fail before any work
+        check_reconstructable(self.model, self.adapter, "--repair", "drop --repair")  # fail before any work
+        training_sample(inputs.train, settings.tune_samples, settings.seed, "--repair")
 
     def prune(self, config: Config) -> Candidate:
         subnet = self.search.to_subnetwork(config)
