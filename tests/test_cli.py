@@ -55,7 +55,7 @@ def test_evaluate_largest_minilm_matches_a_plain_forward_pass(capsys, glue_dir):
         (["evaluate", "--model", "MODEL", "--dataset", "rte", "--config", '{"num_layers": 9, "num_heads": 1, "num_units": 1}'], "outside"),
         (["evaluate", "--model", "MODEL", "--dataset", "rte", "--config", '{"layer_0": 1}'], "does not fit"),
         (["evaluate", "--model", "MODEL", "--dataset", "stsb"], "labels"),
-        (["export", "--model", "MODEL", "--config", "smallest", "--output", "NONEMPTY"], "not empty"),
+        (["export", "--model", "MODEL", "--config", "smallest", "--output", "NONEMPTY"], "already holds files"),
         (["evaluate", "--model", "CORRUPT", "--dataset", "rte"], "corrupted"),
     ],
 )

@@ -69,7 +69,7 @@ def _check_output_dir(output_dir: Path, options: dict[str, Any], *, resume: bool
     """Return True when training continues from a saved state."""
     meta_path = output_dir / SUPERNET_FILE
     holds_run = meta_path.is_file() if resume else not is_empty(output_dir)
-    check_output_folder(output_dir, holds_run=holds_run, what=f"a super-network run ({SUPERNET_FILE})", resume=resume,
+    check_output_folder(output_dir, holds_run=holds_run, what="a super-network run", resume=resume,
                         overwrite=overwrite)
     if resume:
         stored, options = read_supernet_meta(output_dir)["options"], as_json(options)  # compared as stored: tuples are lists
