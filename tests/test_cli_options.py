@@ -113,8 +113,9 @@ def test_a_bad_config_file_is_refused_in_one_sentence_naming_the_key(tmp_path, c
     path.write_text(text)
     with pytest.raises(SystemExit) as exit_:
         cli.parse_args(["finetune", "--config", str(path), "--output", "x"])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert exit_.value.code == 2 and err[-1].startswith(f"nas-tune finetune: error: --config {path}: ") and message in err[-1]
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.startswith(f"nas-tune finetune: error: --config {path}: ") and message in err
+    assert err.count("\n") == 1  # one sentence, no usage block
 
 
 def test_a_switch_in_a_config_file_must_be_true_or_false(tmp_path, capsys):

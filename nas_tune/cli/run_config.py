@@ -56,9 +56,10 @@ def _value(action: argparse.Action, key: str, value: Any, error) -> Any:
 
 
 def read_run_config(parser: argparse.ArgumentParser, path: str) -> dict[str, Any]:
-    """The option values in the run file `path`, checked like flags; any problem ends the command (exit 2) in one sentence."""
+    """The option values in the run file `path`, checked like flags; any problem ends the command (exit 2) in one
+    sentence, without the usage block argparse prints for a bad flag: the flags were fine."""
     def error(problem: str) -> None:
-        parser.error(f"--config {path}: {problem}.")
+        parser.exit(2, f"{parser.prog}: error: --config {path}: {problem}.\n")
 
     try:
         data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
