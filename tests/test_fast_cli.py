@@ -65,7 +65,7 @@ REFUSED = [
     (["finetune", "--output", "{taken}"], "output folder {taken} already holds a super-network run; pass --resume"),
     (["search", "--checkpoint", "c", "--output", "{taken}"], "already holds a search or baseline run; pass --resume"),
     (["baseline", "importance", "--output", "{taken}"], "already holds a search or baseline run; pass --resume"),
-    (["baseline", "importance", "--budgets", "0.5,half", "--output", "x"], "--budgets must be comma-separated float values"),
+    (["baseline", "importance", "--budgets", "0.5,half", "--output", "x"], "--budgets must be comma-separated fractions such as 0.25,0.5,0.75, got '0.5,half'."),
     (["finetune", "--output", "{taken}", "--resume", "--overwrite"], "--resume and --overwrite contradict each other"),
     (["export", "--config", "smallest", "--output", "{taken}"], "already holds files; pass --overwrite to replace it"),
     (["select", "{taken}", "--max-params", "0.5", "--output", "{taken}"], "already holds files; pass --overwrite"),

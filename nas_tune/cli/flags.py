@@ -78,13 +78,13 @@ def add_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls: ty
 
 
 def _split(text: str, hint: Any, flag: str) -> Any:
-    """Comma-separated `text` as the sequence type `hint` (tuple[float, ...], list[str])."""
+    """Comma-separated `text` as the sequence type `hint` (tuple[float, ...], list[str]); only numbers can be
+    wrong, and the one list of numbers is --budgets."""
     container, (item, *_) = typing.get_origin(hint), typing.get_args(hint)
     try:
         return container(item(part.strip()) for part in text.split(",") if part.strip())
     except ValueError:
-        raise UserError(f"{flag} must be comma-separated {item.__name__} values such as {'0.25,0.5' if item is float else 'a,b'}, "
-                        f"got {text!r}.") from None
+        raise UserError(f"{flag} must be comma-separated fractions such as 0.25,0.5,0.75, got {text!r}.") from None
 
 
 def from_args(cls: type[T], args: argparse.Namespace, *, prefix: str = "", **values: Any) -> T:
