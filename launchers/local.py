@@ -2,6 +2,7 @@
 
     python launchers/local.py --dataset rte            # default budget (estimated ~30 min on 2 CPU cores)
     python launchers/local.py --dataset rte --quick    # a first look in a few minutes
+    python launchers/local.py --config runs/rte-quick/run.yaml --output runs/rte-again   # the same run again
 """
 
 from __future__ import annotations
@@ -18,26 +19,31 @@ from nas_tune.cli.pipeline_options import (
     pipeline_parser,
     print_pipeline_result,
 )
+from nas_tune.cli.run_config import save_run_config
 from nas_tune.errors import UserError
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
+def parser() -> argparse.ArgumentParser:
     parser = pipeline_parser(__doc__)
     add_run_folder_options(parser)
-    return parse_pipeline_args(parser, argv)
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    options = parser()
+    args = parse_pipeline_args(options, argv)
     quiet_libraries()
     try:
-        refuse_existing_output(args.output, resume=args.resume, overwrite=args.overwrite, what="a run")  # before the slow imports
+        refuse_existing_output(args.output, resume=args.resume, overwrite=args.overwrite, what="a run",
+                               resume_may_start=True)  # the pipeline's own guard, before the slow imports
+        config = pipeline_config(args)
         from nas_tune.pipeline import run_pipeline
 
-        result = run_pipeline(pipeline_config(args), args.output, resume=args.resume, overwrite=args.overwrite)
+        result = run_pipeline(config, args.output, resume=args.resume, overwrite=args.overwrite)
     except UserError as error:
         print(f"local.py: error: {error}", file=sys.stderr)
         return 2
+    save_run_config(options, args, result.output)
     print_pipeline_result(result)
     return 0
 

@@ -21,12 +21,10 @@ import tempfile
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
-
-import ray
-from ray import cloudpickle
-from ray.exceptions import RayTaskError
+from typing import TYPE_CHECKING
 
 from nas_tune.cli import quiet_libraries
+from nas_tune.cli.options import refuse_existing_output
 from nas_tune.cli.pipeline_options import (
     add_run_folder_options,
     parse_pipeline_args,
@@ -34,19 +32,22 @@ from nas_tune.cli.pipeline_options import (
     pipeline_parser,
     print_pipeline_result,
 )
-from nas_tune.cli.search import search_settings
-from nas_tune.data import DataConfig
+from nas_tune.cli.run_config import save_run_config
+from nas_tune.cli.search import SEARCH_MARKERS, search_settings
 from nas_tune.errors import UserError
 from nas_tune.io import atomic_folder, atomic_write_bytes
-from nas_tune.pipeline import run_pipeline
-from nas_tune.report.summary import format_table, report_run
-from nas_tune.search.ray_executor import connect, ray_executor
-from nas_tune.search.run import ExecutorFactory, search_checkpoint
-from nas_tune.supernet import FinetuneConfig, FinetuneResult
-from nas_tune.supernet.run import finetune_supernet
+from nas_tune.settings import DataConfig, FinetuneConfig
 
-# Worker nodes cannot import this script: Ray ships its functions by value.
-cloudpickle.register_pickle_by_value(sys.modules[__name__])
+if TYPE_CHECKING:  # Ray, torch and the stages are imported when a run starts, so --help and bad options answer at once
+    from nas_tune.search.run import ExecutorFactory
+    from nas_tune.supernet import FinetuneResult
+
+
+def ship_by_value() -> None:
+    """Worker nodes cannot import this script: Ray ships its functions by value."""
+    from ray import cloudpickle
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 
 def read_folder(folder: Path) -> dict[str, bytes]:
@@ -61,6 +62,8 @@ def write_folder(folder: Path, files: dict[str, bytes]) -> None:
 def _finetune_in_scratch(files: dict[str, bytes], model: str | None, data: DataConfig, config: FinetuneConfig,
                          options: dict) -> tuple[dict[str, bytes], FinetuneResult]:
     """On a cluster node: fine-tune in a scratch copy of the output folder (resume works) and return its files."""
+    from nas_tune.supernet.run import finetune_supernet
+
     quiet_libraries()
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch) / "supernet"
@@ -76,6 +79,10 @@ def finetune_on_cluster(model: str | None, data: DataConfig, config: FinetuneCon
     The task starts from the bytes of `output` (so --resume works), and Ray reruns it from them if its node dies.
     Local paths (model folder, data) are made absolute: the node runs elsewhere and must see them at the same path.
     """
+    import ray
+    from ray.exceptions import RayTaskError
+
+    ship_by_value()
     output = Path(output)
     files = read_folder(output) if output.is_dir() else {}
     if model and Path(model).expanduser().exists():
@@ -94,7 +101,7 @@ def finetune_on_cluster(model: str | None, data: DataConfig, config: FinetuneCon
     return replace(result, output_dir=output)
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
+def parser() -> argparse.ArgumentParser:
     parser = pipeline_parser(__doc__)
     cluster = parser.add_argument_group("Ray cluster")
     cluster.add_argument("--address", help="Ray cluster HOST:PORT (default: start a local Ray instance)")
@@ -104,11 +111,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     cluster.add_argument("--finetune-on-cluster", action="store_true", help="fine-tune the super-network as one Ray task in one worker's resources")
     cluster.add_argument("--checkpoint", help="only search this super-network folder on the cluster (results in --output)")
     add_run_folder_options(parser)
-    return parse_pipeline_args(parser, argv)
+    return parser
 
 
 def search_only(args: argparse.Namespace, factory: ExecutorFactory) -> None:
     """Stage 2 of an existing super-network on the cluster, like `nas-tune search`."""
+    from nas_tune.report.summary import format_table, report_run
+    from nas_tune.search.run import search_checkpoint
+
     settings = search_settings(args)
     store, setup = search_checkpoint(args.checkpoint, args.output, settings, data_dir=args.data_dir,
                                      resume=args.resume, overwrite=args.overwrite, executor_factory=factory)
@@ -118,23 +128,41 @@ def search_only(args: argparse.Namespace, factory: ExecutorFactory) -> None:
     print(f"results in {store.run_dir} (trials.csv, pareto.csv, pareto.png, hypervolume.png)")
 
 
+def run(args: argparse.Namespace) -> Path:
+    """The search alone (--checkpoint) or the whole pipeline on the cluster; the run folder it wrote."""
+    if args.checkpoint:
+        refuse_existing_output(args.output, resume=args.resume, overwrite=args.overwrite, what="a search or baseline run",
+                               markers=SEARCH_MARKERS)
+    else:
+        refuse_existing_output(args.output, resume=args.resume, overwrite=args.overwrite, what="a run", resume_may_start=True)
+        config = pipeline_config(args)
+    from nas_tune.pipeline import run_pipeline
+    from nas_tune.search.ray_executor import connect, ray_executor
+    from nas_tune.supernet.run import finetune_supernet
+
+    factory = ray_executor(args.address, args.cpus_per_worker, args.gpus_per_worker, args.max_retries)
+    connect(args.address, num_cpus=args.workers * args.cpus_per_worker, num_gpus=args.workers * args.gpus_per_worker)
+    if args.checkpoint:
+        search_only(args, factory)
+        return Path(args.output)
+    finetune = (partial(finetune_on_cluster, num_cpus=args.cpus_per_worker, num_gpus=args.gpus_per_worker)
+                if args.finetune_on_cluster else finetune_supernet)
+    result = run_pipeline(config, args.output, resume=args.resume, overwrite=args.overwrite, finetune=finetune,
+                          executor_factory=factory)
+    print_pipeline_result(result)
+    return result.output
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    options = parser()
+    args = parse_pipeline_args(options, argv)
     quiet_libraries()
     try:
-        factory = ray_executor(args.address, args.cpus_per_worker, args.gpus_per_worker, args.max_retries)
-        connect(args.address, num_cpus=args.workers * args.cpus_per_worker, num_gpus=args.workers * args.gpus_per_worker)
-        if args.checkpoint:
-            search_only(args, factory)
-            return 0
-        finetune = (partial(finetune_on_cluster, num_cpus=args.cpus_per_worker, num_gpus=args.gpus_per_worker)
-                    if args.finetune_on_cluster else finetune_supernet)
-        result = run_pipeline(pipeline_config(args), args.output, resume=args.resume, overwrite=args.overwrite,
-                              finetune=finetune, executor_factory=factory)
+        output = run(args)
     except UserError as error:
         print(f"ray_cluster.py: error: {error}", file=sys.stderr)
         return 2
-    print_pipeline_result(result)
+    save_run_config(options, args, output)
     return 0
 
 

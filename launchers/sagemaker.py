@@ -14,9 +14,10 @@ import json
 import os
 import shlex
 import sys
+from typing import TYPE_CHECKING
 
 from nas_tune.cli.finetune import add_finetune_options
-from nas_tune.cli.options import add_data_options, add_model_options, add_search_space_option, positive_int
+from nas_tune.cli.options import add_data_options, add_latency_options, add_model_options, add_search_space_option
 from nas_tune.cli.pipeline_options import parse_pipeline_args, pipeline_parser
 from nas_tune.cli.search import add_search_options
 from nas_tune.cloud.sagemaker import (
@@ -34,8 +35,11 @@ from nas_tune.cloud.sagemaker import (
     upload_files,
     wait_for_job,
 )
-from nas_tune.data import TaskSpec, get_task
 from nas_tune.errors import UserError
+from nas_tune.settings import positive_int
+
+if TYPE_CHECKING:
+    from nas_tune.data import TaskSpec
 
 PROG = "python launchers/sagemaker.py"
 # Set by the container itself (nas_tune.cloud.entrypoint) or local-only (custom data files are not uploaded).
@@ -47,12 +51,12 @@ def option_dests(*add_options) -> list[str]:
     parser = argparse.ArgumentParser(add_help=False)
     for add in add_options:
         add(parser)
-    return [dest for dest in vars(parser.parse_args([])) if dest not in NOT_SENT] + ["seed"]
+    return [dest for dest in vars(parser.parse_args([])) if dest not in NOT_SENT]
 
 
 JOB_OPTIONS = {
     "finetune": option_dests(add_model_options, add_data_options, add_search_space_option, add_finetune_options),
-    "search": option_dests(add_search_space_option, add_search_options),
+    "search": option_dests(add_search_space_option, add_search_options, add_latency_options),
 }
 
 
@@ -105,6 +109,8 @@ def follow_up(args: argparse.Namespace, settings: JobSettings, data_uri: str, ch
 
 
 def run(args: argparse.Namespace) -> int:
+    from nas_tune.data import get_task  # not at the top: loads torch, which --help and a bad option do not need
+
     task = get_task(args.dataset)
     if args.search_only != bool(args.checkpoint_s3):
         raise UserError("--search-only and --checkpoint-s3 go together: pass both to submit only the search on job 1's model artifact.")

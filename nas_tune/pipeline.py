@@ -7,45 +7,27 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import pandas as pd
 
 from nas_tune.data import DataConfig
 from nas_tune.errors import UserError
+from nas_tune.evaluate import Evaluator
+from nas_tune.evaluate.setup import EvaluationSetup
 from nas_tune.io import atomic_write_json
 from nas_tune.output_folder import check_output_folder, is_empty
 from nas_tune.pareto import hypervolume, normalise_objectives, pareto_front
 from nas_tune.pruning.repair import check_repair_samples, repair_subnetwork, repair_training_split
 from nas_tune.report.run_folder import write_test_metrics
 from nas_tune.report.summary import format_table, load_run, report_run
-from nas_tune.search.driver import SearchSettings
 from nas_tune.search.run import ExecutorFactory, local_executor, search_checkpoint
 from nas_tune.select import ExportedPick, base_model_name, config_of, export_pick, pick, test_evaluator
-from nas_tune.settings import RECIPES
+from nas_tune.settings import RECIPES, PipelineConfig  # PipelineConfig re-exported
 from nas_tune.supernet import SUPERNET_FILE, FinetuneConfig, FinetuneResult, read_supernet_meta
 from nas_tune.supernet.run import finetune_supernet
 from nas_tune.supernet.strategies import require_distillation
-
-
-@dataclass
-class PipelineConfig:
-    model: str | None
-    data: DataConfig
-    finetune: FinetuneConfig
-    search: SearchSettings
-    max_seq_length: int = 128
-    eval_batch_size: int = 64
-    reorder: str = "none"  # "importance": heads/neurons sorted best-first before super-network training
-    repair: bool = False  # least-squares output reconstruction of each picked sub-network before it is tested and exported
-    recipe: str = "one_stage"  # one of RECIPES
-    second_stage_steps: int | None = None  # two_stage: super-network steps after the standard fine-tuning (None: one epoch)
-    picks: dict[str, str] = field(default_factory=lambda: {
-        "within_1pct": "smallest sub-network within 1 % of the full model's validation metric",
-        "within_5pct": "smallest sub-network within 5 % of the full model's validation metric",
-        "half_size": "best sub-network with at most 50 % of the layer parameters",
-    })
 
 
 @dataclass
@@ -98,13 +80,26 @@ def describe_data_budget(data: DataConfig) -> str:
             f"{at_most(data.max_validation_samples, 'validation examples')}, picks tested on {at_most(data.max_test_samples, 'test examples')}")
 
 
+def _check_before_start(config: PipelineConfig, output: Path, *, resume: bool, overwrite: bool) -> None:
+    """Everything that can be refused before hours of work: the run folder, the data budget, the recipe."""
+    check_output_folder(output, holds_run=not is_empty(output), what="a run", resume=resume, overwrite=overwrite,
+                        resume_may_start=True)  # --resume also starts a run folder that holds nothing yet
+    if config.repair:
+        check_repair_samples(config.data.max_train_samples)
+    if config.recipe not in RECIPES:
+        raise UserError(f"unknown recipe '{config.recipe}'; choose one of: {', '.join(RECIPES)}.")
+    if config.recipe == "two_stage":
+        require_distillation(config.finetune.strategy)  # before the first stage, not after it
+
+
 def _finetune_stages(config: PipelineConfig, output: Path, finetune: Callable[..., FinetuneResult], *, resume: bool,
                      overwrite: bool, show_progress: bool) -> None:
     """Stage 1 of the pipeline: the super-network in output/supernet (two_stage: from output/standard).
 
     A stage whose folder holds a completed checkpoint is skipped on --resume, so no step is trained twice.
     """
-    common = {"max_seq_length": config.max_seq_length, "overwrite": overwrite, "show_progress": show_progress}
+    common = {"max_seq_length": config.max_seq_length, "overwrite": overwrite, "show_progress": show_progress,
+              "trust_remote_code": config.trust_remote_code}
 
     def run(label: str, folder: Path, finetune_config: FinetuneConfig, **extra) -> None:
         if resume and (folder / SUPERNET_FILE).is_file() and read_supernet_meta(folder).get("status") == "completed":
@@ -122,40 +117,39 @@ def _finetune_stages(config: PipelineConfig, output: Path, finetune: Callable[..
         reorder=config.reorder, init_from=str(standard_dir), teacher=str(standard_dir))
 
 
-def run_pipeline(config: PipelineConfig, output: str | Path, *, resume: bool = False, overwrite: bool = False, show_progress: bool = True,
-                 finetune: Callable[..., FinetuneResult] = finetune_supernet, executor_factory: ExecutorFactory = local_executor) -> PipelineResult:
-    """`finetune` (called like `finetune_supernet`) and `executor_factory` decide where stages 1 and 2 run."""
-    output = Path(output)
-    if not resume:  # --resume also starts a run folder that does not exist yet
-        check_output_folder(output, holds_run=not is_empty(output), what="a run", overwrite=overwrite)
-    if config.repair:
-        check_repair_samples(config.data.max_train_samples)  # fail before hours of work, not after
-    print(describe_data_budget(config.data))
-    if config.recipe not in RECIPES:
-        raise UserError(f"unknown recipe '{config.recipe}'; choose one of: {', '.join(RECIPES)}.")
-    if config.recipe == "two_stage":
-        require_distillation(config.finetune.strategy)  # before the first stage, not after it
-    supernet_dir, search_dir, models_dir = output / "supernet", output / "search", output / "models"
-    _finetune_stages(config, output, finetune, resume=resume, overwrite=overwrite, show_progress=show_progress)
+def _search_stage(config: PipelineConfig, output: Path, executor_factory: ExecutorFactory, *, resume: bool, overwrite: bool,
+                  show_progress: bool) -> EvaluationSetup:
+    """Stage 2: the search of output/supernet into output/search."""
+    search_dir = output / "search"
     print(f"[2/3] searching sub-networks ({config.search.searcher}, {config.search.num_trials} trials) -> {search_dir}")
-    _, setup = search_checkpoint(supernet_dir, search_dir, config.search, data_dir=config.data.data_dir, batch_size=config.eval_batch_size,
-                                     resume=resume and (search_dir / "metadata.json").exists(), overwrite=overwrite,
-                                     show_progress=show_progress, executor_factory=executor_factory)
-    started = time.perf_counter()
+    _, setup = search_checkpoint(output / "supernet", search_dir, config.search, data_dir=config.data.data_dir,
+                                 batch_size=config.eval_batch_size, latency=config.latency,
+                                 resume=resume and (search_dir / "metadata.json").exists(), overwrite=overwrite,
+                                 show_progress=show_progress, executor_factory=executor_factory)
+    return setup
+
+
+def _test_front(config: PipelineConfig, search_dir: Path, tester: Evaluator) -> tuple[pd.DataFrame, pd.DataFrame, float]:
+    """Score the Pareto front and the unpruned model (the reference for every pick) on the test split, into the search's
+    trials; return the trials, the front and the unpruned model's validation error."""
     _, _, trials = load_run(search_dir)
-    task = setup.data.task
-    tester = test_evaluator(setup, config.max_seq_length)
     full = trials.loc[[trials["params"].idxmax()]]
     front = pareto_front(trials, config.search.objectives)
-    scored = pd.concat([front, full]).drop_duplicates("trial_id")  # the unpruned model too, the reference for every pick
+    scored = pd.concat([front, full]).drop_duplicates("trial_id")
     write_test_metrics(search_dir, {int(row["trial_id"]): tester.evaluate(config_of(row)).metrics for _, row in scored.iterrows()})
+    return trials, front, float(full["error"].iloc[0])
 
+
+def _export_picks(config: PipelineConfig, output: Path, setup: EvaluationSetup, tester: Evaluator, trials: pd.DataFrame,
+                  full_error: float) -> tuple[list[ExportedPick], dict[str, dict | None]]:
+    """Stage 3: each distinct pick repaired (with --repair), tested and exported once to output/models/<first name>;
+    returns the picks in `config.picks` order (aliases included) and each one's repair summary."""
+    supernet_dir, models_dir = output / "supernet", output / "models"
     print(f"[3/3] exporting picked sub-networks -> {models_dir}")
-    full_error = float(full["error"].iloc[0])
     train = repair_training_split(setup, config.max_seq_length) if config.repair else None
     base_model = base_model_name(read_supernet_meta(supernet_dir)["base_model"])
     exported: list[ExportedPick] = []
-    repairs: dict[str, dict] = {}
+    repairs: dict[str, dict | None] = {}
     for names, row in distinct_picks(_picks(trials, full_error)):
         first = names[0]
         provenance = {"checkpoint": str(supernet_dir.resolve()), "base_model": base_model, "description": config.picks[first],
@@ -172,10 +166,30 @@ def run_pipeline(config: PipelineConfig, output: str | Path, *, resume: bool = F
             exported.append(replace(item, name=alias, same_as=first))
             repairs[alias] = repairs.get(first)
     exported.sort(key=lambda item: list(config.picks).index(item.name))
+    return exported, repairs
+
+
+def _warn_unlearnt(exported: list[ExportedPick], metric: str) -> None:
     for item in exported:
         if item.same_as is None and item.no_better_than:
-            print(f"warning: {item.name} scores test {task.metric} {item.test.metrics[task.metric]:.4f}, no better than "
+            print(f"warning: {item.name} scores test {metric} {item.test.metrics[metric]:.4f}, no better than "
                   f"{item.no_better_than}: it has not learnt the task", file=sys.stderr)
+
+
+def run_pipeline(config: PipelineConfig, output: str | Path, *, resume: bool = False, overwrite: bool = False, show_progress: bool = True,
+                 finetune: Callable[..., FinetuneResult] = finetune_supernet, executor_factory: ExecutorFactory = local_executor) -> PipelineResult:
+    """`finetune` (called like `finetune_supernet`) and `executor_factory` decide where stages 1 and 2 run."""
+    output = Path(output)
+    _check_before_start(config, output, resume=resume, overwrite=overwrite)
+    print(describe_data_budget(config.data))
+    _finetune_stages(config, output, finetune, resume=resume, overwrite=overwrite, show_progress=show_progress)
+    setup = _search_stage(config, output, executor_factory, resume=resume, overwrite=overwrite, show_progress=show_progress)
+    started = time.perf_counter()
+    task = setup.data.task
+    tester = test_evaluator(setup, config.max_seq_length)
+    trials, front, full_error = _test_front(config, output / "search", tester)
+    exported, repairs = _export_picks(config, output, setup, tester, trials, full_error)
+    _warn_unlearnt(exported, task.metric)
     trivial = exported[0].trivial
     summary = {
         "task": task.name, "trials": len(trials), "pareto_size": len(front), "data_source": setup.data.source,

@@ -1,4 +1,4 @@
-"""`nas-tune evaluate` / `export` end to end, and their one-sentence errors (exit code 2)."""
+"""`nas-tune evaluate` / `export` / `finetune` end to end, and their one-sentence errors (exit code 2)."""
 
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ def test_evaluate_largest_minilm_matches_a_plain_forward_pass(capsys, glue_dir):
         (["evaluate", "--model", "MODEL", "--dataset", "rte", "--config", '{"num_layers": 9, "num_heads": 1, "num_units": 1}'], "outside"),
         (["evaluate", "--model", "MODEL", "--dataset", "rte", "--config", '{"layer_0": 1}'], "does not fit"),
         (["evaluate", "--model", "MODEL", "--dataset", "stsb"], "labels"),
-        (["export", "--model", "MODEL", "--config", "smallest", "--output", "NONEMPTY"], "not empty"),
+        (["export", "--model", "MODEL", "--config", "smallest", "--output", "NONEMPTY"], "already holds files"),
         (["evaluate", "--model", "CORRUPT", "--dataset", "rte"], "corrupted"),
     ],
 )
@@ -86,3 +86,21 @@ def test_export_writes_a_smaller_model(capsys, tmp_path, tiny_model_dir):
     assert small.config.num_hidden_layers == 2
     assert json.loads((tmp_path / "small" / "nas_tune_export.json").read_text())["config"]["layer_1"] == 0
     assert np.isclose(info["total_params"], sum(p.numel() for p in small.parameters()))
+
+
+def test_finetune_takes_the_new_flags_and_saves_a_run_file_that_repeats_it(capsys, tmp_path, tiny_model_dir, glue_dir):
+    from nas_tune.cli import parse_args
+    from nas_tune.cli.finetune import finetune_config
+    from nas_tune.supernet import read_supernet_meta
+
+    output = tmp_path / "ckpt"
+    argv = ["finetune", "--model", str(tiny_model_dir), "--dataset", "rte", "--data-dir", str(glue_dir), "--max-train-samples", "32",
+            "--max-validation-samples", "16", "--max-seq-length", "16", "--epochs", "1", "--batch-size", "16", "--lr", "1e-3",
+            "--weight-decay", "0", "--warmup-ratio", "0.5", "--label-weight", "0.5", "--max-grad-norm", "0.5"]
+    code, _, err = run(capsys, *argv, "--output", str(output))
+    assert code == 0, err
+    options = read_supernet_meta(output)["options"]
+    assert (options["weight_decay"], options["warmup_ratio"], options["label_weight"], options["max_grad_norm"]) == (0, 0.5, 0.5, 0.5)
+    repeated = parse_args(["finetune", "--config", str(output / "run.yaml"), "--output", str(tmp_path / "again")])
+    assert finetune_config(repeated) == finetune_config(parse_args([*argv, "--output", "x"]))
+    assert (repeated.model, repeated.data_dir, repeated.max_seq_length) == (str(tiny_model_dir), str(glue_dir), 16)

@@ -45,27 +45,35 @@ def probe(cases: list[list[str]]) -> list[dict]:
 
 @pytest.fixture
 def taken(tmp_path):
-    """A folder that already holds a run (a super-network's and a search's marker files)."""
+    """A folder that already holds a run (a super-network's and a search's marker files), and a bad run file beside it."""
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "metadata.json").write_text("{}")
+    (tmp_path / "unknown.yaml").write_text("epochs: 2\nlearning-rate: 0.1\n")
+    (tmp_path / "zero.yaml").write_text("epochs: 0\n")
     return tmp_path / "run"
 
 
 HELP = [["--version"], ["--help"], *([command, "--help"] for command in
                                      ("finetune", "search", "report", "show", "select", "evaluate", "export", "baseline")),
-        ["launchers/local.py", "--help"]]
+        ["launchers/local.py", "--help"], ["launchers/ray_cluster.py", "--help"], ["launchers/sagemaker.py", "--help"]]
 
 REFUSED = [
     (["finetune", "--strategy", "nope", "--output", "x"], "invalid choice: 'nope'"),
     (["search", "--checkpoint", "c", "--searcher", "nope", "--output", "x"], "unknown searcher 'nope'"),
     (["finetune", "--epochs", "0", "--output", "x"], "must be a positive integer"),
-    (["finetune", "--output", "{taken}"], "already holds a super-network run; pass --resume"),
-    (["search", "--checkpoint", "c", "--output", "{taken}"], "already holds a search; pass --resume"),
-    (["baseline", "importance", "--output", "{taken}"], "already holds a baseline run; pass --resume"),
+    (["finetune", "--warmup-ratio", "2", "--output", "x"], "--warmup-ratio is a part of the training steps in [0, 1], got 2.0."),
+    (["finetune", "--output", "{taken}"], "output folder {taken} already holds a super-network run; pass --resume"),
+    (["search", "--checkpoint", "c", "--output", "{taken}"], "already holds a search or baseline run; pass --resume"),
+    (["baseline", "importance", "--output", "{taken}"], "already holds a search or baseline run; pass --resume"),
+    (["baseline", "importance", "--budgets", "0.5,half", "--output", "x"], "--budgets must be comma-separated fractions such as 0.25,0.5,0.75, got '0.5,half'."),
     (["finetune", "--output", "{taken}", "--resume", "--overwrite"], "--resume and --overwrite contradict each other"),
-    (["export", "--config", "smallest", "--output", "{taken}"], "is not empty"),
-    (["select", "{taken}", "--max-params", "0.5", "--output", "{taken}"], "is not empty"),
+    (["export", "--config", "smallest", "--output", "{taken}"], "already holds files; pass --overwrite to replace it"),
+    (["select", "{taken}", "--max-params", "0.5", "--output", "{taken}"], "already holds files; pass --overwrite"),
     (["launchers/local.py", "--output", "{taken}"], "already holds a run; pass --resume"),
+    (["launchers/ray_cluster.py", "--output", "{taken}"], "already holds a run; pass --resume"),
+    (["finetune", "--config", "{taken}/../unknown.yaml", "--output", "x"], "unknown.yaml: unknown key 'learning-rate'"),
+    (["launchers/local.py", "--config", "{taken}/../zero.yaml"], "zero.yaml: 'epochs': must be a positive integer, got 0."),
+    (["search", "--checkpoint", "c", "--config", "{taken}/../missing.yaml", "--output", "x"], "missing.yaml: cannot be read"),
 ]
 
 
@@ -78,6 +86,7 @@ def test_help_and_version_import_no_heavy_library():
 def test_bad_input_is_refused_before_heavy_imports(taken):
     cases = [[part.format(taken=taken) for part in argv] for argv, _ in REFUSED]
     for (argv, message), result in zip(REFUSED, probe(cases)):
+        message = message.format(taken=taken)
         assert result["code"] == 2 and message in result["output"] and result["heavy"] == [], (argv, result)
         assert "Traceback" not in result["output"], argv
     assert sorted(p.name for p in taken.iterdir()) == ["metadata.json"]  # nothing written

@@ -125,12 +125,16 @@ def test_the_two_stage_recipe_runs_both_stages_counts_both_and_resumes_without_r
     sys.path.insert(0, str(Path(__file__).parents[1] / "launchers"))
     import local
 
+    from nas_tune.cli.pipeline_options import parse_pipeline_args, pipeline_config
+
     output = tmp_path / "run"
     argv = ["--model", str(tiny_model_dir), "--dataset", "rte", "--data-dir", str(glue_dir), "--max-train-samples", "64",
             "--max-validation-samples", "32", "--max-test-samples", "32", "--max-seq-length", "16", "--epochs", "1",
             "--batch-size", "16", "--lr", "1e-3", "--num-trials", "4", "--recipe", "two_stage", "--second-stage-steps", "2",
             "--output", str(output)]
     assert local.main(argv) == 0
+    repeated = parse_pipeline_args(local.parser(), ["--config", str(output / "run.yaml")])  # the run's options, saved
+    assert pipeline_config(repeated) == pipeline_config(parse_pipeline_args(local.parser(), argv))
     standard = json.loads((output / "standard" / "supernet.json").read_text())
     supernet = json.loads((output / "supernet" / "supernet.json").read_text())
     assert standard["strategy"] == "standard" and standard["status"] == "completed" and standard["steps"] == 4  # 64 examples / 16

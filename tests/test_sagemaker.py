@@ -38,6 +38,7 @@ ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/nas-tune:latest"
 BUCKET = "nas-tune-test"
 AWS = ["--dataset", "rte", "--role", ROLE, "--bucket", BUCKET, "--prefix", "runs", "--region", REGION, "--image-uri", IMAGE]
+LATENCY_DEFAULTS = {"latency-batch-size": "1", "latency-warmup": "3", "latency-repeats": "10"}  # the search job's timing flags
 SAGEMAKER_MODEL = botocore.session.get_session().get_service_model("sagemaker")
 
 
@@ -102,7 +103,7 @@ def test_dry_run_prints_one_json_document_of_valid_requests_and_sends_nothing(aw
     assert channels(finetune) == {"training": f"s3://{BUCKET}/runs/data/"}
     assert channels(search) == {"training": f"s3://{BUCKET}/runs/data/", "checkpoint": artifact_of(finetune["TrainingJobName"])}
     assert search["HyperParameters"] == {"search-space": "small", "searcher": "local_search", "num-trials": "5", "workers": "1",
-                                         "objectives": "error,params", "seed": "0"}
+                                         "objectives": "error,params", "seed": "0", **LATENCY_DEFAULTS}
     assert finetune["AlgorithmSpecification"]["ContainerArguments"] == ["finetune"] and search["AlgorithmSpecification"]["ContainerArguments"] == ["search"]
     assert bucket_objects() == {} and training_jobs() == []
 
@@ -142,7 +143,7 @@ def test_submit_uploads_the_task_and_creates_job_1_then_the_printed_follow_up_cr
     assert search_name.startswith("nas-tune-rte-search-") and search["AlgorithmSpecification"]["ContainerArguments"] == ["search"]
     assert channels(search) == {"training": f"s3://{BUCKET}/runs/data/", "checkpoint": artifact_of(name)}
     assert search["HyperParameters"] == {"search-space": "small", "searcher": "random", "num-trials": "16", "workers": "2",
-                                         "objectives": "error,params", "seed": "0"}
+                                         "objectives": "error,params", "seed": "0", **LATENCY_DEFAULTS}
     assert search["ResourceConfig"]["InstanceType"] == "ml.c5.2xlarge" and search["StoppingCondition"] == {"MaxRuntimeInSeconds": 7200}
     assert len(bucket_objects()) == 2  # the follow-up reuses the uploaded data
 

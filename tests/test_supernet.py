@@ -12,6 +12,7 @@ from nas_tune.errors import UserError
 from nas_tune.models import LoadedModel, adapter_for
 from nas_tune.search_space import make_search_space
 from nas_tune.supernet import STRATEGIES, FinetuneConfig, StrategyOptions, finetune, make_strategy
+from nas_tune.supernet import train as train_module
 from nas_tune.supernet.strategies import LinearRandom
 from tests.conftest import tiny_model
 
@@ -130,10 +131,42 @@ def run_finetune(tmp_path, tokenizer, name, **kwargs):
     return finetune(loaded, TASK, toy_split(48), toy_split(32, seed=1), config, tmp_path / name, show_progress=False, **kwargs), loaded
 
 
-def test_resume_ends_with_the_same_weights_as_an_uninterrupted_run(tmp_path, tokenizer):
+class Killed(Exception):
+    """Stands for a kill: raised in the middle of the training loop, where no code of finetune runs after it."""
+
+
+def run_killed(monkeypatch, tmp_path, tokenizer, name, after_steps):
+    """run_finetune killed at the start of step `after_steps + 1` (the strategy raises there); the steps done."""
+    real = train_module.make_strategy
+    done = []
+
+    def make_strategy(*args, **kwargs):
+        strategy = real(*args, **kwargs)
+        step = strategy.step
+
+        def killed_step(*step_args, **step_kwargs):
+            if len(done) == after_steps:
+                raise Killed
+            done.append(step(*step_args, **step_kwargs))
+            return done[-1]
+
+        strategy.step = killed_step
+        return strategy
+
+    with monkeypatch.context() as patch, pytest.raises(Killed):
+        patch.setattr(train_module, "make_strategy", make_strategy)
+        run_finetune(tmp_path, tokenizer, name)
+    return len(done)
+
+
+def saved_step(folder) -> int:
+    return torch.load(folder / "training_state" / "state.pt", weights_only=True)["global_step"]
+
+
+def test_resume_ends_with_the_same_weights_as_an_uninterrupted_run(tmp_path, tokenizer, monkeypatch):
     straight, _ = run_finetune(tmp_path, tokenizer, "straight")
-    interrupted, _ = run_finetune(tmp_path, tokenizer, "resumed", stop_at_step=4)
-    assert interrupted.steps == 4 and (tmp_path / "resumed" / "training_state").is_dir()
+    assert run_killed(monkeypatch, tmp_path, tokenizer, "resumed", after_steps=4) == 4
+    assert saved_step(tmp_path / "resumed") == 3  # save_steps=3: step 4 is lost with the kill and trained again
     resumed, _ = run_finetune(tmp_path, tokenizer, "resumed", resume=True)
     assert resumed.steps == straight.steps == 6
     a = load_file(str(tmp_path / "straight" / "model.safetensors"))
@@ -146,8 +179,8 @@ def test_resume_ends_with_the_same_weights_as_an_uninterrupted_run(tmp_path, tok
     assert logged == [str(i) for i in range(1, 7)]  # each step logged once despite the interruption
 
 
-def test_output_folder_protection(tmp_path, tokenizer):
-    run_finetune(tmp_path, tokenizer, "run", stop_at_step=1)
+def test_output_folder_protection(tmp_path, tokenizer, monkeypatch):
+    run_killed(monkeypatch, tmp_path, tokenizer, "run", after_steps=3)
     with pytest.raises(UserError, match="--resume"):
         run_finetune(tmp_path, tokenizer, "run")
     loaded = LoadedModel(tiny_model("bert"), tokenizer, adapter_for("bert"), "tiny")

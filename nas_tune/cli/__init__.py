@@ -36,9 +36,20 @@ def quiet_libraries() -> None:
         transformers.utils.logging.disable_progress_bar()
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line, over the sub-command's --config file (finetune, search, baseline), over the defaults."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if getattr(args, "run_config", None):
+        from nas_tune.cli.run_config import read_run_config
+
+        args.command_parser.set_defaults(**read_run_config(args.command_parser, args.run_config))
+        args = parser.parse_args(argv)
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     quiet_libraries()
     try:
         return args.run(args) or 0

@@ -3,36 +3,21 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from nas_tune.cli.options import (
-    add_data_options,
-    add_model_options,
-    add_search_space_option,
-    data_config,
-    positive_int,
-    refuse_existing_output,
-)
-from nas_tune.cli.search import add_search_options, search_settings
+from nas_tune.cli.flags import add_flags, from_args
+from nas_tune.cli.options import add_data_options, add_model_options, data_config, refuse_existing_output
+from nas_tune.cli.run_config import add_config_option, save_run_config
+from nas_tune.cli.search import SEARCH_MARKERS, add_search_options, search_settings
 from nas_tune.errors import UserError
-from nas_tune.settings import BASELINE_NAMES, DEFAULT_BUDGETS, BaselineSettings
+from nas_tune.settings import BASELINE_NAMES, BaselineSettings
 
 if TYPE_CHECKING:
     from nas_tune.data import DataConfig
 
-DEFAULTS = BaselineSettings()
 SPLIT_FIELDS = ("dataset", "train_file", "validation_fraction", "max_validation_samples", "seed")  # what fixes the validation split
-
-
-def parse_budgets(text: str | None) -> tuple[float, ...]:
-    if text is None:
-        return DEFAULT_BUDGETS
-    try:
-        return tuple(float(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise UserError(f"--budgets must be comma-separated fractions such as 0.25,0.5,0.75, got {text!r}.") from None
 
 
 def add_parser(subparsers) -> None:
@@ -46,23 +31,12 @@ def add_parser(subparsers) -> None:
     parser.add_argument("name", metavar="NAME", help=f"one of: {', '.join(BASELINE_NAMES)}")
     add_model_options(parser)
     add_data_options(parser)
-    group = parser.add_argument_group("baselines")
-    group.add_argument("--budgets", help="fractions of the layer parameters to keep, comma-separated, each in (0, 1) "
-                                         f"(default: {','.join(map(str, DEFAULT_BUDGETS))})")
-    group.add_argument("--num-samples", type=positive_int, default=DEFAULTS.num_samples,
-                       help=f"importance/rfp: training examples for mask gradients (default: {DEFAULTS.num_samples}, at least 128)")
-    group.add_argument("--tune-samples", type=positive_int, default=DEFAULTS.tune_samples,
-                       help=f"rfp: training examples for the least-squares mask tuning (default: {DEFAULTS.tune_samples})")
-    group.add_argument("--epochs", type=positive_int, help="layer_drop (default: 3) and standard_nas per trial (default: 1)")
-    group.add_argument("--batch-size", type=positive_int, default=DEFAULTS.batch_size, help=f"(default: {DEFAULTS.batch_size})")
-    group.add_argument("--lr", type=float, default=DEFAULTS.lr, help=f"fine-tuning learning rate (default: {DEFAULTS.lr})")
-    group.add_argument("--export", action="store_true", help="also write every pruned model to OUTPUT/models/")
+    add_flags(parser.add_argument_group("baselines"), BaselineSettings)
     add_search_options(parser)
-    add_search_space_option(parser)
-    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", required=True, help="run folder: metadata.json, trials.jsonl, trials.csv, pareto.*")
     parser.add_argument("--resume", action="store_true", help="continue a killed run in --output")
     parser.add_argument("--overwrite", action="store_true", help="replace the run in --output")
+    add_config_option(parser)
     parser.set_defaults(run=run)
 
 
@@ -81,12 +55,10 @@ def check_checkpoint_split(model: str | None, data: DataConfig) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    refuse_existing_output(args.output, resume=args.resume, overwrite=args.overwrite, what="a baseline run", marker="metadata.json")
-    settings = BaselineSettings(
-        budgets=parse_budgets(args.budgets), num_samples=args.num_samples, tune_samples=args.tune_samples, epochs=args.epochs,
-        batch_size=args.batch_size, lr=args.lr, seed=args.seed, search_space=args.search_space, search=search_settings(args),
-        export=args.export,
-    )
+    refuse_existing_output(args.output, resume=args.resume, overwrite=args.overwrite, what="a search or baseline run",
+                           markers=SEARCH_MARKERS)
+    settings = from_args(BaselineSettings, args)  # its own flags checked before the search's, whose check loads torch
+    settings = replace(settings, search=search_settings(args))
     data = data_config(args, args.seed)
     from nas_tune.baselines import baseline_class, load_inputs, run_baseline
     from nas_tune.report.summary import format_table, report_run
@@ -95,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
     check_checkpoint_split(args.model, data)
     inputs = load_inputs(args.model, data, max_seq_length=args.max_seq_length, seed=args.seed, trust_remote_code=args.trust_remote_code)
     store = run_baseline(cls(inputs, settings), args.output, resume=args.resume, overwrite=args.overwrite)
+    save_run_config(args.command_parser, args, store.run_dir)
     report = report_run(store.run_dir)
     print(format_table(report.front, inputs.task.metric))
     print(f"{args.name}: {len(report.trials)} pruned models, {len(report.front)} on the Pareto front, hypervolume {report.hypervolume:.4f}")

@@ -7,13 +7,14 @@ import json
 
 from nas_tune.cli.options import (
     add_data_options,
+    add_latency_options,
     add_model_options,
     add_search_space_option,
     data_config,
+    latency_settings,
     parse_config,
-    positive_int,
 )
-from nas_tune.settings import SPLITS
+from nas_tune.settings import EVAL_BATCH_SIZE, SPLITS, positive_int
 
 
 def add_parser(subparsers) -> None:
@@ -27,15 +28,15 @@ def add_parser(subparsers) -> None:
     add_search_space_option(parser)
     parser.add_argument("--config", default="largest", help="sub-network as JSON, a JSON file, 'largest' or 'smallest' (default: largest)")
     parser.add_argument("--split", choices=SPLITS, default="validation", help="validation (carved from train; what search sees) or test (GLUE dev)")
-    parser.add_argument("--batch-size", type=positive_int, default=64)
-    parser.add_argument("--latency", action="store_true", help="also measure latency of the sliced sub-network (batch 1, --max-seq-length tokens)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch-size", type=positive_int, default=EVAL_BATCH_SIZE, help=f"evaluation batch size (default: {EVAL_BATCH_SIZE})")
+    parser.add_argument("--latency", action="store_true", help="also measure latency of the sliced sub-network (see --latency-*)")
+    add_latency_options(parser)
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON on stdout")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from nas_tune.evaluate import LatencySettings
+    latency = latency_settings(args) if args.latency else None
     from nas_tune.evaluate.setup import build_evaluator
 
     setup = build_evaluator(
@@ -43,7 +44,6 @@ def run(args: argparse.Namespace) -> int:
         max_seq_length=args.max_seq_length, batch_size=args.batch_size, seed=args.seed, trust_remote_code=args.trust_remote_code,
     )
     config = parse_config(args.config, setup.evaluator.search_space)
-    latency = LatencySettings(batch_size=1, seq_len=args.max_seq_length) if args.latency else None
     result = setup.evaluator.evaluate(config, latency=latency)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
@@ -56,5 +56,5 @@ def run(args: argparse.Namespace) -> int:
     print(f"  {'total params':22s} {result.total_params:,} ({result.total_fraction:.1%} of the model)")
     print(f"  {'GFLOPs / sequence':22s} {result.flops / 1e9:.3f}")
     if result.latency_seconds is not None:
-        print(f"  {'latency (batch 1)':22s} {result.latency_seconds * 1000:.1f} ms")
+        print(f"  {f'latency (batch {latency.batch_size})':22s} {result.latency_seconds * 1000:.1f} ms")
     return 0

@@ -10,55 +10,40 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from nas_tune.cli.flags import add_flags, from_args
 from nas_tune.errors import UserError
-from nas_tune.settings import DEFAULT_MODEL, SEARCH_SPACE_NAMES, TEXT_DIR_VARIABLE, is_text_dataset
+from nas_tune.output_folder import check_output_folder, occupied
+from nas_tune.settings import (
+    DataConfig,
+    FinetuneConfig,
+    LatencySettings,
+    PipelineConfig,
+    is_text_dataset,
+)
 
 if TYPE_CHECKING:
-    from nas_tune.data import DataConfig
     from nas_tune.search_space import Config, SearchSpace
 
-VALIDATION_CAP = 2048  # validation examples every trial is scored on, without a training budget
+VALIDATION_CAP = DataConfig.max_validation_samples  # validation examples every trial is scored on, without a training budget
 
 
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
-def fraction(text: str) -> float:
-    value = float(text)
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"must be a fraction in (0, 1), got {text}")
-    return value
-
-
-def add_model_options(parser: argparse.ArgumentParser, *, default: str | None = DEFAULT_MODEL) -> None:
-    parser.add_argument("--model", default=default, help=f"Hugging Face model folder or hub name (default: the bundled {DEFAULT_MODEL})")
-    parser.add_argument("--trust-remote-code", action="store_true", help="allow model code from the model folder (off by default)")
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    add_flags(parser, PipelineConfig, only=("model", "trust_remote_code"))
 
 
 def add_data_options(parser: argparse.ArgumentParser) -> None:
+    """The data flags plus --max-seq-length; --max-validation-samples unset means `evaluation_caps` decides."""
     group = parser.add_argument_group("data")
-    group.add_argument("--dataset", default="rte", help="GLUE task (rte, mrpc, cola, stsb, sst2, qnli, mnli, qqp, wnli), 'custom', "
-                                                         "or causal language modelling: 'text' (your files) or 'shakespeare'")
-    group.add_argument("--data-dir", help="folder in the classic GLUE layout (<TASK>/train.tsv, dev.tsv); default: $GLUE_DIR, then the Hugging Face hub "
-                                          f"(shakespeare: the folder holding shakespeare/; default ${TEXT_DIR_VARIABLE})")
-    group.add_argument("--train-file", help="custom data: CSV/TSV/JSON/JSONL training file; --dataset text: a plain-text file")
-    group.add_argument("--validation-file", help="custom data: held-out file used as the test split; --dataset text: the validation text "
-                                                 "(default: a hold-out of the training paragraphs)")
-    group.add_argument("--test-file", help="--dataset text: the test text (default: the validation text)")
-    group.add_argument("--text-columns", help="custom data: one or two comma-separated text columns")
-    group.add_argument("--label-column", default="label", help="custom data: label column (default: label)")
-    group.add_argument("--validation-fraction", type=fraction, default=0.3, help="part of the training file held out for search (default: 0.3)")
-    group.add_argument("--max-validation-samples", type=positive_int,
-                       help=f"cap on the validation split every trial is scored on (default: {VALIDATION_CAP}, "
-                            "or --max-train-samples when that is smaller)")
-    group.add_argument("--max-train-samples", type=positive_int, help="subsample the training split (quick runs)")
-    group.add_argument("--max-test-samples", type=positive_int, help="subsample the test split (default: all of it, "
-                                                                      "or --max-train-samples when that is given)")
-    group.add_argument("--max-seq-length", type=positive_int, default=128, help="tokens per example; language modelling: the block length (default: 128)")
+    add_flags(group, DataConfig, defaults={"max_validation_samples": None})
+    add_flags(group, PipelineConfig, only=("max_seq_length",))
+
+
+def add_latency_options(parser: argparse.ArgumentParser) -> None:
+    add_flags(parser.add_argument_group("latency objective"), LatencySettings, prefix="latency_")
+
+
+def latency_settings(args: argparse.Namespace) -> LatencySettings:
+    return from_args(LatencySettings, args, prefix="latency_")
 
 
 def evaluation_caps(max_train: int | None, max_validation: int | None, max_test: int | None) -> tuple[int, int | None]:
@@ -71,38 +56,21 @@ def evaluation_caps(max_train: int | None, max_validation: int | None, max_test:
 
 
 def data_config(args: argparse.Namespace, seed: int) -> DataConfig:
-    from nas_tune.data import DataConfig
-
     max_validation, max_test = evaluation_caps(args.max_train_samples, args.max_validation_samples, args.max_test_samples)
-    return DataConfig(
-        dataset="custom" if args.train_file and not is_text_dataset(args.dataset) else args.dataset,
-        data_dir=args.data_dir,
-        train_file=args.train_file,
-        validation_file=args.validation_file,
-        test_file=args.test_file,
-        text_columns=tuple(c.strip() for c in args.text_columns.split(",")) if args.text_columns else (),
-        label_column=args.label_column,
-        validation_fraction=args.validation_fraction,
-        max_validation_samples=max_validation,
-        max_train_samples=args.max_train_samples,
-        max_test_samples=max_test,
-        seed=seed,
-    )
+    return from_args(DataConfig, args, dataset="custom" if args.train_file and not is_text_dataset(args.dataset) else args.dataset,
+                     max_validation_samples=max_validation, max_test_samples=max_test, seed=seed)
 
 
-def add_search_space_option(parser: argparse.ArgumentParser, *, default: str | None = "small") -> None:
-    parser.add_argument("--search-space", default=default, choices=list(SEARCH_SPACE_NAMES), help=f"sub-network search space (default: {default})")
+def add_search_space_option(parser: argparse.ArgumentParser) -> None:
+    add_flags(parser, FinetuneConfig, only=("search_space",))
 
 
-def refuse_existing_output(output: str | Path, *, resume: bool, overwrite: bool, what: str, marker: str | None = None) -> None:
-    """Refuse a folder that holds a run before any slow import or load (the stage checks again, in detail):
-    `marker` is the file that says a run is there; without it, any content does."""
-    if resume and overwrite:
-        raise UserError("--resume and --overwrite contradict each other; pass one of them.")
-    path = Path(output)
-    taken = (path / marker).exists() if marker else path.is_dir() and any(path.iterdir())
-    if taken and not (resume or overwrite):
-        raise UserError(f"{path} already holds {what}; pass --resume to continue it, --overwrite to replace it, or another --output.")
+def refuse_existing_output(output: str | Path, *, resume: bool, overwrite: bool, what: str, markers: tuple[str, ...] = (),
+                           resume_may_start: bool = False) -> None:
+    """The stage's own run-folder guard (`check_output_folder`), called before any slow import or load: `markers`
+    are the files that say a run is there; without them, any content does. The stage checks again, in detail."""
+    check_output_folder(output, holds_run=occupied(output, markers), what=what, resume=resume, overwrite=overwrite,
+                        resume_may_start=resume_may_start)
 
 
 def parse_config(text: str, space: SearchSpace) -> Config:

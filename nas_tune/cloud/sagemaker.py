@@ -19,15 +19,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 from boto3.exceptions import S3UploadFailedError
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
-from nas_tune.data.loading import GLUE_LAYOUTS
-from nas_tune.data.tasks import TaskSpec
 from nas_tune.errors import UserError
+
+if TYPE_CHECKING:  # nas_tune.data loads torch, which the launcher's --help does not need
+    from nas_tune.data import TaskSpec
 
 STAGES = ("finetune", "search")
 TRAINING_CHANNEL, CHECKPOINT_CHANNEL = "training", "checkpoint"
@@ -110,6 +111,8 @@ def job_name(task: TaskSpec, stage: str, stamp: str) -> str:
 
 def glue_uploads(data_dir: str | Path, task: TaskSpec, settings: JobSettings) -> list[dict[str, str]]:
     """`upload_file` requests for the task's own GLUE files only, keeping the GLUE layout under `data_uri`."""
+    from nas_tune.data.loading import GLUE_LAYOUTS
+
     layout = GLUE_LAYOUTS[task.name]
     folder = Path(data_dir).expanduser() / layout.directory
     files = [folder / "train.tsv", folder / layout.dev_file]

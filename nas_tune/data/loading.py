@@ -19,25 +19,10 @@ import pandas as pd
 from nas_tune.data.tasks import TaskSpec, get_task, language_modelling_task
 from nas_tune.data.text import CORPORA, corpus_files, is_text_dataset, read_paragraphs
 from nas_tune.errors import UserError
+from nas_tune.settings import DataConfig  # declared with the other settings; re-exported
 
 HUB_DATASET = "nyu-mll/glue"
 _OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
-
-
-@dataclass
-class DataConfig:
-    dataset: str = "rte"  # GLUE task name, "custom" with train_file, "text" with train_file, or a corpus ("shakespeare")
-    data_dir: str | None = None  # GLUE root (contains RTE/train.tsv ...); None -> $GLUE_DIR (corpora: $NAS_TUNE_TEXT_DIR)
-    train_file: str | None = None  # custom .csv/.tsv/.json/.jsonl, or a plain-text file for "text"
-    validation_file: str | None = None  # custom held-out file: the test split, like GLUE dev ("text": the validation split)
-    test_file: str | None = None  # "text" only: the test split (default: the validation split)
-    text_columns: tuple[str, ...] = ()  # custom only
-    label_column: str = "label"  # custom only
-    validation_fraction: float = 0.3
-    max_validation_samples: int = 2048
-    max_train_samples: int | None = None
-    max_test_samples: int | None = None
-    seed: int = 0
 
 
 @dataclass

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -24,6 +24,7 @@ from nas_tune.metrics.task import language_model_score, next_token_nll, score
 from nas_tune.models.adapter import ModelAdapter
 from nas_tune.models.subnetwork import SubNetwork
 from nas_tune.search_space import Config, SearchSpace
+from nas_tune.settings import LatencySettings  # declared with the other settings; re-exported
 
 
 @dataclass
@@ -54,21 +55,6 @@ class EvaluationResult:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-@dataclass(frozen=True)
-class LatencySettings:
-    """How latency is timed. Latencies are only compared (a fraction of the full model's) when timed with the
-    same resolved settings: the same sequence length and thread count."""
-
-    batch_size: int = 1
-    seq_len: int | None = None  # None: the evaluator's sequence length (the run's --max-seq-length)
-    warmup: int = 3
-    repeats: int = 10
-    threads: int | None = None  # intra-op threads; None: torch's setting when the settings are resolved
-
-    def resolved(self, seq_len: int) -> LatencySettings:
-        return replace(self, seq_len=self.seq_len or seq_len, threads=self.threads or torch.get_num_threads())
 
 
 # A causal LM's logits are tokens x vocabulary floats (49,152 words for SmolLM2: 2,048 tokens are ~400 MB), so

@@ -190,7 +190,7 @@ def check_resumable(store: ResultsStore, metadata: dict[str, Any], *, resume: bo
     """Refuse to mix two different searches in one folder; never delete results without --overwrite."""
     stored = store.read_metadata()
     holds_run = stored is not None if resume else stored is not None or store.trials_path.exists()
-    check_output_folder(store.run_dir, holds_run=holds_run, what="a search", resume=resume, overwrite=overwrite)
+    check_output_folder(store.run_dir, holds_run=holds_run, what="a search or baseline run", resume=resume, overwrite=overwrite)
     if resume:
         keys = ("checkpoint", "search_space", "searcher", "objectives", "seed", "max_params")
         mismatch = [k for k in keys if stored.get(k) != metadata.get(k)]

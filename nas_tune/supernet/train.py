@@ -30,10 +30,10 @@ from nas_tune.evaluate import Evaluator
 from nas_tune.io import as_json, atomic_folder, atomic_write_json, atomic_write_text, read_json, recover_folder
 from nas_tune.models import LoadedModel
 from nas_tune.output_folder import check_output_folder, is_empty
-from nas_tune.search_space import make_search_space
+from nas_tune.search_space import SearchSpace, make_search_space
 from nas_tune.settings import FinetuneConfig
 from nas_tune.supernet.head import initialise_head_bias
-from nas_tune.supernet.strategies import StrategyOptions, make_strategy
+from nas_tune.supernet.strategies import Strategy, StrategyOptions, make_strategy
 
 SUPERNET_FILE = "supernet.json"
 STATE_DIR = "training_state"
@@ -69,7 +69,7 @@ def _check_output_dir(output_dir: Path, options: dict[str, Any], *, resume: bool
     """Return True when training continues from a saved state."""
     meta_path = output_dir / SUPERNET_FILE
     holds_run = meta_path.is_file() if resume else not is_empty(output_dir)
-    check_output_folder(output_dir, holds_run=holds_run, what=f"a super-network run ({SUPERNET_FILE})", resume=resume,
+    check_output_folder(output_dir, holds_run=holds_run, what="a super-network run", resume=resume,
                         overwrite=overwrite)
     if resume:
         stored, options = read_supernet_meta(output_dir)["options"], as_json(options)  # compared as stored: tuples are lists
@@ -153,34 +153,35 @@ def _epoch_batches(train: TokenizedSplit, batch_size: int, seed: int, epoch: int
     return list(train.batches(batch_size, shuffle=True, generator=generator))
 
 
-def finetune(
-    loaded: LoadedModel,
-    task: TaskSpec,
-    train: TokenizedSplit,
-    validation: TokenizedSplit,
-    config: FinetuneConfig,
-    output_dir: str | Path,
-    *,
-    run_info: dict[str, Any] | None = None,
-    resume: bool = False,
-    overwrite: bool = False,
-    stop_at_step: int | None = None,
-    show_progress: bool = True,
-    teacher: PreTrainedModel | None = None,
-) -> FinetuneResult:
-    """Fine-tune `loaded.model` as a super-network; `stop_at_step` simulates an interruption (tests).
+@dataclass
+class _Training:
+    """What one fine-tuning run steps through: the model and its strategy, optimiser, schedule and evaluator."""
 
-    `teacher`: a fixed model whose outputs distil every sub-network (its weights never change).
-    """
-    output_dir = Path(output_dir)
-    options = {**asdict(config), **(run_info or {})}
-    continuing = _check_output_dir(output_dir, options, resume=resume, overwrite=overwrite)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    meta = {"task": task.name, "base_model": loaded.source, "search_space": config.search_space, "strategy": config.strategy,
-            "options": options, "status": "running", "library_versions": library_versions()}
-    if not continuing:
-        atomic_write_json(output_dir / SUPERNET_FILE, meta)
+    loaded: LoadedModel
+    task: TaskSpec
+    train: TokenizedSplit
+    config: FinetuneConfig
+    output_dir: Path
+    space: SearchSpace
+    strategy: Strategy
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    rng: np.random.Generator
+    evaluator: Evaluator
+    total_steps: int
+    epochs: int  # fewer than config.epochs when max_steps ends training early
 
+    @property
+    def model(self) -> PreTrainedModel:
+        return self.loaded.model
+
+    def save(self, position: dict[str, int]) -> None:
+        _save_state(self.output_dir, self.model, self.optimizer, self.scheduler, self.rng, position)
+
+
+def _prepare(loaded: LoadedModel, task: TaskSpec, train: TokenizedSplit, validation: TokenizedSplit, config: FinetuneConfig,
+             output_dir: Path, teacher: PreTrainedModel | None) -> _Training:
+    """Seeded set-up of everything a run needs, in the same order on a fresh start and on a resume."""
     model, adapter = loaded.model, loaded.adapter
     if config.head_init == "prior":
         initialise_head_bias(loaded, train.labels)
@@ -195,64 +196,110 @@ def finetune(
     total_steps = steps_per_epoch * config.epochs
     if config.max_steps is not None:
         total_steps = min(total_steps, config.max_steps)
-    epochs = -(-total_steps // steps_per_epoch)  # fewer than config.epochs when max_steps ends training early
     groups = [  # no decay on vectors (biases, LayerNorm/RMSNorm scales), whatever the family calls them
         {"params": [p for p in model.parameters() if p.ndim >= 2], "weight_decay": config.weight_decay},
         {"params": [p for p in model.parameters() if p.ndim < 2], "weight_decay": 0.0},
     ]
     optimizer = torch.optim.AdamW(groups, lr=config.lr)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * total_steps), total_steps)
-    position = {"epoch": 0, "batch": 0, "global_step": 0}
-    if continuing:
-        position = _load_state(output_dir, model, optimizer, scheduler, rng)
-    if resume:  # also when killed before the first saved state: those steps are trained again
-        _drop_log_rows_after(output_dir, position["global_step"])
-
-    device = next(model.parameters()).device
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" and torch.cuda.is_bf16_supported() else torch.autocast("cpu", enabled=False)
     evaluator = Evaluator(model, adapter, space, task, validation, batch_size=config.eval_batch_size, seed=config.seed)
-    logs = _Logs(output_dir)
-    last_evaluation: dict[str, Any] | None = None  # of the last epoch trained in this call
-    start = time.perf_counter()
-    step = position["global_step"]
-    bar = tqdm(total=total_steps, initial=step, desc=f"fine-tuning ({config.strategy})", unit="step", disable=not show_progress)
+    return _Training(loaded, task, train, config, output_dir, space, strategy, optimizer, scheduler, rng, evaluator, total_steps,
+                     epochs=-(-total_steps // steps_per_epoch))
+
+
+def _autocast(device: torch.device):
+    """bf16 on a GPU that has it, full precision elsewhere."""
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return torch.autocast("cpu", enabled=False)
+
+
+def _train_epoch(run: _Training, epoch: int, first_batch: int, step: int, logs: _Logs, bar) -> int:
+    """Train one epoch from `first_batch` on (a resume starts mid-epoch), saving every save_steps; the step reached."""
+    config, model = run.config, run.model
+    device = next(model.parameters()).device
+    autocast = _autocast(device)
+    batches = _epoch_batches(run.train, config.batch_size, config.seed, epoch)
+    model.train()
+    for index in range(first_batch, len(batches)):
+        if step >= run.total_steps:
+            break
+        batch = {k: v.to(device) for k, v in batches[index].items()}
+        run.optimizer.zero_grad(set_to_none=True)
+        with autocast:
+            loss = run.strategy.step(model, batch, progress=step / run.total_steps)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+        run.optimizer.step()
+        run.scheduler.step()
+        step += 1
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss:.4f}", epoch=epoch + 1)
+        logs.write("train_log.csv", {"step": step, "epoch": epoch + 1, "loss": loss, "lr": run.scheduler.get_last_lr()[0]}, step)
+        if step % config.save_steps == 0:
+            run.save({"epoch": epoch, "batch": index + 1, "global_step": step})
+    return step
+
+
+def _train(run: _Training, position: dict[str, int], *, show_progress: bool) -> tuple[int, dict[str, Any] | None]:
+    """The epochs left from `position`, each ended by an evaluation and a saved state; the last step and the
+    evaluation of the last epoch trained (None when there was none left to train)."""
+    metric = run.task.metric
+    logs = _Logs(run.output_dir)
+    step, last_evaluation = position["global_step"], None
+    bar = tqdm(total=run.total_steps, initial=step, desc=f"fine-tuning ({run.config.strategy})", unit="step", disable=not show_progress)
     try:
-        for epoch in range(position["epoch"], epochs):
-            first_batch = position["batch"] if epoch == position["epoch"] else 0
-            batches = _epoch_batches(train, config.batch_size, config.seed, epoch)
-            model.train()
-            for index in range(first_batch, len(batches)):
-                if step >= total_steps:
-                    break
-                if stop_at_step is not None and step >= stop_at_step:
-                    _save_state(output_dir, model, optimizer, scheduler, rng, {"epoch": epoch, "batch": index, "global_step": step})
-                    return FinetuneResult(output_dir, {}, step, time.perf_counter() - start)
-                batch = {k: v.to(device) for k, v in batches[index].items()}
-                optimizer.zero_grad(set_to_none=True)
-                with autocast:
-                    loss = strategy.step(model, batch, progress=step / total_steps)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                step += 1
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss:.4f}", epoch=epoch + 1)
-                logs.write("train_log.csv", {"step": step, "epoch": epoch + 1, "loss": loss, "lr": scheduler.get_last_lr()[0]}, step)
-                if step % config.save_steps == 0:
-                    _save_state(output_dir, model, optimizer, scheduler, rng, {"epoch": epoch, "batch": index + 1, "global_step": step})
-            row = _evaluate_extremes(evaluator, space, task, epoch + 1, step)
-            model.train()
-            last_evaluation = row
-            logs.write("eval_log.csv", row, step)
+        for epoch in range(position["epoch"], run.epochs):
+            step = _train_epoch(run, epoch, position["batch"] if epoch == position["epoch"] else 0, step, logs, bar)
+            last_evaluation = _evaluate_extremes(run.evaluator, run.space, run.task, epoch + 1, step)
+            run.model.train()
+            logs.write("eval_log.csv", last_evaluation, step)
             if show_progress:
-                bar.write(f"epoch {epoch + 1}: validation {task.metric} largest {row['largest_' + task.metric]:.4f}, smallest {row['smallest_' + task.metric]:.4f}")
-            _save_state(output_dir, model, optimizer, scheduler, rng, {"epoch": epoch + 1, "batch": 0, "global_step": step})
+                bar.write(f"epoch {epoch + 1}: validation {metric} largest {last_evaluation['largest_' + metric]:.4f}, "
+                          f"smallest {last_evaluation['smallest_' + metric]:.4f}")
+            run.save({"epoch": epoch + 1, "batch": 0, "global_step": step})
     finally:
         bar.close()
         logs.close()
-    model.eval()
-    final = last_evaluation or _evaluate_extremes(evaluator, space, task, epochs, step)
-    model.save_pretrained(output_dir)
+    return step, last_evaluation
+
+
+def finetune(
+    loaded: LoadedModel,
+    task: TaskSpec,
+    train: TokenizedSplit,
+    validation: TokenizedSplit,
+    config: FinetuneConfig,
+    output_dir: str | Path,
+    *,
+    run_info: dict[str, Any] | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    show_progress: bool = True,
+    teacher: PreTrainedModel | None = None,
+) -> FinetuneResult:
+    """Fine-tune `loaded.model` as a super-network into `output_dir`, or continue its saved state (`resume`).
+
+    `teacher`: a fixed model whose outputs distil every sub-network (its weights never change).
+    """
+    output_dir = Path(output_dir)
+    options = {**asdict(config), **(run_info or {})}
+    continuing = _check_output_dir(output_dir, options, resume=resume, overwrite=overwrite)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    meta = {"task": task.name, "base_model": loaded.source, "search_space": config.search_space, "strategy": config.strategy,
+            "options": options, "status": "running", "library_versions": library_versions()}
+    if not continuing:
+        atomic_write_json(output_dir / SUPERNET_FILE, meta)
+    run = _prepare(loaded, task, train, validation, config, output_dir, teacher)
+    position = {"epoch": 0, "batch": 0, "global_step": 0}
+    if continuing:
+        position = _load_state(output_dir, run.model, run.optimizer, run.scheduler, run.rng)
+    if resume:  # also when killed before the first saved state: those steps are trained again
+        _drop_log_rows_after(output_dir, position["global_step"])
+    start = time.perf_counter()
+    step, last_evaluation = _train(run, position, show_progress=show_progress)
+    run.model.eval()
+    final = last_evaluation or _evaluate_extremes(run.evaluator, run.space, task, run.epochs, step)
+    run.model.save_pretrained(output_dir)
     loaded.tokenizer.save_pretrained(output_dir)
     meta.update(status="completed", final_metrics=final, steps=step, train_seconds=time.perf_counter() - start)
     atomic_write_json(output_dir / SUPERNET_FILE, meta)
