@@ -20,6 +20,9 @@ BASELINE_NAMES = ("layer_drop", "importance", "rfp", "standard_nas")
 HEAD_INIT_CHOICES = ("prior", "zero")
 SAMPLING_CHOICES = ("uniform", "stratified")
 REORDER_CHOICES = ("none", "importance")
+# layer_drop: "top" drops the top layers and fine-tunes the rest (Sajjad et al.); "block_influence" drops the layers
+# whose output is most like their input on calibration data, without retraining (ShortGPT).
+LAYER_CHOICES = ("top", "block_influence")
 SPLITS = ("validation", "test")
 TEXT_DIR_VARIABLE = "NAS_TUNE_TEXT_DIR"  # folder holding the named text corpora (like GLUE_DIR for GLUE)
 TEXT_DATASETS = ("text", "shakespeare")  # causal language modelling; nas_tune.data.text.CORPORA names the corpora's folders
@@ -131,7 +134,8 @@ class BaselineSettings:
     budgets: tuple[float, ...] = DEFAULT_BUDGETS  # fractions of the layer parameters: one pruned model each
     num_samples: int = 2048  # importance / rfp: training examples for the mask gradients (Kwon et al. use 2048)
     tune_samples: int = 256  # rfp: training examples for the least-squares mask tuning
-    epochs: int | None = None  # layer_drop / standard_nas fine-tuning; None: the baseline's default
+    epochs: int | None = None  # layer_drop / standard_nas fine-tuning; None: the baseline's default; layer_drop: 0 = none
+    layer_choice: str = "top"  # layer_drop: which layers go (LAYER_CHOICES)
     batch_size: int = 32
     lr: float = 5e-5
     seed: int = 0
@@ -144,3 +148,7 @@ class BaselineSettings:
         for name in ("num_samples", "tune_samples", "batch_size"):
             if getattr(self, name) <= 0:
                 raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}.")
+        if self.epochs is not None and self.epochs < 0:
+            raise UserError(f"--epochs must not be negative, got {self.epochs}.")
+        if self.layer_choice not in LAYER_CHOICES:
+            raise UserError(f"unknown --layer-choice '{self.layer_choice}'; choose one of: {', '.join(LAYER_CHOICES)}.")

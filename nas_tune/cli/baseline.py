@@ -17,7 +17,7 @@ from nas_tune.cli.options import (
 )
 from nas_tune.cli.search import add_search_options, search_settings
 from nas_tune.errors import UserError
-from nas_tune.settings import BASELINE_NAMES, DEFAULT_BUDGETS, BaselineSettings
+from nas_tune.settings import BASELINE_NAMES, DEFAULT_BUDGETS, LAYER_CHOICES, BaselineSettings
 
 if TYPE_CHECKING:
     from nas_tune.data import DataConfig
@@ -40,8 +40,9 @@ def add_parser(subparsers) -> None:
         "baseline",
         help="prune with a baseline method (layer_drop, importance, rfp, standard_nas)",
         description="Prune with a reference method and store every pruned model as a trial row, so `nas-tune report` "
-                    "and the Pareto code compare it with a search. importance and rfp prune a fine-tuned model "
-                    "(--model CKPT); layer_drop and standard_nas fine-tune what they keep of a pre-trained model.",
+                    "and the Pareto code compare it with a search. importance, rfp and layer_drop --layer-choice block_influence "
+                    "prune a fine-tuned model (--model CKPT; on text, the pre-trained causal LM itself); layer_drop --layer-choice "
+                    "top and standard_nas fine-tune what they keep of a pre-trained model.",
     )
     parser.add_argument("name", metavar="NAME", help=f"one of: {', '.join(BASELINE_NAMES)}")
     add_model_options(parser)
@@ -50,10 +51,15 @@ def add_parser(subparsers) -> None:
     group.add_argument("--budgets", help="fractions of the layer parameters to keep, comma-separated, each in (0, 1) "
                                          f"(default: {','.join(map(str, DEFAULT_BUDGETS))})")
     group.add_argument("--num-samples", type=positive_int, default=DEFAULTS.num_samples,
-                       help=f"importance/rfp: training examples for mask gradients (default: {DEFAULTS.num_samples}, at least 128)")
+                       help=f"importance/rfp: training examples for mask gradients; layer_drop block_influence: for the similarities (default: {DEFAULTS.num_samples}, at least 128)")
     group.add_argument("--tune-samples", type=positive_int, default=DEFAULTS.tune_samples,
                        help=f"rfp: training examples for the least-squares mask tuning (default: {DEFAULTS.tune_samples})")
-    group.add_argument("--epochs", type=positive_int, help="layer_drop (default: 3) and standard_nas per trial (default: 1)")
+    group.add_argument("--layer-choice", choices=LAYER_CHOICES, default=DEFAULTS.layer_choice,
+                       help="layer_drop: which layers to drop. top: the top layers, then fine-tune what is kept (Sajjad et al.); "
+                            "block_influence: the layers whose output hidden states are most like their input (mean cosine "
+                            "on --num-samples training examples), no retraining (ShortGPT) (default: %(default)s)")
+    group.add_argument("--epochs", type=int, help="fine-tuning epochs: layer_drop (default: 3 for --layer-choice top, 0 = no "
+                                                  "retraining for block_influence) and standard_nas per trial (default: 1)")
     group.add_argument("--batch-size", type=positive_int, default=DEFAULTS.batch_size, help=f"(default: {DEFAULTS.batch_size})")
     group.add_argument("--lr", type=float, default=DEFAULTS.lr, help=f"fine-tuning learning rate (default: {DEFAULTS.lr})")
     group.add_argument("--export", action="store_true", help="also write every pruned model to OUTPUT/models/")
@@ -84,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
     refuse_existing_output(args.output, resume=args.resume, overwrite=args.overwrite, what="a baseline run", marker="metadata.json")
     settings = BaselineSettings(
         budgets=parse_budgets(args.budgets), num_samples=args.num_samples, tune_samples=args.tune_samples, epochs=args.epochs,
+        layer_choice=args.layer_choice,
         batch_size=args.batch_size, lr=args.lr, seed=args.seed, search_space=args.search_space, search=search_settings(args),
         export=args.export,
     )
