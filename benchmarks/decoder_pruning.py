@@ -231,12 +231,12 @@ class Bench:
             config = FinetuneConfig(strategy=args.strategy, search_space=args.search_space, epochs=1000, max_steps=args.steps,
                                     batch_size=args.batch_size, lr=args.lr, save_steps=max(10, args.steps // 4))
             finetune_supernet(self.model, self.data, config, supernet, max_seq_length=args.max_seq_length, resume=supernet.exists(),
-                              show_progress=False)
+                              show_progress=True)  # its progress bar (seconds per step) goes to the log
             return {"finetune_s": read_json(supernet / "supernet.json")["train_seconds"]}
 
         def searched() -> dict:
             settings = SearchSettings(searcher=args.searcher, num_trials=args.num_trials, seed=0)
-            store, _ = search_checkpoint(supernet, search, settings, resume=(search / "metadata.json").is_file(), show_progress=False)
+            store, _ = search_checkpoint(supernet, search, settings, resume=(search / "metadata.json").is_file(), show_progress=True)
             frame = completed_trials(store)
             return {"search_s": float(frame["end_time"].max() - frame["start_time"].min()), "trials": len(frame)}
 
