@@ -43,14 +43,12 @@ def _structure(subnet: SubNetwork, kv_heads: list[int] | None) -> str:
 
 
 def _kv_heads(config: PretrainedConfig, subnet: SubNetwork) -> list[int] | None:
-    """Key/value heads of each kept layer of a grouped-query attention export (None without GQA)."""
+    """Key/value heads of each kept layer of a family with grouped-query attention (None for the others)."""
     per_layer = getattr(config, "nas_tune_layer_kv_heads", None)
     if per_layer is not None:
         return list(per_layer)
     stock = getattr(config, "num_key_value_heads", None)
-    if stock is None or stock == getattr(config, "num_attention_heads", None):
-        return None
-    return [stock] * len(subnet.layers)
+    return None if stock is None else [stock] * len(subnet.layers)
 
 
 def _metric_rows(split: str, metrics: dict[str, float] | None, causal_lm: bool) -> list[tuple[str, str]]:
