@@ -64,22 +64,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--train-file")
     parser.add_argument("--validation-file")
     parser.add_argument("--test-file")
-    parser.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
+    parser.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS, help="run in this order (default: all)")
     parser.add_argument("--budgets", default="0.25,0.5,0.75", help="fractions of the layer parameters (default: %(default)s)")
     parser.add_argument("--max-seq-length", type=int, default=128, help="tokens per block of text (default: %(default)s)")
-    parser.add_argument("--max-train-samples", type=int, default=2000, help="training paragraphs (default: %(default)s)")
-    parser.add_argument("--max-validation-samples", type=int, default=60, help="validation paragraphs (default: %(default)s)")
-    parser.add_argument("--max-test-samples", type=int, default=100, help="test paragraphs (default: %(default)s)")
-    parser.add_argument("--steps", type=int, default=120, help="super-network fine-tuning steps (default: %(default)s)")
+    parser.add_argument("--max-train-samples", type=int, default=600, help="training paragraphs (default: %(default)s)")
+    parser.add_argument("--max-validation-samples", type=int, default=40, help="validation paragraphs (default: %(default)s)")
+    parser.add_argument("--max-test-samples", type=int, default=60, help="test paragraphs (default: %(default)s)")
+    parser.add_argument("--steps", type=int, default=36, help="super-network fine-tuning steps (default: %(default)s)")
     parser.add_argument("--batch-size", type=int, default=4, help="blocks per step (default: %(default)s)")
     parser.add_argument("--lr", type=float, default=5e-5, help="super-network and layer_drop_top_ft (default: %(default)s)")
     parser.add_argument("--strategy", default="sandwich_kd", help="super-network strategy (default: %(default)s)")
     parser.add_argument("--search-space", default="small", help="super-network search space (default: %(default)s)")
     parser.add_argument("--searcher", default="local_search", help="(default: %(default)s)")
-    parser.add_argument("--num-trials", type=int, default=30, help="search evaluations (default: %(default)s)")
+    parser.add_argument("--num-trials", type=int, default=20, help="search evaluations (default: %(default)s)")
     parser.add_argument("--num-samples", type=int, default=128, help="calibration blocks of importance and block influence (default: %(default)s)")
     parser.add_argument("--retrain-epochs", type=int, default=1, help="layer_drop_top_ft fine-tuning epochs (default: %(default)s)")
-    parser.add_argument("--new-tokens", type=int, default=32, help="generated tokens per timing (default: %(default)s)")
+    parser.add_argument("--new-tokens", type=int, default=16, help="generated tokens per timing (default: %(default)s)")
     parser.add_argument("--prompt-tokens", type=int, default=16, help="prompt tokens before generation (default: %(default)s)")
     parser.add_argument("--work", default="runs/decoder_pruning", help="run folders and state.json (default: %(default)s)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --work")
@@ -161,9 +161,11 @@ class Bench:
         """Run `work()` once: its result is kept in the state (a resumed run skips it) and the results are rewritten."""
         if key not in self.state["units"]:
             log(f"{key} ...")
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             result = work()
-            self.state["units"][key] = {**result, "unit_seconds": time.perf_counter() - start}
+            # CPU seconds of this process (all threads): on a shared machine, cpu_s / threads estimates the idle wall time
+            self.state["units"][key] = {**result, "unit_seconds": time.perf_counter() - start, "cpu_s": time.process_time() - cpu,
+                                        "threads": torch.get_num_threads(), "load_average": os.getloadavg()[0]}
             self.save()
             log(f"{key}: {self.state['units'][key]}")
         return self.state["units"][key]
@@ -191,10 +193,10 @@ class Bench:
         self.state["commands"] = list(dict.fromkeys([*self.state["commands"], self.command]))
         self.save()
         self.unit("unpruned", self.unpruned)
-        if "nas" in self.args.methods:
-            self.nas()
-        for method in self.args.methods:
-            if method in BASELINE_RUNS:
+        for method in self.args.methods:  # in the order given: a stopped run has the first ones
+            if method == "nas":
+                self.nas()
+            else:
                 self.baseline(method)
 
     def unpruned(self) -> dict:
