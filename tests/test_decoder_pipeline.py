@@ -8,9 +8,11 @@ import json
 import sys
 from pathlib import Path
 
+import pandas as pd
 import torch
 from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
+from nas_tune.report.summary import format_table
 from tests.test_text_task import SHAKESPEARE
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "launchers"))
@@ -50,3 +52,9 @@ def test_pipeline_fine_tunes_searches_and_exports_a_causal_lm_that_generates(tmp
         assert "pipeline_tag: text-generation" in card and "test perplexity" in card and "AutoModelForCausalLM" in card
         assert "model.generate(" in card and "labels" not in card and "AutoModelForSequenceClassification" not in card
         assert "key/value heads per kept layer" in card  # grouped-query attention: 2 key/value heads of 4 query heads
+
+
+def test_the_terminal_table_shows_a_ruined_perplexity_in_scientific_notation():
+    front = pd.DataFrame({"trial_id": [0, 1], "params": [1.0, 0.0333], "error": [0.9868, 1.0], "perplexity": [75.68876, 9.4775e45]})
+    lines = format_table(front, "perplexity").splitlines()
+    assert "75.6888" in lines[1] and "9.478e+45" in lines[2] and max(map(len, lines)) < 60
