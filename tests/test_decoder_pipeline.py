@@ -57,4 +57,4 @@ def test_pipeline_fine_tunes_searches_and_exports_a_causal_lm_that_generates(tmp
 def test_the_terminal_table_shows_a_ruined_perplexity_in_scientific_notation():
     front = pd.DataFrame({"trial_id": [0, 1], "params": [1.0, 0.0333], "error": [0.9868, 1.0], "perplexity": [75.68876, 9.4775e45]})
     lines = format_table(front, "perplexity").splitlines()
-    assert "75.6888" in lines[1] and "9.478e+45" in lines[2] and max(map(len, lines)) < 60
+    assert "75.6888" in lines[1] and "9.477e+45" in lines[2] and max(map(len, lines)) < 60
