@@ -24,7 +24,7 @@ from nas_tune.report.run_folder import write_test_metrics
 from nas_tune.report.summary import format_table, load_run, report_run
 from nas_tune.search.run import ExecutorFactory, local_executor, search_checkpoint
 from nas_tune.select import ExportedPick, base_model_name, config_of, export_pick, pick, test_evaluator
-from nas_tune.settings import RECIPES, PipelineConfig  # PipelineConfig re-exported
+from nas_tune.settings import RECIPES, PipelineConfig, is_text_dataset  # PipelineConfig re-exported
 from nas_tune.supernet import SUPERNET_FILE, FinetuneConfig, FinetuneResult, read_supernet_meta
 from nas_tune.supernet.run import finetune_supernet
 from nas_tune.supernet.strategies import require_distillation
@@ -76,8 +76,9 @@ def describe_data_budget(data: DataConfig) -> str:
     def at_most(cap: int | None, what: str) -> str:
         return f"all {what}" if cap is None else f"at most {cap} {what}"
 
-    return (f"data: {data.dataset}, training on {at_most(data.max_train_samples, 'training examples')}, every trial scored on "
-            f"{at_most(data.max_validation_samples, 'validation examples')}, picks tested on {at_most(data.max_test_samples, 'test examples')}")
+    unit = "paragraphs" if is_text_dataset(data.dataset) else "examples"  # text is cut into blocks after the caps
+    return (f"data: {data.dataset}, training on {at_most(data.max_train_samples, f'training {unit}')}, every trial scored on "
+            f"{at_most(data.max_validation_samples, f'validation {unit}')}, picks tested on {at_most(data.max_test_samples, f'test {unit}')}")
 
 
 def _check_before_start(config: PipelineConfig, output: Path, *, resume: bool, overwrite: bool) -> None:

@@ -25,6 +25,9 @@ BASELINE_NAMES = ("layer_drop", "importance", "rfp", "standard_nas")
 HEAD_INIT_CHOICES = ("prior", "zero")
 SAMPLING_CHOICES = ("uniform", "stratified")
 REORDER_CHOICES = ("none", "importance")
+# layer_drop: "top" drops the top layers and fine-tunes the rest (Sajjad et al.); "block_influence" drops the layers
+# whose output is most like their input on calibration data, without retraining (ShortGPT).
+LAYER_CHOICES = ("top", "block_influence")
 SPLITS = ("validation", "test")
 TEXT_DIR_VARIABLE = "NAS_TUNE_TEXT_DIR"  # folder holding the named text corpora (like GLUE_DIR for GLUE)
 TEXT_DATASETS = ("text", "shakespeare")  # causal language modelling; nas_tune.data.text.CORPORA names the corpora's folders
@@ -222,9 +225,15 @@ def check_budgets(budgets: tuple[float, ...]) -> tuple[float, ...]:
 class BaselineSettings:
     budgets: tuple[float, ...] = option(DEFAULT_BUDGETS, "fractions of the layer parameters to keep, one pruned model each, "
                                                          "comma-separated, each in (0, 1)")
-    num_samples: int = option(2048, "importance/rfp: training examples for the mask gradients (at least 128; Kwon et al. use 2048)")
+    num_samples: int = option(2048, "importance/rfp: training examples for the mask gradients (at least 128; Kwon et al. use 2048); "
+                                    "layer_drop block_influence: examples for the hidden-state similarities")
     tune_samples: int = option(256, "rfp: training examples for the least-squares mask tuning")
-    epochs: int | None = option(None, "layer_drop (default: 3) and standard_nas per trial (default: 1)")
+    epochs: int | None = option(None, "fine-tuning epochs: layer_drop (default: 3 for --layer-choice top, 0 = no retraining for "
+                                      "block_influence) and standard_nas per trial (default: 1)", parse=int)
+    layer_choice: str = option("top", "layer_drop: which layers to drop. top: the top layers, then fine-tune what is kept "
+                                      "(Sajjad et al.); block_influence: the layers whose output hidden states are most like "
+                                      "their input (mean cosine on --num-samples training examples), no retraining (ShortGPT)",
+                               choices=LAYER_CHOICES)
     batch_size: int = option(32, "fine-tuning batch size")
     lr: float = option(5e-5, "fine-tuning learning rate")
     seed: int = seed_option()
@@ -237,6 +246,10 @@ class BaselineSettings:
         for name in ("num_samples", "tune_samples", "batch_size"):
             if getattr(self, name) <= 0:
                 raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}.")
+        if self.epochs is not None and self.epochs < 0:
+            raise UserError(f"--epochs must not be negative, got {self.epochs}.")
+        if self.layer_choice not in LAYER_CHOICES:
+            raise UserError(f"unknown --layer-choice '{self.layer_choice}'; choose one of: {', '.join(LAYER_CHOICES)}.")
 
 
 @dataclass

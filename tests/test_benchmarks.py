@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
+import pytest
 import torch
 from conftest import tiny_model
 
+from benchmarks import decoder_pruning
 from benchmarks.export_speed import dense_reference, shapes_of
 from nas_tune.models import adapter_for
 
@@ -60,3 +64,28 @@ def test_exhaustive_table_replay_finds_the_same_front_as_a_live_search(tmp_path,
     pd.testing.assert_frame_equal(live[columns].sort_values("trial_id").reset_index(drop=True),
                                   replay[columns].sort_values("trial_id").reset_index(drop=True))
     pd.testing.assert_frame_equal(front_of(live), front_of(replay))
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--dataset", "rte"], "benchmarks causal language modelling, not 'rte'"),
+    (["--budgets", "0.5,2"], "budget 2.0 is outside (0, 1)"),
+    (["--budgets", "half"], "--budgets must be comma-separated fractions"),
+    (["--steps", "0"], "--steps must be positive"),
+    (["--resume", "--overwrite"], "pass one of them"),
+])
+def test_decoder_pruning_refuses_bad_settings_in_one_sentence(argv, message, tmp_path, capsys):
+    assert decoder_pruning.main([*argv, "--work", str(tmp_path / "work")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1 and not (tmp_path / "work").exists()
+
+
+def test_decoder_pruning_resumes_only_a_run_with_the_same_settings(tmp_path, capsys):
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "state.json").write_text(json.dumps({"settings": decoder_pruning.identity(decoder_pruning.parse_args([])),
+                                                 "commands": [], "units": {}, "points": []}))
+    assert decoder_pruning.main(["--work", str(work)]) == 2
+    assert "already holds a decoder_pruning run; pass --resume" in capsys.readouterr().err
+    assert decoder_pruning.main(["--work", str(work), "--resume", "--steps", "7"]) == 2
+    assert "holds a run with other settings (steps)" in capsys.readouterr().err
+    assert json.loads((work / "state.json").read_text())["settings"]["steps"] == 36  # nothing overwritten

@@ -23,6 +23,7 @@ from nas_tune.evaluate import Evaluator
 from nas_tune.export import export_subnetwork
 from nas_tune.models import LoadedModel, ModelAdapter, SubNetwork, load_model
 from nas_tune.models.bert import BertFamilyAdapter
+from nas_tune.models.loading import ADAPTERS
 from nas_tune.search.driver import check_resumable
 from nas_tune.search.objectives import objective_metrics, time_reference
 from nas_tune.search.store import ResultsStore, TrialRecord
@@ -47,7 +48,7 @@ class BaselineInputs:
 def load_inputs(model: str | None, data_config: DataConfig, *, max_seq_length: int = 128, seed: int = 0,
                 trust_remote_code: bool = False) -> BaselineInputs:
     data = load_task_data(data_config)
-    loaded = load_model(model, data.task.num_labels, seed=seed, trust_remote_code=trust_remote_code)
+    loaded = load_model(model, data.task.num_labels, seed=seed, trust_remote_code=trust_remote_code, causal_lm=data.task.causal_lm)
     splits = [tokenize_split(frame, loaded.tokenizer, data.task, max_seq_length, cache_dir=default_cache_dir())
               for frame in (data.train, data.validation, data.test)]
     return BaselineInputs(loaded, data.task, *splits, max_seq_length=max_seq_length)
@@ -85,20 +86,27 @@ class Baseline(ABC):
     """A pruning method that fills a results store with scored sub-networks of one model."""
 
     name: ClassVar[str]
-    prunes_finetuned: ClassVar[bool]  # True: prunes a fine-tuned classifier; False: fine-tunes what it keeps
+    prunes_finetuned: ClassVar[bool]  # True: prunes a fine-tuned classifier (or a causal LM); False: fine-tunes what it keeps
     adapters: ClassVar[tuple[type[ModelAdapter], ...]] = (BertFamilyAdapter,)  # model families it supports
     default_epochs: ClassVar[int] = 3
+
+    def __init_subclass__(cls, **kwargs):
+        """Families are not inherited: a subclass adds steps (rfp's mask tuning on importance's scores) that may need
+        more of a family than its parent's do, so a baseline that names none supports the default (BERT) only."""
+        super().__init_subclass__(**kwargs)
+        if "adapters" not in vars(cls):
+            cls.adapters = Baseline.adapters
 
     def __init__(self, inputs: BaselineInputs, settings: BaselineSettings):
         self.inputs, self.settings = inputs, settings
         self.model, self.adapter = inputs.loaded.model, inputs.loaded.adapter
         config = self.model.config
         if not isinstance(self.adapter, self.adapters):
-            supported = sorted({t for cls in self.adapters for t in getattr(cls, "model_types", ())})
+            supported = sorted(t for t, family in ADAPTERS.items() if issubclass(family, self.adapters))
             raise UserError(f"{self.name} supports {', '.join(supported)} models, not '{config.model_type}'; "
                             f"use layer_drop or a model of a supported family.")
         architectures = config.architectures or []
-        if self.prunes_finetuned and architectures and not any(a.endswith("ForSequenceClassification") for a in architectures):
+        if self.prunes_finetuned and not inputs.task.causal_lm and architectures and not any(a.endswith("ForSequenceClassification") for a in architectures):
             raise UserError(f"{self.name} prunes a model fine-tuned on the task, but '{inputs.loaded.source}' is a pre-trained "
                             f"{architectures[0]}; fine-tune it first (nas-tune finetune --strategy standard --output CKPT) and pass --model CKPT.")
         self.shape = self.adapter.shape(self.model)

@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from nas_tune.baselines.base import BaselineInputs, BaselineSettings, Candidate, GridBaseline, load_inputs, run_baseline
-from nas_tune.baselines.importance import training_sample
 from nas_tune.evaluate.setup import read_checkpoint
 from nas_tune.pareto import pareto_front
 from nas_tune.pruning.mask_tuning import check_reconstructable
 from nas_tune.pruning.repair import repair_subnetwork
+from nas_tune.pruning.scores import training_sample
 from nas_tune.report.summary import load_run
 from nas_tune.search.store import ResultsStore
 from nas_tune.search_space import Config, make_search_space

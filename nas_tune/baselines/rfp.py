@@ -20,9 +20,10 @@ from typing import Any
 import torch
 
 from nas_tune.baselines.base import BaselineInputs, BaselineSettings, Candidate
-from nas_tune.baselines.importance import Importance, MaskGradients, Scores, mask_gradients, search_mask
+from nas_tune.baselines.importance import Importance, search_mask
 from nas_tune.models import SubNetwork
 from nas_tune.pruning.mask_tuning import check_reconstructable, tune_masks
+from nas_tune.pruning.scores import MaskGradients, Scores, mask_gradients
 from nas_tune.search_space import Config
 
 

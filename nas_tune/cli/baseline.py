@@ -25,8 +25,9 @@ def add_parser(subparsers) -> None:
         "baseline",
         help="prune with a baseline method (layer_drop, importance, rfp, standard_nas)",
         description="Prune with a reference method and store every pruned model as a trial row, so `nas-tune report` "
-                    "and the Pareto code compare it with a search. importance and rfp prune a fine-tuned model "
-                    "(--model CKPT); layer_drop and standard_nas fine-tune what they keep of a pre-trained model.",
+                    "and the Pareto code compare it with a search. importance, rfp and layer_drop --layer-choice block_influence "
+                    "prune a fine-tuned model (--model CKPT; on text, the pre-trained causal LM itself); layer_drop --layer-choice "
+                    "top and standard_nas fine-tune what they keep of a pre-trained model.",
     )
     parser.add_argument("name", metavar="NAME", help=f"one of: {', '.join(BASELINE_NAMES)}")
     add_model_options(parser)

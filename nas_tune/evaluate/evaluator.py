@@ -62,6 +62,11 @@ class EvaluationResult:
 LM_TOKENS_PER_BATCH = 2048
 
 
+def lm_batch_size(data: TokenizedSplit, batch_size: int) -> int:
+    """`batch_size`, lowered so a batch of blocks of text holds at most LM_TOKENS_PER_BATCH tokens."""
+    return max(1, min(batch_size, LM_TOKENS_PER_BATCH // data.input_ids.shape[1]))
+
+
 class Evaluator:
     def __init__(
         self,
@@ -157,9 +162,8 @@ def language_model_metrics(model: PreTrainedModel, data: TokenizedSplit, batch_s
     """Perplexity of a causal LM on blocks of text, its token NLL summed batch by batch (all logits never held)."""
     device = next(model.parameters()).device
     total, count = 0.0, 0
-    batch_size = max(1, min(batch_size, LM_TOKENS_PER_BATCH // data.input_ids.shape[1]))
     with torch.inference_mode():
-        for batch in data.batches(batch_size):
+        for batch in data.batches(lm_batch_size(data, batch_size)):
             batch = {k: v.to(device) for k, v in batch.items()}
             labels = batch.pop("labels")
             nll, tokens = next_token_nll(model(**batch, use_cache=False).logits, labels, reduction="sum")

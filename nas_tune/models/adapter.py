@@ -10,11 +10,13 @@ modules (importance, rfp) list the families they support in `Baseline.adapters`.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Literal
 
+import torch
 from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
@@ -56,6 +58,21 @@ class ModelAdapter(ABC):
 
         The reference implementation of a sub-network: tests and benchmarks compare the others with it.
         """
+
+    @abstractmethod
+    def scaled(self, model: PreTrainedModel, head_scales: Sequence[torch.Tensor | None],
+               unit_scales: Sequence[torch.Tensor | None]) -> AbstractContextManager[PreTrainedModel]:
+        """Context in which layer i's head outputs are multiplied by `head_scales[i]` ([..., heads]) and its FFN
+        neurons' activations by `unit_scales[i]` ([..., ffn_size]), broadcast over the tokens (None: unscaled).
+
+        Scales that require grad give dL/dscale, the first-order loss change of removing a head or neuron
+        (importance scores); `masked` is the 0/1 case.
+        """
+
+    @abstractmethod
+    def layer_states(self, model: PreTrainedModel) -> AbstractContextManager[list[tuple[torch.Tensor, torch.Tensor]]]:
+        """Context that records, for every forward of `model`, each layer's (input, output) hidden states in layer
+        order, into the yielded list (block influence compares them)."""
 
     @abstractmethod
     def sliced(self, model: PreTrainedModel, subnet: SubNetwork) -> AbstractContextManager[PreTrainedModel]:

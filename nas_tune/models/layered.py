@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 from abc import abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from functools import partial
@@ -103,25 +103,49 @@ class LayeredAdapter(ModelAdapter):
         return [a for a in attentions if getattr(a, "layer_idx", None) is not None]
 
     @contextmanager
+    def scaled(self, model: PreTrainedModel, head_scales: Sequence[torch.Tensor | None],
+               unit_scales: Sequence[torch.Tensor | None]) -> Iterator[PreTrainedModel]:
+        head_dim = self.shape(model).head_dim
+        handles = []
+        try:
+            for layer, head_scale, unit_scale in zip(self.layers(model), head_scales, unit_scales):
+                head_reader, unit_reader = self._output_projections(layer)
+                if head_scale is not None:
+                    hook = partial(mask_head_outputs, mask=head_scale.to(head_reader.weight.device), head_dim=head_dim)
+                    handles.append(head_reader.register_forward_pre_hook(hook))
+                if unit_scale is not None:
+                    handles.append(unit_reader.register_forward_pre_hook(partial(mask_units, mask=unit_scale.to(unit_reader.weight.device))))
+            yield model
+        finally:
+            for handle in handles:
+                handle.remove()
+
+    @contextmanager
+    def layer_states(self, model: PreTrainedModel) -> Iterator[list[tuple[torch.Tensor, torch.Tensor]]]:
+        """Every family's layer takes the hidden states as its first argument and returns them (transformers 5)."""
+        states: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+        def record(module, args, kwargs, output):
+            inputs = args[0] if args else kwargs["hidden_states"]
+            states.append((inputs, output[0] if isinstance(output, tuple) else output))
+
+        handles = [layer.register_forward_hook(record, with_kwargs=True) for layer in self.layers(model)]
+        try:
+            yield states
+        finally:
+            for handle in handles:
+                handle.remove()
+
+    @contextmanager
     def masked(self, model: PreTrainedModel, subnet: SubNetwork) -> Iterator[PreTrainedModel]:
         shape = self.shape(model)
         self.check(shape, subnet)
         head_mask, unit_mask = subnet.head_mask(shape), subnet.unit_mask(shape)
-        handles = []
-        try:
-            for i in subnet.layers:
-                head_reader, unit_reader = self._output_projections(self.layers(model)[i])
-                if len(subnet.heads[i]) < shape.num_heads:
-                    hook = partial(mask_head_outputs, mask=head_mask[i].to(head_reader.weight.device), head_dim=shape.head_dim)
-                    handles.append(head_reader.register_forward_pre_hook(hook))
-                if len(subnet.units[i]) < shape.ffn_size:
-                    hook = partial(mask_units, mask=unit_mask[i].to(unit_reader.weight.device))
-                    handles.append(unit_reader.register_forward_pre_hook(hook))
-            with self._only_layers(model, subnet.layers):
-                yield model
-        finally:
-            for handle in handles:
-                handle.remove()
+        kept = set(subnet.layers)
+        head_scales = [head_mask[i] if i in kept and len(subnet.heads[i]) < shape.num_heads else None for i in range(shape.num_layers)]
+        unit_scales = [unit_mask[i] if i in kept and len(subnet.units[i]) < shape.ffn_size else None for i in range(shape.num_layers)]
+        with self.scaled(model, head_scales, unit_scales), self._only_layers(model, subnet.layers):
+            yield model
 
     @contextmanager
     def sliced(self, model: PreTrainedModel, subnet: SubNetwork) -> Iterator[PreTrainedModel]:

@@ -14,10 +14,9 @@ from dataclasses import dataclass
 import torch
 from transformers import PreTrainedModel
 
-from nas_tune.baselines.importance import Importance, Scores, first_order_scores, mask_gradients, training_sample
 from nas_tune.data import TokenizedSplit
-from nas_tune.errors import UserError
 from nas_tune.models import LoadedModel, ModelAdapter, ModelShape
+from nas_tune.pruning.scores import Scores, first_order_scores, mask_gradients, training_sample
 
 
 @dataclass(frozen=True)
@@ -50,10 +49,6 @@ def reorder_by_importance(loaded: LoadedModel, train: TokenizedSplit, *, num_sam
                           batch_size: int = 32) -> Reordering:
     """Score heads and neurons by first-order importance on training examples (the task loss with the model's
     current classifier) and permute `loaded.model` so each layer's most important come first."""
-    if not isinstance(loaded.adapter, Importance.adapters):  # the scores are importance's mask gradients
-        supported = sorted({t for cls in Importance.adapters for t in getattr(cls, "model_types", ())})
-        raise UserError(f"--reorder importance scores heads as the importance baseline does, which supports {', '.join(supported)} "
-                        f"models, not '{loaded.model.config.model_type}'; drop --reorder.")
     samples = training_sample(train, num_samples, seed, "--reorder importance")
     grads = mask_gradients(loaded.model, loaded.adapter, samples, batch_size=batch_size)
     reordering = Reordering.by_scores(first_order_scores(grads), loaded.adapter.shape(loaded.model))

@@ -9,12 +9,12 @@ the benchmark measures.
 
 from __future__ import annotations
 
-from nas_tune.baselines.importance import MIN_SAMPLES, training_sample
 from nas_tune.data import TokenizedSplit, default_cache_dir, tokenize_split
 from nas_tune.errors import UserError
 from nas_tune.evaluate.setup import EvaluationSetup
 from nas_tune.models import LoadedModel, SubNetwork
 from nas_tune.pruning.mask_tuning import MaskTuning, check_reconstructable, tune_masks
+from nas_tune.pruning.scores import MIN_SAMPLES, training_sample
 
 DEFAULT_SAMPLES = 256
 

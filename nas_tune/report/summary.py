@@ -143,6 +143,13 @@ def report_run(run: str | Path) -> RunReport:
     return write_report(load_report(run))
 
 
+def _number(value: float) -> str:
+    """4 decimals; a ruined language model's perplexity (1e40) in scientific notation, not as 45 digits."""
+    if np.isnan(value):
+        return ""
+    return f"{value:.4f}" if abs(value) < 1e6 else f"{value:.4g}"
+
+
 def format_table(front: pd.DataFrame, metric: str | None = None) -> str:
     """A fixed-width Pareto table for the terminal (params as fractions of the layer parameters)."""
     columns = [c for c in TABLE_COLUMNS if c in front.columns]
@@ -155,5 +162,5 @@ def format_table(front: pd.DataFrame, metric: str | None = None) -> str:
         if column in ("trial_id", "layer_params"):
             shown[column] = shown[column].map(lambda v: f"{int(v):,}")
         elif shown[column].dtype.kind == "f":
-            shown[column] = shown[column].map(lambda v: "" if np.isnan(v) else f"{v:.4f}")
+            shown[column] = shown[column].map(_number)
     return shown.to_string(index=False)
