@@ -18,7 +18,8 @@ from nas_tune.data import TokenizedSplit
 from nas_tune.data.tasks import language_modelling_task
 from nas_tune.metrics import count_parameters
 from nas_tune.models import LoadedModel, adapter_for
-from nas_tune.pruning.scores import Scores, mask_gradients, taylor_scores
+from nas_tune.pruning.reorder import reorder_by_importance
+from nas_tune.pruning.scores import Scores, first_order_scores, mask_gradients, taylor_scores, training_sample
 from tests.conftest import DECODER_VOCAB, tiny_decoder
 from tests.test_text_task import SHAKESPEARE
 
@@ -208,3 +209,26 @@ def test_cli_refuses_too_few_calibration_blocks_in_one_sentence(capsys, text_run
                            "--max-train-samples", "5", "--output", root / "few")
     assert code == 2 and "needs at least 128 training examples" in err and "blocks of text" in err
     assert len(err.strip().splitlines()) == 1 and not (root / "few" / "trials.jsonl").exists()
+
+
+@pytest.mark.parametrize("family", ["llama", "gpt2"])
+def test_reorder_by_importance_keeps_a_decoders_function_and_puts_whole_groups_best_first(family):
+    """`--reorder importance` on a causal LM: next-token logits unchanged, each layer's neurons and (GQA) key/value
+    groups sorted by their first-order importance."""
+    model = tiny_decoder(family)
+    adapter = adapter_for(model.config.model_type)
+    train, probe = blocks(160, seed=3), blocks(8, seed=4).input_ids
+    with torch.no_grad():
+        logits = model(probe).logits
+    reordering = reorder_by_importance(LoadedModel(model, None, adapter, "tiny"), train, num_samples=128, seed=0)
+    with torch.no_grad():
+        assert torch.allclose(model(probe).logits, logits, atol=1e-5, rtol=0)
+    assert any(order != tuple(range(len(order))) for order in reordering.units)  # something really moved
+    shape = adapter.shape(model)
+    sample = training_sample(train, 128, 0, "reorder")  # the blocks the reordering scored
+    after = first_order_scores(mask_gradients(model, adapter, sample))
+    group = shape.num_heads // (shape.num_kv_heads or shape.num_heads)  # GPT-2: every head its own group
+    for layer in range(shape.num_layers):
+        assert (after.units[layer][:-1] >= after.units[layer][1:] - 1e-6).all()
+        groups = after.heads[layer].view(-1, group).sum(-1)
+        assert (groups[:-1] >= groups[1:] - 1e-6).all()
