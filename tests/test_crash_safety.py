@@ -6,12 +6,12 @@ import os
 import random
 import shutil
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import preforked
 import pytest
 from syne_tune.config_space import randint
 
@@ -151,14 +151,15 @@ def subprocess_env(tmp_path: Path) -> dict[str, str]:
 
 
 def run_killed(command: list[str], env: dict[str, str], kill_when: Callable[[], bool] | None = None) -> tuple[int, str]:
-    """Run `command`; SIGKILL it as soon as `kill_when()` holds (polled every 10 ms). Returns exit code and stderr."""
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    """Run `command` in a new process; SIGKILL it as soon as `kill_when()` holds (polled every 10 ms). Returns the exit
+    code and the output."""
+    process = preforked.Process(command, env)
     while kill_when is not None and process.poll() is None:
         if kill_when():
-            process.send_signal(signal.SIGKILL)
+            process.kill()
         time.sleep(0.01)
-    _, err = process.communicate(timeout=600)
-    return process.returncode, err
+    output = process.communicate(timeout=600)
+    return process.returncode, output
 
 
 def nas_tune(argv: list[str], env: dict[str, str], kill_at: str = "none:0", kill_when: Callable[[], bool] | None = None) -> tuple[int, str]:
