@@ -14,7 +14,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from multiprocessing import forkserver
+from multiprocessing import forkserver, resource_tracker
 from pathlib import Path
 
 CONTEXT = multiprocessing.get_context("forkserver")
@@ -42,6 +42,7 @@ def _main(command: list[str], env: dict[str, str], log: str) -> None:
     os.environ.clear()
     os.environ.update(env)
     numpy.random.seed()  # fresh entropy, as a new interpreter has (Python's `random` reseeds itself on fork)
+    resource_tracker._resource_tracker._fd = resource_tracker._resource_tracker._pid = None  # its own, as a new one has
     output = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
     os.dup2(output, 1)
     os.dup2(output, 2)
