@@ -64,7 +64,8 @@ class Process:
         start_server()
         descriptor, self._log = tempfile.mkstemp(prefix="preforked-", suffix=".log")
         os.close(descriptor)
-        self._process = CONTEXT.Process(target=_main, args=(command[1:], env, self._log))
+        # daemon: if a test fails before waiting for it, the run is stopped when pytest exits
+        self._process = CONTEXT.Process(target=_main, args=(command[1:], env, self._log), daemon=True)
         self._process.start()
 
     def poll(self) -> int | None:
