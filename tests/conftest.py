@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import preforked
 import pytest
 import torch
 import transformers
@@ -27,6 +28,12 @@ GLUE_DIR = Path(os.environ.get("GLUE_DIR", REPO.parent / "shared" / "data" / "gl
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def pytest_collection_finish(session):
+    """Start the fork server of the kill-and-resume tests now: its imports overlap the tests before them (2 cores)."""
+    if any(getattr(getattr(item, "module", None), "preforked", None) for item in session.items):
+        preforked.start_server()
 
 
 def tiny_config(model_type: str, num_labels: int = 2, attn_implementation: str = "sdpa"):

@@ -6,12 +6,12 @@ import os
 import random
 import shutil
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import preforked
 import pytest
 from syne_tune.config_space import randint
 
@@ -150,19 +150,19 @@ def subprocess_env(tmp_path: Path) -> dict[str, str]:
     return {**os.environ, "OMP_NUM_THREADS": "1", "NAS_TUNE_CACHE": str(tmp_path / "cache"), "PYTHONPATH": str(Path(__file__).parents[1])}
 
 
-def run_killed(command: list[str], env: dict[str, str], kill_when: Callable[[], bool] | None = None) -> tuple[int, str]:
-    """Run `command`; SIGKILL it as soon as `kill_when()` holds (polled every 10 ms). Returns exit code and stderr."""
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def run_killed(process: preforked.Process, kill_when: Callable[[], bool] | None = None) -> tuple[int, str]:
+    """Wait for `process`; SIGKILL it as soon as `kill_when()` holds (polled every 10 ms). Returns exit code and output."""
     while kill_when is not None and process.poll() is None:
         if kill_when():
-            process.send_signal(signal.SIGKILL)
+            process.kill()
         time.sleep(0.01)
-    _, err = process.communicate(timeout=600)
-    return process.returncode, err
+    output = process.communicate(timeout=600)
+    return process.returncode, output
 
 
-def nas_tune(argv: list[str], env: dict[str, str], kill_at: str = "none:0", kill_when: Callable[[], bool] | None = None) -> tuple[int, str]:
-    return run_killed([sys.executable, "-c", DRIVER, *argv], {**env, "KILL_AT": kill_at}, kill_when)
+def nas_tune(argv: list[str], env: dict[str, str], kill_at: str = "none:0") -> preforked.Process:
+    """A new `nas-tune` process (see DRIVER), started."""
+    return preforked.Process([sys.executable, "-c", DRIVER, *argv], {**env, "KILL_AT": kill_at})
 
 
 def lines(path: Path) -> int:
@@ -170,22 +170,24 @@ def lines(path: Path) -> int:
     return path.read_text().count("\n") if path.is_file() else 0
 
 
-@pytest.mark.slow  # five nas-tune processes: about 30 s idle, 140 s on a busy 2-core machine
+@pytest.mark.slow  # five nas-tune processes, the uninterrupted one alongside the others
 def test_finetune_killed_at_several_moments_resumes_to_the_same_weights(tmp_path, tiny_model_dir):
     from safetensors.torch import load_file
 
     data = write_csv(tmp_path / "reviews.csv", 40)  # 28 training rows: 7 steps an epoch, 14 in all
     env = subprocess_env(tmp_path)
     straight, killed = tmp_path / "straight", tmp_path / "killed"
-    assert nas_tune(finetune_argv(tiny_model_dir, data, straight), env)[0] == 0
+    uninterrupted = nas_tune(finetune_argv(tiny_model_dir, data, straight), env)  # runs alongside the killed ones
     resume = [*finetune_argv(tiny_model_dir, data, killed), "--resume"]
     log = killed / "train_log.csv"
     moments = [("save:3", None), ("none:0", lambda: lines(log) > 9), ("replace:2", None)]  # mid-save, between saves, mid-replacement
     for number, (kill_at, kill_when) in enumerate(moments):
-        code, err = nas_tune(resume if number else resume[:-1], env, kill_at=kill_at, kill_when=kill_when)
+        code, err = run_killed(nas_tune(resume if number else resume[:-1], env, kill_at=kill_at), kill_when)
         assert code == -signal.SIGKILL, err
         assert (killed / "supernet.json").is_file() and not (killed / "model.safetensors").exists()
-    code, err = nas_tune(resume, env)
+    code, err = run_killed(nas_tune(resume, env))
+    assert code == 0, err
+    code, err = run_killed(uninterrupted)
     assert code == 0, err
     a, b = load_file(str(straight / "model.safetensors")), load_file(str(killed / "model.safetensors"))
     assert a.keys() == b.keys() and all(a[k].equal(b[k]) for k in a)
@@ -248,30 +250,29 @@ def kill_moments(seed: int, num_trials: int, count: int = 2) -> list[int]:
     return sorted(random.Random(seed).sample(range(1, num_trials), count))
 
 
-@pytest.mark.slow  # three nas-tune processes: about 25 s idle
+@pytest.mark.slow  # four nas-tune processes, the uninterrupted one alongside the others
 def test_search_killed_at_random_moments_resumes_to_the_trials_of_an_uninterrupted_run(tmp_path, supernet, glue_dir):
-    from nas_tune.search.run import search_checkpoint
-
     env = subprocess_env(tmp_path)
     straight, killed = tmp_path / "straight", tmp_path / "killed"
-    # Uninterrupted in this process: a search's thread count comes from its worker count, as in the subprocesses.
-    search_checkpoint(supernet, straight, SearchSettings(searcher="local_search", num_trials=12, seed=2), data_dir=str(glue_dir), show_progress=False)
 
     def search(output: Path) -> list[str]:
         return ["search", "--checkpoint", str(supernet), "--searcher", "local_search", "--num-trials", "12", "--seed", "2",
                 "--data-dir", str(glue_dir), "--output", str(output)]
 
+    uninterrupted = nas_tune(search(straight), env)  # runs alongside the killed ones
     for number, trial in enumerate(kill_moments(13, 12)):  # killed while these trials run
-        code, err = nas_tune(search(killed) + ["--resume"] * (number > 0), env, kill_when=lambda trial=trial: trial_running(killed, trial))
+        code, err = run_killed(nas_tune(search(killed) + ["--resume"] * (number > 0), env), lambda trial=trial: trial_running(killed, trial))
         assert code == -signal.SIGKILL, err
-    code, err = nas_tune([*search(killed), "--resume"], env)
+    code, err = run_killed(nas_tune([*search(killed), "--resume"], env))
+    assert code == 0, err
+    code, err = run_killed(uninterrupted)
     assert code == 0, err
     resumed = ResultsStore(killed).records()
     assert same_trials(resumed) == same_trials(ResultsStore(straight).records())
     assert len(resumed) == 12  # a trial killed while running ran again, no other trial twice
 
 
-@pytest.mark.slow  # four launcher processes: about 30 s idle
+@pytest.mark.slow  # four launcher processes, the uninterrupted one alongside the others
 def test_pipeline_killed_in_fine_tuning_and_in_search_resumes_to_the_picks_of_an_uninterrupted_run(tmp_path, tiny_model_dir, glue_dir):
     import json
 
@@ -284,14 +285,15 @@ def test_pipeline_killed_in_fine_tuning_and_in_search_resumes_to_the_picks_of_an
                 "--searcher", "local_search", "--num-trials", "8", "--seed", "4", "--output", str(output), *extra]
 
     straight, killed = tmp_path / "straight", tmp_path / "killed"
-    code, err = run_killed(local(straight), env)
-    assert code == 0, err
+    uninterrupted = preforked.Process(local(straight), env)  # runs alongside the killed ones
     trial = kill_moments(17, 8, count=1)[0]
     moments = [lambda: lines(killed / "supernet" / "train_log.csv") > 1, lambda: trial_running(killed / "search", trial)]
     for number, kill_when in enumerate(moments):  # after one training step, then while a trial runs
-        code, err = run_killed(local(killed, *["--resume"] * (number > 0)), env, kill_when)
+        code, err = run_killed(preforked.Process(local(killed, *["--resume"] * (number > 0)), env), kill_when)
         assert code == -signal.SIGKILL, err
-    code, err = run_killed(local(killed, "--resume"), env)
+    code, err = run_killed(preforked.Process(local(killed, "--resume"), env))
+    assert code == 0, err
+    code, err = run_killed(uninterrupted)
     assert code == 0, err
     assert same_trials(ResultsStore(killed / "search").records()) == same_trials(ResultsStore(straight / "search").records())
 

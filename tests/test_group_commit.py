@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
+import preforked
 from syne_tune.config_space import randint
 
 from nas_tune.search.driver import SearchDriver, SearchSettings
@@ -17,7 +17,6 @@ from nas_tune.search.executors import Executor, TrialOutcome
 from nas_tune.search.searchers import make_searcher
 from nas_tune.search.store import ResultsStore, TrialRecord
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 class InstantWorkers(Executor):
     """Eight workers that evaluate instantly; each wait() returns every running trial: groups of 8 under "load"."""
@@ -78,10 +77,10 @@ def random_search(store: ResultsStore, num_trials: int, stop_here=lambda moment:
 
 
 # `tell N` stops after the N-th result the run reported; `wait N` in the N-th wait(), after that round's
-# trials were handed out and journalled. Stopping = waiting on stdin, where the test kills it.
+# trials were handed out and journalled. Stopping = waiting forever, where the test kills it.
 CHILD = textwrap.dedent(
     """
-    import sys
+    import sys, threading
     from test_group_commit import random_search
     from nas_tune.search.store import ResultsStore
 
@@ -90,7 +89,7 @@ CHILD = textwrap.dedent(
     def stop_here(moment):
         if moment == (where, count):
             print("blocked", flush=True)
-            sys.stdin.readline()
+            threading.Event().wait()
 
     random_search(ResultsStore(run_dir), num_trials, stop_here)
     print("finished", flush=True)
@@ -99,23 +98,20 @@ CHILD = textwrap.dedent(
 
 
 def run_child(run_dir: Path, where: str, count: int, num_trials: int) -> tuple[list[dict], bool]:
-    """Run the child until it blocks (then SIGKILL it) or finishes; the configs it reported, and whether it was killed."""
-    path = [str(REPO_ROOT), str(REPO_ROOT / "tests"), os.environ.get("PYTHONPATH")]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, path))}
-    process = subprocess.Popen([sys.executable, "-c", CHILD, str(run_dir), where, str(count), str(num_trials)], env=env,
-                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    """Run the child in a new process until it blocks (then SIGKILL it) or finishes; the configs it reported, and
+    whether it was killed."""
+    process = preforked.Process([sys.executable, "-c", CHILD, str(run_dir), where, str(count), str(num_trials)],
+                                {**os.environ, "OMP_NUM_THREADS": "1"})
     reported, killed = [], False
-    for line in process.stdout:
+    for line in process.lines():
         if line.strip() == "blocked":
-            process.send_signal(signal.SIGKILL)
+            process.kill()
             killed = True
             break
         if line.strip() != "finished":
             reported.append(json.loads(line))
-    process.wait()
-    process.stdout.close()
-    process.stdin.close()
-    assert process.returncode == (-signal.SIGKILL if killed else 0)
+    output = process.communicate(timeout=600)
+    assert process.returncode == (-signal.SIGKILL if killed else 0), output[-3000:]
     return reported, killed
 
 

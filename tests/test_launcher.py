@@ -16,13 +16,15 @@ import local
 
 pytestmark = pytest.mark.slow
 
+# Loads each exported folder (argv: path, needs-trust-remote-code pairs) in one plain-transformers process.
 LOAD = """
 import json, sys
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
-path, remote = sys.argv[1], sys.argv[2] == "1"
-model = AutoModelForSequenceClassification.from_pretrained(path, trust_remote_code=remote).eval()
-batch = AutoTokenizer.from_pretrained(path)(["A man is playing."], ["Someone plays."], return_tensors="pt")
-print(json.dumps({"shape": list(model(**batch).logits.shape), "numel": sum(p.numel() for p in model.parameters()), "nas_tune": "nas_tune" in sys.modules}))
+for path, remote in zip(sys.argv[1::2], sys.argv[2::2]):
+    model = AutoModelForSequenceClassification.from_pretrained(path, trust_remote_code=remote == "1").eval()
+    batch = AutoTokenizer.from_pretrained(path)(["A man is playing."], ["Someone plays."], return_tensors="pt")
+    print(json.dumps({"shape": list(model(**batch).logits.shape), "numel": sum(p.numel() for p in model.parameters()),
+                      "nas_tune": "nas_tune" in sys.modules}))
 """
 
 
@@ -42,11 +44,12 @@ def test_quick_pipeline_on_minilm_rte(tmp_path, glue_dir, capsys):
     for name in ("supernet/supernet.json", "supernet/model.safetensors", "search/pareto.png", "search/hypervolume.png"):
         assert (output / name).is_file(), name
     assert {e["name"] for e in summary["exported"]} >= {"within_1pct", "within_5pct"}
-    for exported in summary["exported"]:
-        remote = "1" if exported["needs_trust_remote_code"] else "0"
-        done = subprocess.run([sys.executable, "-c", LOAD, exported["path"], remote], capture_output=True, text=True, check=False)
-        assert done.returncode == 0, done.stderr[-1500:]
-        loaded = json.loads(done.stdout.strip().splitlines()[-1])
+    folders = [arg for e in summary["exported"] for arg in (e["path"], "1" if e["needs_trust_remote_code"] else "0")]
+    done = subprocess.run([sys.executable, "-c", LOAD, *folders], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr[-1500:]
+    loads = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert len(loads) == len(summary["exported"])
+    for exported, loaded in zip(summary["exported"], loads):
         assert loaded["shape"] == [1, 2] and loaded["numel"] == exported["total_params"] and not loaded["nas_tune"]
     # the same folder is refused without --resume/--overwrite, and nothing is lost
     assert local.main(["--dataset", "rte", "--data-dir", str(glue_dir), "--quick", "--output", str(output)]) == 2

@@ -161,7 +161,7 @@ def test_ehvi_model_based_suggestions_never_compile_botorch_kernels():
     """BoTorch must not start compiling its C++ kernel (minutes, and a hang after a kill); timing lives in benchmarks."""
     from botorch.acquisition.multi_objective import logei
 
-    searcher = make_searcher("ehvi", SMALL, OBJECTIVES, seed=0, initial_configs=[LARGEST, SMALLEST])
+    searcher = make_searcher("ehvi", SMALL, OBJECTIVES, seed=0, initial_configs=[LARGEST, SMALLEST], **CHEAP["ehvi"])
     assert logei._load_attempted  # so the compile can never start
     run(searcher, 8)  # 2 initial + 3 random, then the GP
 
