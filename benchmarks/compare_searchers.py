@@ -48,13 +48,28 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for task in args.tasks:
             ckpt = Path(tmp) / f"supernet-{task}"
-            data = DataConfig(task, data_dir=os.environ.get("GLUE_DIR"), max_train_samples=args.max_train_samples,
-                              max_validation_samples=args.max_validation_samples)
-            finetune_supernet(None, data, FinetuneConfig(epochs=args.epochs, batch_size=16), ckpt, max_seq_length=args.max_seq_length, show_progress=False)
+            data = DataConfig(
+                task,
+                data_dir=os.environ.get("GLUE_DIR"),
+                max_train_samples=args.max_train_samples,
+                max_validation_samples=args.max_validation_samples,
+            )
+            finetune_supernet(
+                None,
+                data,
+                FinetuneConfig(epochs=args.epochs, batch_size=16),
+                ckpt,
+                max_seq_length=args.max_seq_length,
+                show_progress=False,
+            )
             for searcher in args.searchers:
                 for seed in args.seeds:
-                    store, _ = search_checkpoint(ckpt, Path(tmp) / f"{task}-{searcher}-{seed}",
-                                                 SearchSettings(searcher=searcher, num_trials=args.num_trials, seed=seed), show_progress=False)
+                    store, _ = search_checkpoint(
+                        ckpt,
+                        Path(tmp) / f"{task}-{searcher}-{seed}",
+                        SearchSettings(searcher=searcher, num_trials=args.num_trials, seed=seed),
+                        show_progress=False,
+                    )
                     frame = store.to_frame().sort_values("end_time")
                     frame = frame[frame["status"] == "completed"]
                     # every evaluation counts towards the budget; only full-fidelity ones can add hypervolume
@@ -65,27 +80,58 @@ def main(argv: list[str] | None = None) -> int:
                     elapsed = np.pad(elapsed, (0, len(trace) - len(elapsed)), mode="edge")
                     traces[(task, searcher, seed)] = trace
                     time_axes[(task, searcher, seed)] = elapsed
-                    rows.append({"task": task, "searcher": searcher, "seed": seed, "evaluations": len(frame), "full_fidelity": int((frame["fidelity"] >= 1.0).sum()),
-                                 "hypervolume": trace[-1], "hv_at_half_budget": trace[len(trace) // 2 - 1],
-                                 "wall_seconds": float(frame["end_time"].max() - frame["start_time"].min())})
+                    rows.append(
+                        {
+                            "task": task,
+                            "searcher": searcher,
+                            "seed": seed,
+                            "evaluations": len(frame),
+                            "full_fidelity": int((frame["fidelity"] >= 1.0).sum()),
+                            "hypervolume": trace[-1],
+                            "hv_at_half_budget": trace[len(trace) // 2 - 1],
+                            "wall_seconds": float(frame["end_time"].max() - frame["start_time"].min()),
+                        }
+                    )
                     print(rows[-1], file=sys.stderr, flush=True)
     runs = pd.DataFrame(rows)
-    table = runs.groupby(["task", "searcher"]).agg(
-        hypervolume=("hypervolume", "mean"), hypervolume_std=("hypervolume", "std"),
-        hv_at_half_budget=("hv_at_half_budget", "mean"), wall_seconds=("wall_seconds", "mean"),
-    ).round(4).reset_index().sort_values(["task", "hypervolume"], ascending=[True, False])
+    table = (
+        runs.groupby(["task", "searcher"])
+        .agg(
+            hypervolume=("hypervolume", "mean"),
+            hypervolume_std=("hypervolume", "std"),
+            hv_at_half_budget=("hv_at_half_budget", "mean"),
+            wall_seconds=("wall_seconds", "mean"),
+        )
+        .round(4)
+        .reset_index()
+        .sort_values(["task", "hypervolume"], ascending=[True, False])
+    )
     print(table.to_string(index=False))
     RESULTS.mkdir(exist_ok=True)
     atomic_write_text(RESULTS / "compare_searchers_runs.csv", runs.to_csv(index=False))
     atomic_write_text(RESULTS / "compare_searchers.csv", table.to_csv(index=False))
-    atomic_write_json(RESULTS / "compare_searchers.json", {"command": "python benchmarks/compare_searchers.py " + " ".join(argv or sys.argv[1:]), "settings": vars(args)})
+    atomic_write_json(
+        RESULTS / "compare_searchers.json",
+        {"command": "python benchmarks/compare_searchers.py " + " ".join(argv or sys.argv[1:]), "settings": vars(args)},
+    )
     for task in args.tasks:
-        mean_trace = {s: np.mean([traces[(task, s, seed)][: args.num_trials] for seed in args.seeds], axis=0) for s in args.searchers}
-        plot_hypervolume(mean_trace, RESULTS / f"compare_searchers_{task}.png", title=f"{task}: mean hypervolume over {len(args.seeds)} seeds")
+        mean_trace = {
+            s: np.mean([traces[(task, s, seed)][: args.num_trials] for seed in args.seeds], axis=0)
+            for s in args.searchers
+        }
+        plot_hypervolume(
+            mean_trace,
+            RESULTS / f"compare_searchers_{task}.png",
+            title=f"{task}: mean hypervolume over {len(args.seeds)} seeds",
+        )
         first = args.seeds[0]
-        plot_hypervolume({s: traces[(task, s, first)] for s in args.searchers}, RESULTS / f"compare_searchers_{task}_time.png",
-                         xlabel="wall time (s)", x_values={s: time_axes[(task, s, first)] for s in args.searchers},
-                         title=f"{task}: hypervolume vs. wall time (seed {first})")
+        plot_hypervolume(
+            {s: traces[(task, s, first)] for s in args.searchers},
+            RESULTS / f"compare_searchers_{task}_time.png",
+            xlabel="wall time (s)",
+            x_values={s: time_axes[(task, s, first)] for s in args.searchers},
+            title=f"{task}: hypervolume vs. wall time (seed {first})",
+        )
     return 0
 
 

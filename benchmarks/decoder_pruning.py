@@ -52,41 +52,81 @@ BASELINE_RUNS = {  # method -> (baseline name, BaselineSettings overrides)
     "importance": ("importance", {}),
 }
 # The settings a resumed run must share with the one that started --work.
-SMOKE = {"model": None, "max_seq_length": 16, "max_train_samples": 300, "max_validation_samples": 12, "max_test_samples": 12,
-         "steps": 2, "batch_size": 4, "num_trials": 4, "num_samples": 128, "new_tokens": 4, "prompt_tokens": 4}
+SMOKE = {
+    "model": None,
+    "max_seq_length": 16,
+    "max_train_samples": 300,
+    "max_validation_samples": 12,
+    "max_test_samples": 12,
+    "steps": 2,
+    "batch_size": 4,
+    "num_trials": 4,
+    "num_samples": 128,
+    "new_tokens": 4,
+    "prompt_tokens": 4,
+}
 PROMPT = "ROMEO. But soft, what light through yonder window breaks? It is the east, and Juliet is the sun."
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="smollm2-135m", help="a causal LM of a supported family (default: %(default)s)")
-    parser.add_argument("--dataset", default="shakespeare", help="shakespeare, or text with --train-file etc. (default: %(default)s)")
+    parser.add_argument(
+        "--model", default="smollm2-135m", help="a causal LM of a supported family (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--dataset", default="shakespeare", help="shakespeare, or text with --train-file etc. (default: %(default)s)"
+    )
     parser.add_argument("--train-file")
     parser.add_argument("--validation-file")
     parser.add_argument("--test-file")
-    parser.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS, help="run in this order (default: all)")
-    parser.add_argument("--budgets", default="0.25,0.5,0.75", help="fractions of the layer parameters (default: %(default)s)")
-    parser.add_argument("--max-seq-length", type=int, default=128, help="tokens per block of text (default: %(default)s)")
+    parser.add_argument(
+        "--methods", nargs="+", default=METHODS, choices=METHODS, help="run in this order (default: all)"
+    )
+    parser.add_argument(
+        "--budgets", default="0.25,0.5,0.75", help="fractions of the layer parameters (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--max-seq-length", type=int, default=128, help="tokens per block of text (default: %(default)s)"
+    )
     parser.add_argument("--max-train-samples", type=int, default=600, help="training paragraphs (default: %(default)s)")
-    parser.add_argument("--max-validation-samples", type=int, default=40, help="validation paragraphs (default: %(default)s)")
+    parser.add_argument(
+        "--max-validation-samples", type=int, default=40, help="validation paragraphs (default: %(default)s)"
+    )
     parser.add_argument("--max-test-samples", type=int, default=60, help="test paragraphs (default: %(default)s)")
     parser.add_argument("--steps", type=int, default=36, help="super-network fine-tuning steps (default: %(default)s)")
     parser.add_argument("--batch-size", type=int, default=4, help="blocks per step (default: %(default)s)")
-    parser.add_argument("--lr", type=float, default=5e-5, help="super-network and layer_drop_top_ft (default: %(default)s)")
+    parser.add_argument(
+        "--lr", type=float, default=5e-5, help="super-network and layer_drop_top_ft (default: %(default)s)"
+    )
     parser.add_argument("--strategy", default="sandwich_kd", help="super-network strategy (default: %(default)s)")
     parser.add_argument("--search-space", default="small", help="super-network search space (default: %(default)s)")
     parser.add_argument("--searcher", default="local_search", help="(default: %(default)s)")
     parser.add_argument("--num-trials", type=int, default=20, help="search evaluations (default: %(default)s)")
-    parser.add_argument("--num-samples", type=int, default=128, help="calibration blocks of importance and block influence (default: %(default)s)")
-    parser.add_argument("--retrain-epochs", type=int, default=1, help="layer_drop_top_ft fine-tuning epochs (default: %(default)s)")
+    parser.add_argument(
+        "--num-samples",
+        type=int,
+        default=128,
+        help="calibration blocks of importance and block influence (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--retrain-epochs", type=int, default=1, help="layer_drop_top_ft fine-tuning epochs (default: %(default)s)"
+    )
     parser.add_argument("--new-tokens", type=int, default=16, help="generated tokens per timing (default: %(default)s)")
-    parser.add_argument("--prompt-tokens", type=int, default=16, help="prompt tokens before generation (default: %(default)s)")
-    parser.add_argument("--work", default="runs/decoder_pruning", help="run folders and state.json (default: %(default)s)")
+    parser.add_argument(
+        "--prompt-tokens", type=int, default=16, help="prompt tokens before generation (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--work", default="runs/decoder_pruning", help="run folders and state.json (default: %(default)s)"
+    )
     parser.add_argument("--resume", action="store_true", help="continue the run in --work")
     parser.add_argument("--overwrite", action="store_true", help="replace the run in --work")
     parser.add_argument("--tag", default="", help="suffix for the result files (--smoke: smoke)")
-    parser.add_argument("--smoke", action="store_true", help="a tiny random LLaMA (GQA 4/2 heads) and tiny budgets: "
-                                                            + ", ".join(f"{k}={v}" for k, v in SMOKE.items() if v is not None))
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="a tiny random LLaMA (GQA 4/2 heads) and tiny budgets: "
+        + ", ".join(f"{k}={v}" for k, v in SMOKE.items() if v is not None),
+    )
     args = parser.parse_args(argv)
     if args.smoke:  # smoke values replace the defaults; options given explicitly still win
         parser.set_defaults(**SMOKE, tag="smoke")
@@ -99,9 +139,22 @@ def check(args: argparse.Namespace) -> tuple[float, ...]:
     from nas_tune.settings import check_budgets, is_text_dataset
 
     if not is_text_dataset(args.dataset):
-        raise UserError(f"decoder_pruning.py benchmarks causal language modelling, not '{args.dataset}'; use --dataset shakespeare or text.")
-    for name in ("max_seq_length", "max_train_samples", "max_validation_samples", "max_test_samples", "steps", "batch_size",
-                 "num_trials", "num_samples", "retrain_epochs", "new_tokens", "prompt_tokens"):
+        raise UserError(
+            f"decoder_pruning.py benchmarks causal language modelling, not '{args.dataset}'; use --dataset shakespeare or text."
+        )
+    for name in (
+        "max_seq_length",
+        "max_train_samples",
+        "max_validation_samples",
+        "max_test_samples",
+        "steps",
+        "batch_size",
+        "num_trials",
+        "num_samples",
+        "retrain_epochs",
+        "new_tokens",
+        "prompt_tokens",
+    ):
         if getattr(args, name) <= 0:
             raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}.")
     if args.resume and args.overwrite:
@@ -109,7 +162,9 @@ def check(args: argparse.Namespace) -> tuple[float, ...]:
     try:
         budgets = tuple(float(part) for part in args.budgets.split(",") if part.strip())
     except ValueError:
-        raise UserError(f"--budgets must be comma-separated fractions such as 0.25,0.5,0.75, got {args.budgets!r}.") from None
+        raise UserError(
+            f"--budgets must be comma-separated fractions such as 0.25,0.5,0.75, got {args.budgets!r}."
+        ) from None
     return check_budgets(budgets)
 
 
@@ -129,9 +184,16 @@ class Bench:
         self.state_path = self.work / "state.json"
         self.state = self.open_state()
         self.model = str(self.tiny_model()) if args.smoke and args.model is None else args.model
-        self.data = DataConfig(args.dataset, data_dir=None, train_file=args.train_file, validation_file=args.validation_file,
-                               test_file=args.test_file, max_train_samples=args.max_train_samples,
-                               max_validation_samples=args.max_validation_samples, max_test_samples=args.max_test_samples)
+        self.data = DataConfig(
+            args.dataset,
+            data_dir=None,
+            train_file=args.train_file,
+            validation_file=args.validation_file,
+            test_file=args.test_file,
+            max_train_samples=args.max_train_samples,
+            max_validation_samples=args.max_validation_samples,
+            max_test_samples=args.max_test_samples,
+        )
 
     def open_state(self) -> dict:
         from nas_tune.io import read_json
@@ -140,11 +202,15 @@ class Bench:
         if self.state_path.is_file() and not self.args.overwrite:
             state = read_json(self.state_path)
             if not self.args.resume:
-                raise UserError(f"{self.work} already holds a decoder_pruning run; pass --resume to continue it or --overwrite to replace it.")
+                raise UserError(
+                    f"{self.work} already holds a decoder_pruning run; pass --resume to continue it or --overwrite to replace it."
+                )
             if state["settings"] != wanted:
                 differing = sorted(k for k in wanted if state["settings"].get(k) != wanted[k])
-                raise UserError(f"{self.work} holds a run with other settings ({', '.join(differing)}); pass the same settings to "
-                                    "--resume it, or --overwrite.")
+                raise UserError(
+                    f"{self.work} holds a run with other settings ({', '.join(differing)}); pass the same settings to "
+                    "--resume it, or --overwrite."
+                )
             return state
         if self.work.exists() and self.args.overwrite:
             shutil.rmtree(self.work)
@@ -164,8 +230,13 @@ class Bench:
             start, cpu = time.perf_counter(), time.process_time()
             result = work()
             # CPU seconds of this process (all threads): on a shared machine, cpu_s / threads estimates the idle wall time
-            self.state["units"][key] = {**result, "unit_seconds": time.perf_counter() - start, "cpu_s": time.process_time() - cpu,
-                                        "threads": torch.get_num_threads(), "load_average": os.getloadavg()[0]}
+            self.state["units"][key] = {
+                **result,
+                "unit_seconds": time.perf_counter() - start,
+                "cpu_s": time.process_time() - cpu,
+                "threads": torch.get_num_threads(),
+                "load_average": os.getloadavg()[0],
+            }
             self.save()
             log(f"{key}: {self.state['units'][key]}")
         return self.state["units"][key]
@@ -180,9 +251,18 @@ class Bench:
         if not (path / "config.json").is_file():
             tokenizer = AutoTokenizer.from_pretrained(bundled_model_path())
             torch.manual_seed(0)
-            config = LlamaConfig(vocab_size=tokenizer.vocab_size, hidden_size=64, intermediate_size=96, num_hidden_layers=4,
-                                 num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=128,
-                                 tie_word_embeddings=True, pad_token_id=tokenizer.pad_token_id)
+            config = LlamaConfig(
+                vocab_size=tokenizer.vocab_size,
+                hidden_size=64,
+                intermediate_size=96,
+                num_hidden_layers=4,
+                num_attention_heads=4,
+                num_key_value_heads=2,
+                head_dim=16,
+                max_position_embeddings=128,
+                tie_word_embeddings=True,
+                pad_token_id=tokenizer.pad_token_id,
+            )
             LlamaForCausalLM(config).save_pretrained(path)
             tokenizer.save_pretrained(path)
         return path
@@ -230,15 +310,31 @@ class Bench:
         args, supernet, search = self.args, self.work / "supernet", self.work / "search"
 
         def finetune() -> dict:
-            config = FinetuneConfig(strategy=args.strategy, search_space=args.search_space, epochs=1000, max_steps=args.steps,
-                                    batch_size=args.batch_size, lr=args.lr, save_steps=max(10, args.steps // 4))
-            finetune_supernet(self.model, self.data, config, supernet, max_seq_length=args.max_seq_length, resume=supernet.exists(),
-                              show_progress=True)  # its progress bar (seconds per step) goes to the log
+            config = FinetuneConfig(
+                strategy=args.strategy,
+                search_space=args.search_space,
+                epochs=1000,
+                max_steps=args.steps,
+                batch_size=args.batch_size,
+                lr=args.lr,
+                save_steps=max(10, args.steps // 4),
+            )
+            finetune_supernet(
+                self.model,
+                self.data,
+                config,
+                supernet,
+                max_seq_length=args.max_seq_length,
+                resume=supernet.exists(),
+                show_progress=True,
+            )  # its progress bar (seconds per step) goes to the log
             return {"finetune_s": read_json(supernet / "supernet.json")["train_seconds"]}
 
         def searched() -> dict:
             settings = SearchSettings(searcher=args.searcher, num_trials=args.num_trials, seed=0)
-            store, _ = search_checkpoint(supernet, search, settings, resume=(search / "metadata.json").is_file(), show_progress=True)
+            store, _ = search_checkpoint(
+                supernet, search, settings, resume=(search / "metadata.json").is_file(), show_progress=True
+            )
             frame = completed_trials(store)
             return {"search_s": float(frame["end_time"].max() - frame["start_time"].min()), "trials": len(frame)}
 
@@ -250,8 +346,13 @@ class Bench:
             if key in self.state["units"]:
                 continue
             if setup is None:  # loaded once, only when a point is missing
-                _, setup = search_checkpoint(supernet, search, SearchSettings(searcher=args.searcher, num_trials=args.num_trials, seed=0),
-                                             resume=True, show_progress=False)
+                _, setup = search_checkpoint(
+                    supernet,
+                    search,
+                    SearchSettings(searcher=args.searcher, num_trials=args.num_trials, seed=0),
+                    resume=True,
+                    show_progress=False,
+                )
                 tester = test_evaluator(setup, args.max_seq_length)
             self.unit(key, partial(self.nas_point, setup, tester, pick(trials, max_params=budget), budget, costs))
 
@@ -260,9 +361,15 @@ class Bench:
         from nas_tune.select import export_pick
 
         folder = self.work / "models" / f"nas-{budget}"
-        item = export_pick(setup, tester, row, folder, name=folder.name, provenance={"benchmark": "decoder_pruning"}, overwrite=True)
-        scored = {"params": float(row["params"]), "total_fraction": float(row["total_fraction"]), "perplexity": float(row["perplexity"]),
-                  **{f"test_{k}": v for k, v in item.test.metrics.items()}}
+        item = export_pick(
+            setup, tester, row, folder, name=folder.name, provenance={"benchmark": "decoder_pruning"}, overwrite=True
+        )
+        scored = {
+            "params": float(row["params"]),
+            "total_fraction": float(row["total_fraction"]),
+            "perplexity": float(row["perplexity"]),
+            **{f"test_{k}": v for k, v in item.test.metrics.items()},
+        }
         return self.point("nas", budget, scored, folder, finetune_s=costs["finetune_s"], prune_s=costs["search_s"])
 
     def baseline(self, method: str) -> None:
@@ -277,10 +384,20 @@ class Bench:
         run_dir = self.work / method
 
         def pruned() -> dict:
-            settings = BaselineSettings(budgets=self.budgets, num_samples=self.args.num_samples, batch_size=self.args.batch_size,
-                                        lr=self.args.lr, export=True, **overrides)
-            store = run_baseline(BASELINES[name](self.inputs(), settings), run_dir, resume=(run_dir / "metadata.json").is_file(),
-                                 show_progress=False)
+            settings = BaselineSettings(
+                budgets=self.budgets,
+                num_samples=self.args.num_samples,
+                batch_size=self.args.batch_size,
+                lr=self.args.lr,
+                export=True,
+                **overrides,
+            )
+            store = run_baseline(
+                BASELINES[name](self.inputs(), settings),
+                run_dir,
+                resume=(run_dir / "metadata.json").is_file(),
+                show_progress=False,
+            )
             return {"prepare_s": float(store.read_metadata().get("prepare_seconds", 0.0))}
 
         prepared = self.unit(method, pruned)
@@ -293,19 +410,39 @@ class Bench:
             if key in self.state["units"] or fitting.empty:
                 continue
             row = fitting.iloc[-1]  # the largest model within the budget
-            folder = run_dir / "models" / "_".join(f"{k}-{v}" for k, v in config_of(row).items())  # where the baseline exported it
-            self.unit(key, partial(self.point, method, budget, row.to_dict(), folder, finetune_s=finetune_total, prune_s=prune_total))
+            folder = (
+                run_dir / "models" / "_".join(f"{k}-{v}" for k, v in config_of(row).items())
+            )  # where the baseline exported it
+            self.unit(
+                key,
+                partial(
+                    self.point, method, budget, row.to_dict(), folder, finetune_s=finetune_total, prune_s=prune_total
+                ),
+            )
 
     # --- one point ------------------------------------------------------------------------------------------------
 
-    def point(self, method: str, budget: float, scored: dict, folder: Path, *, finetune_s: float, prune_s: float) -> dict:
+    def point(
+        self, method: str, budget: float, scored: dict, folder: Path, *, finetune_s: float, prune_s: float
+    ) -> dict:
         """Record a pruned model's perplexities, sizes and the measured speed of its exported folder."""
         speed = measure_speed(folder, self.args.prompt_tokens, self.args.new_tokens, self.args.max_seq_length)
-        point = {"method": method, "budget": budget, "params": float(scored.get("params", 1.0)),
-                 "total_fraction": float(scored.get("total_fraction", 1.0)),
-                 "val_perplexity": float(scored["perplexity"]), "test_perplexity": float(scored["test_perplexity"]),
-                 **speed, "finetune_s": finetune_s, "prune_s": prune_s, "total_s": finetune_s + prune_s, "folder": str(folder)}
-        self.state["points"] = [p for p in self.state["points"] if (p["method"], p["budget"]) != (method, budget)] + [point]
+        point = {
+            "method": method,
+            "budget": budget,
+            "params": float(scored.get("params", 1.0)),
+            "total_fraction": float(scored.get("total_fraction", 1.0)),
+            "val_perplexity": float(scored["perplexity"]),
+            "test_perplexity": float(scored["test_perplexity"]),
+            **speed,
+            "finetune_s": finetune_s,
+            "prune_s": prune_s,
+            "total_s": finetune_s + prune_s,
+            "folder": str(folder),
+        }
+        self.state["points"] = [p for p in self.state["points"] if (p["method"], p["budget"]) != (method, budget)] + [
+            point
+        ]
         return point
 
 
@@ -319,7 +456,12 @@ def measure_speed(folder: Path, prompt_tokens: int, new_tokens: int, prefill_tok
     model = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True).eval()
     tokenizer = AutoTokenizer.from_pretrained(folder)
     ids = tokenizer(PROMPT * 4, add_special_tokens=False, return_tensors="pt")["input_ids"][:, :prompt_tokens]
-    options = {"attention_mask": torch.ones_like(ids), "do_sample": False, "use_cache": True, "pad_token_id": model.config.pad_token_id}
+    options = {
+        "attention_mask": torch.ones_like(ids),
+        "do_sample": False,
+        "use_cache": True,
+        "pad_token_id": model.config.pad_token_id,
+    }
     with torch.inference_mode():
         model.generate(ids, max_new_tokens=2, min_new_tokens=2, **options)  # warm-up
         seconds = []
@@ -329,8 +471,12 @@ def measure_speed(folder: Path, prompt_tokens: int, new_tokens: int, prefill_tok
             seconds.append(time.perf_counter() - start)
     assert out.shape[1] == ids.shape[1] + new_tokens
     prefill = measure_latency(model, batch_size=1, seq_len=prefill_tokens, warmup=1, repeats=5)
-    return {"tokens_per_s": new_tokens / statistics.median(seconds), "prefill_ms": 1000 * prefill,
-            "exported_params": sum(p.numel() for p in model.parameters()), "threads": torch.get_num_threads()}
+    return {
+        "tokens_per_s": new_tokens / statistics.median(seconds),
+        "prefill_ms": 1000 * prefill,
+        "exported_params": sum(p.numel() for p in model.parameters()),
+        "threads": torch.get_num_threads(),
+    }
 
 
 # --- results -------------------------------------------------------------------------------------------------------
@@ -341,16 +487,45 @@ def write_results(state: dict, name: str) -> None:
 
     RESULTS.mkdir(exist_ok=True)
     points = pd.DataFrame(state["points"])
-    atomic_write_json(RESULTS / f"{name}.json", {"commands": state["commands"], "settings": state["settings"],
-                                                 "units": state["units"], "load_average": os.getloadavg()})
+    atomic_write_json(
+        RESULTS / f"{name}.json",
+        {
+            "commands": state["commands"],
+            "settings": state["settings"],
+            "units": state["units"],
+            "load_average": os.getloadavg(),
+        },
+    )
     if points.empty:
         return
     order = ["unpruned", *METHODS]
     points = points.sort_values(["method", "budget"], key=lambda c: c.map(order.index) if c.name == "method" else c)
-    columns = ["method", "budget", "params", "total_fraction", "val_perplexity", "test_perplexity", "tokens_per_s", "prefill_ms",
-               "finetune_s", "prune_s", "total_s"]
-    table = points[columns].round({"params": 3, "total_fraction": 3, "val_perplexity": 2, "test_perplexity": 2, "tokens_per_s": 1,
-                                   "prefill_ms": 1, "finetune_s": 0, "prune_s": 0, "total_s": 0})
+    columns = [
+        "method",
+        "budget",
+        "params",
+        "total_fraction",
+        "val_perplexity",
+        "test_perplexity",
+        "tokens_per_s",
+        "prefill_ms",
+        "finetune_s",
+        "prune_s",
+        "total_s",
+    ]
+    table = points[columns].round(
+        {
+            "params": 3,
+            "total_fraction": 3,
+            "val_perplexity": 2,
+            "test_perplexity": 2,
+            "tokens_per_s": 1,
+            "prefill_ms": 1,
+            "finetune_s": 0,
+            "prune_s": 0,
+            "total_s": 0,
+        }
+    )
     atomic_write_text(RESULTS / f"{name}.csv", points.to_csv(index=False))
     commands = "\n".join(f"    {c}" for c in state["commands"])
     atomic_write_text(RESULTS / f"{name}.md", f"Produced by:\n\n{commands}\n\n{markdown(table)}")
@@ -374,10 +549,15 @@ def plot(points: pd.DataFrame, path: Path) -> None:
         axes.plot(front["params"], front["test_perplexity"], marker="o", markersize=4, linewidth=1, label=method)
     unpruned = points[points.method == "unpruned"]
     if len(unpruned):
-        axes.axhline(float(unpruned["test_perplexity"].iloc[0]), color="grey", linestyle="--", linewidth=0.8, label="unpruned")
+        axes.axhline(
+            float(unpruned["test_perplexity"].iloc[0]), color="grey", linestyle="--", linewidth=0.8, label="unpruned"
+        )
     axes.set_yscale("log")
-    axes.set(xlabel="fraction of layer parameters kept", ylabel="test perplexity (log scale)",
-             title="decoder pruning: test perplexity per budget")
+    axes.set(
+        xlabel="fraction of layer parameters kept",
+        ylabel="test perplexity (log scale)",
+        title="decoder pruning: test perplexity per budget",
+    )
     axes.grid(True, alpha=0.3)
     axes.legend(fontsize=8)
     save_figure(figure, path)

@@ -77,12 +77,17 @@ class UnitGrid:
         return [round(self.ffn_size * k / self.levels) for k in range(1, self.levels + 1)]
 
     def config_space(self) -> dict:
-        return {"num_layers": randint(1, self.num_layers), "num_heads": randint(1, self.num_heads),
-                "num_units": ordinal(self.units, kind="nn")}
+        return {
+            "num_layers": randint(1, self.num_layers),
+            "num_heads": randint(1, self.num_heads),
+            "num_units": ordinal(self.units, kind="nn"),
+        }
 
     def configs(self) -> list[dict]:
-        return [{"num_layers": n, "num_heads": h, "num_units": u}
-                for n, h, u in itertools.product(range(1, self.num_layers + 1), range(1, self.num_heads + 1), self.units)]
+        return [
+            {"num_layers": n, "num_heads": h, "num_units": u}
+            for n, h, u in itertools.product(range(1, self.num_layers + 1), range(1, self.num_heads + 1), self.units)
+        ]
 
     def largest(self) -> dict:
         return {"num_layers": self.num_layers, "num_heads": self.num_heads, "num_units": self.units[-1]}
@@ -100,7 +105,9 @@ def _table_key(config: dict, fidelity: float) -> tuple[str, float]:
     return config_key(config), round(float(fidelity), 9)
 
 
-def tabulate(setup: EvaluationSetup, grid: UnitGrid, store: ResultsStore, fidelities=MOASHA_FIDELITIES, *, log_every: int = 50) -> None:
+def tabulate(
+    setup: EvaluationSetup, grid: UnitGrid, store: ResultsStore, fidelities=MOASHA_FIDELITIES, *, log_every: int = 50
+) -> None:
     """Evaluate every grid config at every fidelity that is not in `store` yet, full fidelity first."""
     records = store.records()
     done = {_table_key(r.config, r.fidelity) for r in records if r.status == "completed"}
@@ -113,8 +120,11 @@ def tabulate(setup: EvaluationSetup, grid: UnitGrid, store: ResultsStore, fideli
         next_id += 1
         if count % log_every == 0 or count == len(todo):
             rate = (time.perf_counter() - start) / count
-            print(f"table: {count}/{len(todo)} evaluations, {rate:.2f} s each, ~{rate * (len(todo) - count) / 60:.0f} min left",
-                  file=sys.stderr, flush=True)
+            print(
+                f"table: {count}/{len(todo)} evaluations, {rate:.2f} s each, ~{rate * (len(todo) - count) / 60:.0f} min left",
+                file=sys.stderr,
+                flush=True,
+            )
 
 
 class TabulatedTrial:
@@ -133,9 +143,13 @@ class TabulatedTrial:
         return dict(self._table[key])
 
 
-def run_search(name: str, grid: UnitGrid, function: TrialCallable, num_trials: int, seed: int, folder: Path) -> pd.DataFrame:
+def run_search(
+    name: str, grid: UnitGrid, function: TrialCallable, num_trials: int, seed: int, folder: Path
+) -> pd.DataFrame:
     """The driver loop of `search_checkpoint` (largest and smallest first) on the grid, one worker."""
-    searcher = make_searcher(name, grid.config_space(), OBJECTIVES, seed=seed, initial_configs=[grid.largest(), grid.smallest()])
+    searcher = make_searcher(
+        name, grid.config_space(), OBJECTIVES, seed=seed, initial_configs=[grid.largest(), grid.smallest()]
+    )
     settings = SearchSettings(searcher=name, num_trials=num_trials, seed=seed)
     with LocalExecutor(function, 1) as executor:
         return SearchDriver(ResultsStore(folder), searcher, executor, settings, show_progress=False).run()
@@ -145,7 +159,9 @@ def front_of(frame: pd.DataFrame) -> pd.DataFrame:
     """The full-fidelity Pareto set of a trial table, one row per point, sorted by size."""
     full = frame[(frame["status"] == "completed") & (frame["fidelity"] >= 1.0)]
     front = full[pareto_mask(normalise_objectives(full, OBJECTIVES))]
-    return front.sort_values(["params", "error"])[["config_num_layers", "config_num_heads", "config_num_units", *OBJECTIVES]].reset_index(drop=True)
+    return front.sort_values(["params", "error"])[
+        ["config_num_layers", "config_num_heads", "config_num_units", *OBJECTIVES]
+    ].reset_index(drop=True)
 
 
 def hv_curve(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -156,7 +172,9 @@ def hv_curve(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     return np.cumsum(frame["fidelity"].to_numpy()), hypervolume_trace(points)
 
 
-def summarise(curves: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]], exhaustive_hv: float, budgets: list[int]) -> pd.DataFrame:
+def summarise(
+    curves: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]], exhaustive_hv: float, budgets: list[int]
+) -> pd.DataFrame:
     """Per searcher: HV ratio at each budget (mean, std over seeds) and evaluations to reach each target."""
     rows = []
     for searcher in sorted({s for s, _ in curves}):
@@ -164,7 +182,10 @@ def summarise(curves: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]], exha
         row: dict = {"searcher": searcher, "seeds": len(seeds)}
         for budget in budgets:
             ratios = [_at_budget(*curves[searcher, seed], budget) / exhaustive_hv for seed in seeds]
-            row[f"hv_ratio@{budget}_mean"], row[f"hv_ratio@{budget}_std"] = float(np.mean(ratios)), float(np.std(ratios))
+            row[f"hv_ratio@{budget}_mean"], row[f"hv_ratio@{budget}_std"] = (
+                float(np.mean(ratios)),
+                float(np.std(ratios)),
+            )
         for target in TARGETS:
             needed = [_evaluations_to(*curves[searcher, seed], target * exhaustive_hv) for seed in seeds]
             reached = [n for n in needed if n is not None]
@@ -188,10 +209,22 @@ def train_supernet(args: argparse.Namespace, checkpoint: Path) -> None:
     """Train once; a finished checkpoint in --workdir is reused."""
     if (checkpoint / "supernet.json").is_file():
         return
-    data = DataConfig(args.dataset, data_dir=args.data_dir, max_train_samples=args.train_samples,
-                      max_validation_samples=args.validation_samples)
+    data = DataConfig(
+        args.dataset,
+        data_dir=args.data_dir,
+        max_train_samples=args.train_samples,
+        max_validation_samples=args.validation_samples,
+    )
     config = FinetuneConfig(strategy="sandwich_kd", epochs=1, batch_size=32)
-    finetune_supernet(None, data, config, checkpoint, max_seq_length=args.max_seq_length, resume=checkpoint.exists(), show_progress=True)
+    finetune_supernet(
+        None,
+        data,
+        config,
+        checkpoint,
+        max_seq_length=args.max_seq_length,
+        resume=checkpoint.exists(),
+        show_progress=True,
+    )
 
 
 def load_setup(checkpoint: Path, data_dir: str | None) -> EvaluationSetup:
@@ -201,7 +234,12 @@ def load_setup(checkpoint: Path, data_dir: str | None) -> EvaluationSetup:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stage", choices=("table", "replay", "all"), default="all")
-    parser.add_argument("--workdir", type=Path, default=Path("runs/exhaustive_front"), help="checkpoint, table and replays (default: runs/exhaustive_front)")
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=Path("runs/exhaustive_front"),
+        help="checkpoint, table and replays (default: runs/exhaustive_front)",
+    )
     parser.add_argument("--dataset", default="sst2")
     parser.add_argument("--train-samples", type=int, default=1500)
     parser.add_argument("--validation-samples", type=int, default=256)
@@ -219,8 +257,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.budgets = sorted({int(b) for b in args.budgets.split(",")})
     except ValueError:
         raise UserError(f"--budgets must be comma-separated whole numbers, got {args.budgets!r}.") from None
-    for name, value in (("--seeds", args.seeds), ("--unit-levels", args.unit_levels), ("--train-samples", args.train_samples),
-                        ("--validation-samples", args.validation_samples), ("smallest of --budgets", args.budgets[0])):
+    for name, value in (
+        ("--seeds", args.seeds),
+        ("--unit-levels", args.unit_levels),
+        ("--train-samples", args.train_samples),
+        ("--validation-samples", args.validation_samples),
+        ("smallest of --budgets", args.budgets[0]),
+    ):
         if value <= 0:
             raise UserError(f"{name} must be positive, got {value}.")
     return args
@@ -230,7 +273,9 @@ def replay_all(args: argparse.Namespace, grid: UnitGrid, table: ResultsStore) ->
     function = TabulatedTrial(table)
     expected = len(grid.configs()) * len(MOASHA_FIDELITIES)
     if len(function) < expected:
-        raise UserError(f"the table in {table.run_dir} holds {len(function)} of {expected} evaluations; run --stage table first.")
+        raise UserError(
+            f"the table in {table.run_dir} holds {len(function)} of {expected} evaluations; run --stage table first."
+        )
     exhaustive = table.to_frame()
     full = exhaustive[exhaustive["fidelity"] >= 1.0]
     exhaustive_hv = hypervolume(normalise_objectives(full, OBJECTIVES))
@@ -246,8 +291,15 @@ def replay_all(args: argparse.Namespace, grid: UnitGrid, table: ResultsStore) ->
             started = time.perf_counter()
             frame = run_search(searcher, grid, function, trials, seed, folder)
             curves[searcher, seed] = hv_curve(frame)
-            runs.append({"searcher": searcher, "seed": seed, "trials": len(frame), "seconds": time.perf_counter() - started,
-                         "failed": int((frame["status"] == "failed").sum())})
+            runs.append(
+                {
+                    "searcher": searcher,
+                    "seed": seed,
+                    "trials": len(frame),
+                    "seconds": time.perf_counter() - started,
+                    "failed": int((frame["status"] == "failed").sum()),
+                }
+            )
             print(runs[-1], file=sys.stderr, flush=True)
     summary = summarise(curves, exhaustive_hv, args.budgets)
     print(f"exhaustive: {len(full)} configs, front of {len(front)}, hypervolume {exhaustive_hv:.4f}")
@@ -255,17 +307,32 @@ def replay_all(args: argparse.Namespace, grid: UnitGrid, table: ResultsStore) ->
     RESULTS.mkdir(exist_ok=True)
     atomic_write_text(RESULTS / "exhaustive_front.csv", summary.to_csv(index=False))
     atomic_write_text(RESULTS / "exhaustive_front_pareto.csv", front.to_csv(index=False))
-    atomic_write_text(RESULTS / "exhaustive_front_table.csv", exhaustive.drop(columns=["worker", "error_message"]).to_csv(index=False))
+    atomic_write_text(
+        RESULTS / "exhaustive_front_table.csv", exhaustive.drop(columns=["worker", "error_message"]).to_csv(index=False)
+    )
     plot(curves, exhaustive_hv, full, front, RESULTS / "exhaustive_front.png", budget)
-    atomic_write_json(RESULTS / "exhaustive_front.json", {
-        "command": " ".join(["python benchmarks/exhaustive_front.py", *(sys.argv[1:])]),
-        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-        "grid": {"num_layers": grid.num_layers, "num_heads": grid.num_heads, "units": grid.units, "configs": len(grid.configs()),
-                 "fidelities": list(MOASHA_FIDELITIES)},
-        "exhaustive": {"hypervolume": exhaustive_hv, "front_size": len(front),
-                       "mean_eval_seconds": float(full["eval_seconds"].mean()), "total_eval_seconds": float(exhaustive["eval_seconds"].sum())},
-        "summary": json.loads(summary.to_json(orient="records")), "runs": runs,
-    })
+    atomic_write_json(
+        RESULTS / "exhaustive_front.json",
+        {
+            "command": " ".join(["python benchmarks/exhaustive_front.py", *(sys.argv[1:])]),
+            "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+            "grid": {
+                "num_layers": grid.num_layers,
+                "num_heads": grid.num_heads,
+                "units": grid.units,
+                "configs": len(grid.configs()),
+                "fidelities": list(MOASHA_FIDELITIES),
+            },
+            "exhaustive": {
+                "hypervolume": exhaustive_hv,
+                "front_size": len(front),
+                "mean_eval_seconds": float(full["eval_seconds"].mean()),
+                "total_eval_seconds": float(exhaustive["eval_seconds"].sum()),
+            },
+            "summary": json.loads(summary.to_json(orient="records")),
+            "runs": runs,
+        },
+    )
 
 
 def plot(curves, exhaustive_hv: float, full: pd.DataFrame, front: pd.DataFrame, path: Path, budget: int) -> None:
@@ -284,7 +351,9 @@ def plot(curves, exhaustive_hv: float, full: pd.DataFrame, front: pd.DataFrame, 
     left.legend()
     grid_x = np.linspace(0, budget, 201)
     for searcher in sorted({s for s, _ in curves}):
-        ratios = np.array([[_at_budget(*curves[s, seed], x) / exhaustive_hv for x in grid_x] for s, seed in curves if s == searcher])
+        ratios = np.array(
+            [[_at_budget(*curves[s, seed], x) / exhaustive_hv for x in grid_x] for s, seed in curves if s == searcher]
+        )
         line = right.plot(grid_x, ratios.mean(axis=0), label=searcher)[0]
         right.fill_between(grid_x, ratios.min(axis=0), ratios.max(axis=0), color=line.get_color(), alpha=0.15)
     for target in TARGETS:

@@ -75,8 +75,15 @@ class Shape:
 
 def shapes_of(full: ModelShape) -> list[Shape]:
     """Most telling first (the run writes its table after every shape): fewer heads, then stock-config shapes."""
-    uniform = {f: Shape(f"all layers, {round(f * 100)} % heads+FFN", full.num_layers, max(1, round(f * full.num_heads)),
-                        max(1, round(f * full.ffn_size))) for f in (0.25, 0.5, 0.75, 1.0)}
+    uniform = {
+        f: Shape(
+            f"all layers, {round(f * 100)} % heads+FFN",
+            full.num_layers,
+            max(1, round(f * full.num_heads)),
+            max(1, round(f * full.ffn_size)),
+        )
+        for f in (0.25, 0.5, 0.75, 1.0)
+    }
     half_depth = Shape("first half of the layers", full.num_layers // 2, full.num_heads, full.ffn_size)
     return [uniform[0.5], half_depth, uniform[0.25], uniform[1.0], uniform[0.75]]
 
@@ -91,7 +98,9 @@ def dense_reference(model: PreTrainedModel, full: ModelShape, shape: Shape, *, s
         width = shape.heads * full.head_dim
         for layer in dense.bert.encoder.layer:
             attention = layer.attention
-            attention.self.query, attention.self.key, attention.self.value = (nn.Linear(full.hidden_size, width) for _ in range(3))
+            attention.self.query, attention.self.key, attention.self.value = (
+                nn.Linear(full.hidden_size, width) for _ in range(3)
+            )
             attention.output.dense = nn.Linear(width, full.hidden_size)
     return dense.eval()
 
@@ -103,7 +112,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved measurement rounds per setting")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seq-len", type=int, default=128)
-    parser.add_argument("--onnx-seconds", type=float, default=1.0, help="minimum timing run per ONNX Runtime / PyTorch measurement")
+    parser.add_argument(
+        "--onnx-seconds", type=float, default=1.0, help="minimum timing run per ONNX Runtime / PyTorch measurement"
+    )
     args = parser.parse_args(argv)
     for name in ("repeats", "rounds", "threads", "seq_len", "onnx_seconds"):
         if not getattr(args, name) > 0:
@@ -113,21 +124,29 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def time_setting(models: dict[str, PreTrainedModel], masked_context, session, input_names, args, batch_size: int) -> dict[str, float]:
+def time_setting(
+    models: dict[str, PreTrainedModel], masked_context, session, input_names, args, batch_size: int
+) -> dict[str, float]:
     """Interleaved rounds over masked / exported / dense, then ONNX Runtime vs. PyTorch; medians of per-round values."""
     timing = {"batch_size": batch_size, "seq_len": args.seq_len, "warmup": args.warmup, "repeats": args.repeats}
     names = ["masked", "exported", "dense"]
     rounds: list[dict[str, float]] = []
     for index in range(args.rounds):
         sample: dict[str, float] = {}
-        for name in names[index % 3:] + names[:index % 3]:
+        for name in names[index % 3 :] + names[: index % 3]:
             if name == "masked":
                 with masked_context():
                     sample[name] = measure_latency(models[name], **timing)
             else:
                 sample[name] = measure_latency(models[name], **timing)
-        onnx = measure_onnx_latency(models["exported"], session, input_names, batch_size=batch_size, seq_len=args.seq_len,
-                                    min_run_time=args.onnx_seconds)
+        onnx = measure_onnx_latency(
+            models["exported"],
+            session,
+            input_names,
+            batch_size=batch_size,
+            seq_len=args.seq_len,
+            min_run_time=args.onnx_seconds,
+        )
         sample["onnx"], sample["onnx_pytorch"] = onnx.onnxruntime_ms / 1000, onnx.pytorch_ms / 1000
         rounds.append(sample)
 
@@ -164,16 +183,32 @@ def main(argv: list[str] | None = None) -> int:
             size = count_parameters(model, adapter, subnet)
             folder = Path(workdir) / f"{shape.layers}x{shape.heads}x{shape.units}"
             result = export_subnetwork(model, loaded.tokenizer, adapter, subnet, folder)
-            exported = AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=result.needs_remote_code).eval()
+            exported = AutoModelForSequenceClassification.from_pretrained(
+                folder, trust_remote_code=result.needs_remote_code
+            ).eval()
             with staged_onnx(exported, loaded.tokenizer, folder) as staged:
                 onnx = staged.install(folder, seq_len=args.seq_len)
             session = onnx_session(folder / ONNX_FILE, args.threads)
             models = {"masked": model, "exported": exported, "dense": dense_reference(model, full, shape)}
             for batch_size in BATCH_SIZES:
-                row = {"shape": shape.name, "layers": shape.layers, "heads": shape.heads, "units": shape.units,
-                       "layer_fraction": round(size.layer_fraction, 4), "total_fraction": round(size.total_fraction, 4),
-                       "remote_code": result.needs_remote_code, "batch_size": batch_size,
-                       **time_setting(models, functools.partial(adapter.masked, model, subnet), session, onnx.input_names, args, batch_size)}
+                row = {
+                    "shape": shape.name,
+                    "layers": shape.layers,
+                    "heads": shape.heads,
+                    "units": shape.units,
+                    "layer_fraction": round(size.layer_fraction, 4),
+                    "total_fraction": round(size.total_fraction, 4),
+                    "remote_code": result.needs_remote_code,
+                    "batch_size": batch_size,
+                    **time_setting(
+                        models,
+                        functools.partial(adapter.masked, model, subnet),
+                        session,
+                        onnx.input_names,
+                        args,
+                        batch_size,
+                    ),
+                }
                 rows.append(row)
                 print(row, file=sys.stderr)
             write_results(rows, args, argv, load_before)  # after every shape: a stopped run keeps what it measured
@@ -181,16 +216,21 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def write_results(rows: list[dict], args: argparse.Namespace, argv: list[str] | None, load_before: tuple[float, ...]) -> None:
+def write_results(
+    rows: list[dict], args: argparse.Namespace, argv: list[str] | None, load_before: tuple[float, ...]
+) -> None:
     table = pd.DataFrame(rows)
     RESULTS.mkdir(exist_ok=True)
     atomic_write_text(RESULTS / "export_speed.csv", table.to_csv(index=False))
-    atomic_write_json(RESULTS / "export_speed.json", {
-        "command": "python benchmarks/export_speed.py " + " ".join(sys.argv[1:] if argv is None else argv),
-        **vars(args),
-        "load_average_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
-        "rows": json.loads(table.to_json(orient="records")),
-    })
+    atomic_write_json(
+        RESULTS / "export_speed.json",
+        {
+            "command": "python benchmarks/export_speed.py " + " ".join(sys.argv[1:] if argv is None else argv),
+            **vars(args),
+            "load_average_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
+            "rows": json.loads(table.to_json(orient="records")),
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -58,7 +58,7 @@ class StageWatcher:
             while self._next < len(STAGE_MARKERS) and STAGE_MARKERS[self._next][0] in self._tail:
                 marker, self.stage = STAGE_MARKERS[self._next]
                 self.started[self.stage] = time.perf_counter()
-                self._tail = self._tail[self._tail.index(marker) + len(marker):]
+                self._tail = self._tail[self._tail.index(marker) + len(marker) :]
                 self._next += 1
 
 
@@ -75,11 +75,13 @@ def tree_rss(process: psutil.Process) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    own, launcher_args = (argv[: argv.index("--")], argv[argv.index("--") + 1:]) if "--" in argv else (argv, [])
+    own, launcher_args = (argv[: argv.index("--")], argv[argv.index("--") + 1 :]) if "--" in argv else (argv, [])
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--name", default="memory_profile", help="results file stem in benchmarks/results/")
     parser.add_argument("--interval", type=float, default=0.1, help="seconds between RSS samples")
-    parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="extra environment for the child")
+    parser.add_argument(
+        "--env", action="append", default=[], metavar="KEY=VALUE", help="extra environment for the child"
+    )
     parser.add_argument("--launcher", default=str(ROOT / "launchers" / "local.py"))
     args = parser.parse_args(own)
     if args.interval <= 0:
@@ -93,7 +95,9 @@ def main(argv: list[str] | None = None) -> int:
         RESULTS.mkdir(exist_ok=True)
         start = time.perf_counter()
         with log_path.open("wb") as log:
-            child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, **extra_env})
+            child = subprocess.Popen(
+                command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, **extra_env}
+            )
             watcher = StageWatcher(child.stdout, log)
             process = psutil.Process(child.pid)
             peaks: dict[str, int] = {}
@@ -106,16 +110,25 @@ def main(argv: list[str] | None = None) -> int:
     peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # Linux reports KiB
     stages = list(watcher.started)
     ends = [watcher.started[s] for s in stages[1:]] + [start + seconds]
-    rows = [{"stage": s, "peak_rss_mb": round(peaks.get(s, 0) / 2**20), "seconds": round(end - watcher.started[s], 1)}
-            for s, end in zip(stages, ends)]
+    rows = [
+        {"stage": s, "peak_rss_mb": round(peaks.get(s, 0) / 2**20), "seconds": round(end - watcher.started[s], 1)}
+        for s, end in zip(stages, ends)
+    ]
     for row in rows:
         print(f"{row['stage']:<26} peak {row['peak_rss_mb']:>6} MB   {row['seconds']:>7.1f} s")
     print(f"{'whole run (ru_maxrss)':<26} peak {peak_kib // 1024:>6} MB   {seconds:>7.1f} s   exit {child.returncode}")
-    atomic_write_json(RESULTS / f"{args.name}.json", {
-        "command": "python benchmarks/memory_profile.py " + shlex.join(argv), "child": shlex.join(command[1:]),
-        "env": extra_env, "exit_code": child.returncode, "seconds": round(seconds, 1),
-        "peak_rss_mb": peak_kib // 1024, "stages": rows,
-    })
+    atomic_write_json(
+        RESULTS / f"{args.name}.json",
+        {
+            "command": "python benchmarks/memory_profile.py " + shlex.join(argv),
+            "child": shlex.join(command[1:]),
+            "env": extra_env,
+            "exit_code": child.returncode,
+            "seconds": round(seconds, 1),
+            "peak_rss_mb": peak_kib // 1024,
+            "stages": rows,
+        },
+    )
     return child.returncode
 
 

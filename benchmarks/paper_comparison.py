@@ -97,29 +97,58 @@ class TaskBench:
     def __init__(self, task: str, args: argparse.Namespace, work: Path):
         self.task, self.args, self.work = task, args, work
         train_cap = args.max_train_samples or (SST2_TRAIN if task == "sst2" else None)
-        self.data = DataConfig(task, data_dir=os.environ.get("GLUE_DIR"), max_train_samples=train_cap,
-                               max_validation_samples=args.max_validation_samples, max_test_samples=args.max_test_samples)
-        self.settings = BaselineSettings(budgets=parse_budgets(args.budgets), num_samples=args.num_samples,
-                                         tune_samples=args.tune_samples, batch_size=args.batch_size, lr=args.lr)
+        self.data = DataConfig(
+            task,
+            data_dir=os.environ.get("GLUE_DIR"),
+            max_train_samples=train_cap,
+            max_validation_samples=args.max_validation_samples,
+            max_test_samples=args.max_test_samples,
+        )
+        self.settings = BaselineSettings(
+            budgets=parse_budgets(args.budgets),
+            num_samples=args.num_samples,
+            tune_samples=args.tune_samples,
+            batch_size=args.batch_size,
+            lr=args.lr,
+        )
 
-    def finetune(self, model: str | None, strategy: str, seed: int, name: str, *, epochs: int | None = None, **options) -> tuple[Path, float]:
+    def finetune(
+        self, model: str | None, strategy: str, seed: int, name: str, *, epochs: int | None = None, **options
+    ) -> tuple[Path, float]:
         """Fine-tune into work/name; the seconds are the whole call's wall time (loading and reordering included).
         `options`: FinetuneConfig fields (head_init, max_steps) and finetune_supernet's (reorder, init_from, teacher)."""
         output = self.work / name
         config_keys = {"head_init", "max_steps", "sampling", "min_params", "search_space"}
-        config = FinetuneConfig(strategy=strategy, epochs=epochs or self.args.epochs, batch_size=self.args.batch_size, lr=self.args.lr,
-                                seed=seed, **{k: v for k, v in options.items() if k in config_keys})
+        config = FinetuneConfig(
+            strategy=strategy,
+            epochs=epochs or self.args.epochs,
+            batch_size=self.args.batch_size,
+            lr=self.args.lr,
+            seed=seed,
+            **{k: v for k, v in options.items() if k in config_keys},
+        )
         start = time.perf_counter()
-        finetune_supernet(model, self.data, config, output, max_seq_length=self.args.max_seq_length, show_progress=False,
-                          **{k: v for k, v in options.items() if k not in config_keys})
+        finetune_supernet(
+            model,
+            self.data,
+            config,
+            output,
+            max_seq_length=self.args.max_seq_length,
+            show_progress=False,
+            **{k: v for k, v in options.items() if k not in config_keys},
+        )
         return output, time.perf_counter() - start
 
     def baseline(self, name: str, model: str | None, seed: int, label: str | None = None, **overrides) -> ResultsStore:
         settings = BaselineSettings(**{**vars(self.settings), "seed": seed, **overrides})
         inputs = load_inputs(model, self.data, max_seq_length=self.args.max_seq_length, seed=seed)
-        return run_baseline(BASELINES[name](inputs, settings), self.work / f"{label or name}-{seed}", show_progress=False)
+        return run_baseline(
+            BASELINES[name](inputs, settings), self.work / f"{label or name}-{seed}", show_progress=False
+        )
 
-    def nas(self, checkpoint: Path, seed: int, label: str, finetune_seconds: float, *, repair: bool = False) -> list[MethodRun]:
+    def nas(
+        self, checkpoint: Path, seed: int, label: str, finetune_seconds: float, *, repair: bool = False
+    ) -> list[MethodRun]:
         """Search the super-network and score its front (and the repaired front): one run per variant."""
         run = self.work / f"{label}-search-{seed}"
         search_settings = SearchSettings(searcher=self.args.searcher, num_trials=self.args.num_trials, seed=seed)
@@ -129,8 +158,12 @@ class TaskBench:
         front = score_front(run, self.work / f"{label}-front-{seed}", settings=settings, show_progress=False)
         runs = [MethodRun(label, seed, rows_of(front), finetune_seconds, search)]
         if repair:
-            repaired = score_front(run, self.work / f"{label}-repair-{seed}", repair=True, settings=settings, show_progress=False)
-            runs.append(MethodRun("nas+repair", seed, rows_of(repaired), finetune_seconds, search + grid_costs(repaired)[1]))
+            repaired = score_front(
+                run, self.work / f"{label}-repair-{seed}", repair=True, settings=settings, show_progress=False
+            )
+            runs.append(
+                MethodRun("nas+repair", seed, rows_of(repaired), finetune_seconds, search + grid_costs(repaired)[1])
+            )
         return runs
 
     def unpruned(self, checkpoint: Path) -> dict[str, float]:
@@ -153,7 +186,9 @@ class TaskBench:
                 runs.append(MethodRun(name, seed, rows_of(store), standard_seconds, grid_costs(store)[1]))
         if "rfp_long" in methods:
             log(f"{self.task} seed {seed}: rfp on a standard model fine-tuned for {self.args.long_epochs} epochs")
-            longer, seconds = self.finetune(self.args.model, "standard", seed, f"standard-long-{seed}", epochs=self.args.long_epochs)
+            longer, seconds = self.finetune(
+                self.args.model, "standard", seed, f"standard-long-{seed}", epochs=self.args.long_epochs
+            )
             store = self.baseline("rfp", str(longer), seed, label="rfp_long")
             runs.append(MethodRun("rfp_long", seed, rows_of(store), seconds, grid_costs(store)[1]))
         if "layer_drop" in methods:
@@ -163,7 +198,9 @@ class TaskBench:
         if "standard_nas" in methods:
             log(f"{self.task} seed {seed}: standard_nas")
             search = SearchSettings(searcher=self.args.searcher, num_trials=self.args.standard_nas_trials, seed=seed)
-            store = self.baseline("standard_nas", self.args.model, seed, epochs=self.args.standard_nas_epochs, search=search)
+            store = self.baseline(
+                "standard_nas", self.args.model, seed, epochs=self.args.standard_nas_epochs, search=search
+            )
             frame = rows_of(store)
             training = float(frame["finetune_seconds"].sum())
             runs.append(MethodRun("standard_nas", seed, frame, training, search_wall(store) - training))
@@ -171,19 +208,43 @@ class TaskBench:
             "nas_old": (self.args.model, {"head_init": "zero"}, 0.0),
             "nas": (self.args.model, {}, 0.0),
             "nas+reorder": (self.args.model, {"reorder": "importance"}, 0.0),
-            "two_stage": (self.args.model, {"init_from": str(standard), "teacher": str(standard), "max_steps": self.args.two_stage_steps},
-                          standard_seconds),
-            "two_stage+reorder": (self.args.model, {"init_from": str(standard), "teacher": str(standard), "reorder": "importance",
-                                                    "max_steps": self.args.two_stage_steps}, standard_seconds),
+            "two_stage": (
+                self.args.model,
+                {"init_from": str(standard), "teacher": str(standard), "max_steps": self.args.two_stage_steps},
+                standard_seconds,
+            ),
+            "two_stage+reorder": (
+                self.args.model,
+                {
+                    "init_from": str(standard),
+                    "teacher": str(standard),
+                    "reorder": "importance",
+                    "max_steps": self.args.two_stage_steps,
+                },
+                standard_seconds,
+            ),
             # the same in the `medium` space: per-layer heads and neurons, every layer kept (as rfp keeps them)
-            "two_stage+reorder+medium": (self.args.model, {"init_from": str(standard), "teacher": str(standard), "reorder": "importance",
-                                                           "max_steps": self.args.two_stage_steps, "search_space": "medium"}, standard_seconds),
+            "two_stage+reorder+medium": (
+                self.args.model,
+                {
+                    "init_from": str(standard),
+                    "teacher": str(standard),
+                    "reorder": "importance",
+                    "max_steps": self.args.two_stage_steps,
+                    "search_space": "medium",
+                },
+                standard_seconds,
+            ),
         }
         for label, (model, options, before) in supernets.items():
             if label in methods:
                 log(f"{self.task} seed {seed}: {label} ({self.args.strategy}, {self.args.searcher})")
-                supernet, seconds = self.finetune(model, self.args.strategy, seed, f"supernet-{label}-{seed}", **options)
-                runs.extend(self.nas(supernet, seed, label, before + seconds, repair=label == "nas" and "nas+repair" in methods))
+                supernet, seconds = self.finetune(
+                    model, self.args.strategy, seed, f"supernet-{label}-{seed}", **options
+                )
+                runs.extend(
+                    self.nas(supernet, seed, label, before + seconds, repair=label == "nas" and "nas+repair" in methods)
+                )
         return runs, reference
 
 
@@ -203,11 +264,21 @@ def summarise(run: MethodRun, metric: str, reference: float) -> dict[str, float]
         except UserError:  # nothing that small
             return float("nan")
 
-    return {"hv": hypervolume(points), "hv@20": range_hypervolume(points, [0.0, 0.2]), "max_red@1": max_reduction(0.01),
-            "max_reduction": max_reduction(0.05), "max_red@10": max_reduction(0.10),
-            "test@75": at(0.75, test), "test@50": at(0.5, test), "test@25": at(0.25, test), "ms@50": 1000 * at(0.5, "latency_seconds"),
-            "finetune_s": run.finetune_seconds, "search_s": run.search_seconds,
-            "total_s": run.finetune_seconds + run.search_seconds, "models": len(run.rows)}
+    return {
+        "hv": hypervolume(points),
+        "hv@20": range_hypervolume(points, [0.0, 0.2]),
+        "max_red@1": max_reduction(0.01),
+        "max_reduction": max_reduction(0.05),
+        "max_red@10": max_reduction(0.10),
+        "test@75": at(0.75, test),
+        "test@50": at(0.5, test),
+        "test@25": at(0.25, test),
+        "ms@50": 1000 * at(0.5, "latency_seconds"),
+        "finetune_s": run.finetune_seconds,
+        "search_s": run.search_seconds,
+        "total_s": run.finetune_seconds + run.search_seconds,
+        "models": len(run.rows),
+    }
 
 
 def plot_fronts(points: pd.DataFrame, task: str, metric: str, reference: float, path: Path) -> None:
@@ -221,8 +292,11 @@ def plot_fronts(points: pd.DataFrame, task: str, metric: str, reference: float, 
         front = front.sort_values("params")
         axes.plot(front["params"], front[f"test_{metric}"], marker="o", markersize=3, linewidth=1, label=method)
     axes.axhline(0.95 * reference, color="grey", linestyle="--", linewidth=0.8, label="95 % of unpruned")
-    axes.set(xlabel="fraction of layer parameters kept", ylabel=f"test {metric}",
-             title=f"{task}: validation-chosen Pareto sets on the test split (seed {seed})")
+    axes.set(
+        xlabel="fraction of layer parameters kept",
+        ylabel=f"test {metric}",
+        title=f"{task}: validation-chosen Pareto sets on the test split (seed {seed})",
+    )
     axes.grid(True, alpha=0.3)
     axes.legend(fontsize=8)
     save_figure(figure, path)
@@ -238,12 +312,25 @@ def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-METHODS = ["rfp", "rfp_long", "importance", "layer_drop", "standard_nas", "nas_old", "nas", "nas+repair", "nas+reorder",
-           "two_stage", "two_stage+reorder", "two_stage+reorder+medium"]  # the table's order
+METHODS = [
+    "rfp",
+    "rfp_long",
+    "importance",
+    "layer_drop",
+    "standard_nas",
+    "nas_old",
+    "nas",
+    "nas+repair",
+    "nas+reorder",
+    "two_stage",
+    "two_stage+reorder",
+    "two_stage+reorder+medium",
+]  # the table's order
 
 
-def write_results(name: str, rows: list[dict], points: list[dict], argv: list[str] | None,
-                  args: argparse.Namespace) -> tuple[pd.DataFrame, pd.DataFrame]:
+def write_results(
+    name: str, rows: list[dict], points: list[dict], argv: list[str] | None, args: argparse.Namespace
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The per-task table (mean over seeds), its markdown, every run, every front point, and the command(s).
     With --update, this run's (task, method, seed) rows replace those of the earlier results and join the rest."""
     runs_frame, points_frame = pd.DataFrame(rows), pd.DataFrame(points)
@@ -259,11 +346,32 @@ def write_results(name: str, rows: list[dict], points: list[dict], argv: list[st
         points_frame = pd.concat([kept(pd.read_csv(RESULTS / f"{name}_points.csv")), points_frame], ignore_index=True)
         earlier = read_json(RESULTS / f"{name}.json")
         commands = list(dict.fromkeys([c for c in earlier.get("commands", [earlier.get("command")]) if c] + commands))
-    runs_frame = runs_frame.sort_values(["task", "method", "seed"], key=lambda c: c.map(METHODS.index) if c.name == "method" else c)
-    table = runs_frame.groupby(["task", "method"], sort=False).mean(numeric_only=True).drop(columns="seed").reset_index()
+    runs_frame = runs_frame.sort_values(
+        ["task", "method", "seed"], key=lambda c: c.map(METHODS.index) if c.name == "method" else c
+    )
+    table = (
+        runs_frame.groupby(["task", "method"], sort=False).mean(numeric_only=True).drop(columns="seed").reset_index()
+    )
     table["seeds"] = runs_frame.groupby(["task", "method"], sort=False).size().to_numpy()
-    table = table.round({"hv": 4, "hv@20": 4, "max_red@1": 3, "max_reduction": 3, "max_red@10": 3, "test@75": 4, "test@50": 4, "test@25": 4, "ms@50": 1, "unpruned_test": 4,
-                         "unpruned_ms": 1, "finetune_s": 0, "search_s": 1, "total_s": 0, "models": 1})
+    table = table.round(
+        {
+            "hv": 4,
+            "hv@20": 4,
+            "max_red@1": 3,
+            "max_reduction": 3,
+            "max_red@10": 3,
+            "test@75": 4,
+            "test@50": 4,
+            "test@25": 4,
+            "ms@50": 1,
+            "unpruned_test": 4,
+            "unpruned_ms": 1,
+            "finetune_s": 0,
+            "search_s": 1,
+            "total_s": 0,
+            "models": 1,
+        }
+    )
     print(table.to_string(index=False))
     RESULTS.mkdir(exist_ok=True)
     atomic_write_text(RESULTS / f"{name}.csv", table.to_csv(index=False))
@@ -286,20 +394,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-seq-length", type=int, default=128)
     parser.add_argument("--epochs", type=int, default=3, help="standard fine-tuning, super-networks and layer_drop")
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=FinetuneConfig.lr, help="standard fine-tuning, super-networks and layer_drop")
+    parser.add_argument(
+        "--lr", type=float, default=FinetuneConfig.lr, help="standard fine-tuning, super-networks and layer_drop"
+    )
     parser.add_argument("--strategy", default="sandwich_kd")
     parser.add_argument("--searcher", default="local_search")
-    parser.add_argument("--num-trials", type=int, default=100, help="weight-sharing search evaluations (the paper's budget)")
+    parser.add_argument(
+        "--num-trials", type=int, default=100, help="weight-sharing search evaluations (the paper's budget)"
+    )
     parser.add_argument("--standard-nas-trials", type=int, default=20)
     parser.add_argument("--standard-nas-epochs", type=int, default=1)
-    parser.add_argument("--two-stage-steps", type=int, default=40, help="super-network steps after the standard fine-tuning")
+    parser.add_argument(
+        "--two-stage-steps", type=int, default=40, help="super-network steps after the standard fine-tuning"
+    )
     parser.add_argument("--long-epochs", type=int, default=2, help="rfp_long: epochs of its standard fine-tuning")
     parser.add_argument("--budgets", default="0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9")
     parser.add_argument("--num-samples", type=int, default=2048, help="rfp / importance / reorder examples")
     parser.add_argument("--tune-samples", type=int, default=256, help="rfp / repair least-squares examples")
     parser.add_argument("--tag", default="", help="suffix for the result files (e.g. smoke)")
-    parser.add_argument("--update", action="store_true",
-                        help="re-run only the given --tasks/--methods/--seeds and merge them into the existing result files (same settings)")
+    parser.add_argument(
+        "--update",
+        action="store_true",
+        help="re-run only the given --tasks/--methods/--seeds and merge them into the existing result files (same settings)",
+    )
     args = parser.parse_args(argv)
     quiet_libraries()
     name = "paper_comparison" + (f"_{args.tag}" if args.tag else "")
@@ -311,14 +428,30 @@ def main(argv: list[str] | None = None) -> int:
                 metric = get_task(task).metric
                 references.setdefault(task, []).append(reference[f"test_{metric}"])
                 for run in runs:
-                    rows.append({"task": task, "method": run.method, "seed": run.seed, "unpruned_test": reference[f"test_{metric}"],
-                                 "unpruned_ms": 1000 * reference["latency_seconds"], **summarise(run, metric, reference[f"test_{metric}"])})
+                    rows.append(
+                        {
+                            "task": task,
+                            "method": run.method,
+                            "seed": run.seed,
+                            "unpruned_test": reference[f"test_{metric}"],
+                            "unpruned_ms": 1000 * reference["latency_seconds"],
+                            **summarise(run, metric, reference[f"test_{metric}"]),
+                        }
+                    )
                     front = pareto_front(run.rows, ["error", "params"])
-                    points.extend({"task": task, "method": run.method, "seed": run.seed, **r} for r in
-                                  front[["params", "error", "test_error", f"test_{metric}", "latency_seconds"]].to_dict("records"))
+                    points.extend(
+                        {"task": task, "method": run.method, "seed": run.seed, **r}
+                        for r in front[["params", "error", "test_error", f"test_{metric}", "latency_seconds"]].to_dict(
+                            "records"
+                        )
+                    )
                     log(f"{task} {run.method} seed {run.seed}: {rows[-1]}")
-                _, merged_points = write_results(name, rows, points, argv, args)  # after every task and seed: a stopped run keeps it
-                plot_fronts(merged_points, task, metric, float(np.mean(references[task])), RESULTS / f"{name}_{task}.png")
+                _, merged_points = write_results(
+                    name, rows, points, argv, args
+                )  # after every task and seed: a stopped run keeps it
+                plot_fronts(
+                    merged_points, task, metric, float(np.mean(references[task])), RESULTS / f"{name}_{task}.png"
+                )
     return 0
 
 

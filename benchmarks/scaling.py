@@ -91,10 +91,19 @@ class TimedSearcher:
         self.tell_seconds += time.perf_counter() - start
 
 
-def search(space: SearchSpace, executor: Executor, settings: SearchSettings, folder: Path) -> tuple[pd.DataFrame, float, TimedSearcher]:
+def search(
+    space: SearchSpace, executor: Executor, settings: SearchSettings, folder: Path
+) -> tuple[pd.DataFrame, float, TimedSearcher]:
     """The driver loop of `search_checkpoint` (same initial configs); the trials, the loop's wall time, the timed searcher."""
-    searcher = TimedSearcher(make_searcher(settings.searcher, space.config_space(), OBJECTIVES, seed=settings.seed,
-                                           initial_configs=[space.largest(), space.smallest()]))
+    searcher = TimedSearcher(
+        make_searcher(
+            settings.searcher,
+            space.config_space(),
+            OBJECTIVES,
+            seed=settings.seed,
+            initial_configs=[space.largest(), space.smallest()],
+        )
+    )
     start = time.perf_counter()
     frame = SearchDriver(ResultsStore(folder), searcher, executor, settings, show_progress=False).run()
     return frame, time.perf_counter() - start, searcher
@@ -118,9 +127,20 @@ def measured_runs(setup: EvaluationSetup, trials: int, workdir: Path) -> tuple[l
             with executor:
                 frame, wall, _ = search(setup.evaluator.search_space, executor, settings, workdir / f"{kind}-{workers}")
             evaluation = frame["eval_seconds"].mean()
-            rows.append({"section": "measured", "executor": kind, "workers": workers, "cpus_per_worker": cpus, "trials": len(frame),
-                         "seconds": wall, "trials_per_min": 60 * len(frame) / wall, "startup_s": startup, "mean_eval_s": evaluation,
-                         "overhead_per_trial_s": wall * workers / len(frame) - evaluation})
+            rows.append(
+                {
+                    "section": "measured",
+                    "executor": kind,
+                    "workers": workers,
+                    "cpus_per_worker": cpus,
+                    "trials": len(frame),
+                    "seconds": wall,
+                    "trials_per_min": 60 * len(frame) / wall,
+                    "startup_s": startup,
+                    "mean_eval_s": evaluation,
+                    "overhead_per_trial_s": wall * workers / len(frame) - evaluation,
+                }
+            )
             frames.append(frame.assign(executor=kind, workers=workers))
             print(rows[-1], file=sys.stderr)
     return rows, pd.concat(frames)
@@ -134,10 +154,14 @@ class SimulatedExecutor(Executor):
 
     def __init__(self, num_workers: int, measured: pd.DataFrame, params_of, seed: int = 0, cpu_clock: bool = False):
         self.num_workers = num_workers
-        self.cpu_clock = cpu_clock  # advance the clock by the driver's CPU time: immune to other processes, blind to fsync waits
+        self.cpu_clock = (
+            cpu_clock  # advance the clock by the driver's CPU time: immune to other processes, blind to fsync waits
+        )
         self.clock = 0.0
         self.driver_seconds = 0.0
-        self.work_seconds = 0.0  # evaluation time handed out: work / workers is the clock with perfect packing, no driver
+        self.work_seconds = (
+            0.0  # evaluation time handed out: work / workers is the clock with perfect packing, no driver
+        )
         self._measured = measured[["eval_seconds", "error"]].to_numpy()
         self._params_of = params_of
         self._rng = np.random.default_rng(seed)
@@ -179,8 +203,18 @@ class SimulatedExecutor(Executor):
         pass
 
 
-def simulated_runs(model, adapter, space: SearchSpace, measured: pd.DataFrame, workdir: Path, searcher: str,
-                   workers_list: tuple[int, ...], rounds_per_worker: int, *, cpu_clock: bool = False) -> list[dict]:
+def simulated_runs(
+    model,
+    adapter,
+    space: SearchSpace,
+    measured: pd.DataFrame,
+    workdir: Path,
+    searcher: str,
+    workers_list: tuple[int, ...],
+    rounds_per_worker: int,
+    *,
+    cpu_clock: bool = False,
+) -> list[dict]:
     sizes: dict[str, float] = {}
 
     def params_of(config) -> float:
@@ -198,15 +232,29 @@ def simulated_runs(model, adapter, space: SearchSpace, measured: pd.DataFrame, w
         ideal = 60 * len(frame) * workers / executor.work_seconds
         throughput = 60 * len(frame) / executor.clock
         searcher_seconds = timed.ask_seconds + timed.tell_seconds
-        rows.append({"section": "simulated", "executor": f"simulated ({searcher})", "searcher": searcher, "workers": workers,
-                     "cpus_per_worker": None, "trials": len(frame), "seconds": executor.clock, "trials_per_min": throughput,
-                     "mean_eval_s": executor.work_seconds / len(frame),
-                     "overhead_per_trial_s": executor.driver_seconds / len(frame),
-                     "driver_ms_per_trial": 1000 * (executor.driver_seconds - searcher_seconds) / len(frame),
-                     "ask_ms_per_trial": 1000 * timed.ask_seconds / len(frame), "tell_ms_per_trial": 1000 * timed.tell_seconds / len(frame),
-                     "driver_and_searcher_cpu_ms_per_trial": 1000 * executor.driver_cpu_seconds / len(frame),
-                     "trials_per_commit": len(frame) / executor.waits, "ideal_trials_per_min": ideal,
-                     "efficiency": throughput / ideal, "real_seconds": wall, "clock": "driver cpu" if cpu_clock else "driver wall"})
+        rows.append(
+            {
+                "section": "simulated",
+                "executor": f"simulated ({searcher})",
+                "searcher": searcher,
+                "workers": workers,
+                "cpus_per_worker": None,
+                "trials": len(frame),
+                "seconds": executor.clock,
+                "trials_per_min": throughput,
+                "mean_eval_s": executor.work_seconds / len(frame),
+                "overhead_per_trial_s": executor.driver_seconds / len(frame),
+                "driver_ms_per_trial": 1000 * (executor.driver_seconds - searcher_seconds) / len(frame),
+                "ask_ms_per_trial": 1000 * timed.ask_seconds / len(frame),
+                "tell_ms_per_trial": 1000 * timed.tell_seconds / len(frame),
+                "driver_and_searcher_cpu_ms_per_trial": 1000 * executor.driver_cpu_seconds / len(frame),
+                "trials_per_commit": len(frame) / executor.waits,
+                "ideal_trials_per_min": ideal,
+                "efficiency": throughput / ideal,
+                "real_seconds": wall,
+                "clock": "driver cpu" if cpu_clock else "driver wall",
+            }
+        )
         print(rows[-1], file=sys.stderr)
     return rows
 
@@ -214,7 +262,9 @@ def simulated_runs(model, adapter, space: SearchSpace, measured: pd.DataFrame, w
 def synthetic_evaluations(eval_seconds: float, seed: int = 0) -> pd.DataFrame:
     """Evaluation times around `eval_seconds` (log-normal, 30 % spread) and errors, when nothing was measured."""
     rng = np.random.default_rng(seed)
-    return pd.DataFrame({"eval_seconds": eval_seconds * rng.lognormal(0.0, 0.3, 512), "error": rng.uniform(0.1, 0.6, 512)})
+    return pd.DataFrame(
+        {"eval_seconds": eval_seconds * rng.lognormal(0.0, 0.3, 512), "error": rng.uniform(0.1, 0.6, 512)}
+    )
 
 
 def tune_trial(config: dict, checkpoint: str, data_dir: str | None) -> None:
@@ -230,8 +280,15 @@ def tune_trial(config: dict, checkpoint: str, data_dir: str | None) -> None:
     setup = checkpoint_evaluator(read_checkpoint(checkpoint), data_dir=data_dir)
     loaded = time.perf_counter()
     result = setup.evaluator.evaluate(config["subnet"])
-    tune.report({"error": result.error, "import_s": imported - start, "load_s": loaded - imported, "eval_s": result.seconds,
-                 "trial_s": time.perf_counter() - start})
+    tune.report(
+        {
+            "error": result.error,
+            "import_s": imported - start,
+            "load_s": loaded - imported,
+            "eval_s": result.seconds,
+            "trial_s": time.perf_counter() - start,
+        }
+    )
 
 
 def tune_runs(checkpoint: Path, data_dir: str | None, configs: list[dict], workdir: Path) -> tuple[list[dict], dict]:
@@ -239,10 +296,15 @@ def tune_runs(checkpoint: Path, data_dir: str | None, configs: list[dict], workd
     from ray import tune
 
     cores = os.cpu_count() or 1
-    trainable = tune.with_resources(tune.with_parameters(tune_trial, checkpoint=str(checkpoint), data_dir=data_dir), {"cpu": cores})
-    tuner = tune.Tuner(trainable, param_space={"subnet": tune.grid_search(configs)},
-                       tune_config=tune.TuneConfig(max_concurrent_trials=1),
-                       run_config=tune.RunConfig(storage_path=str(workdir / "tune"), name="scaling", verbose=0))
+    trainable = tune.with_resources(
+        tune.with_parameters(tune_trial, checkpoint=str(checkpoint), data_dir=data_dir), {"cpu": cores}
+    )
+    tuner = tune.Tuner(
+        trainable,
+        param_space={"subnet": tune.grid_search(configs)},
+        tune_config=tune.TuneConfig(max_concurrent_trials=1),
+        run_config=tune.RunConfig(storage_path=str(workdir / "tune"), name="scaling", verbose=0),
+    )
     start = time.perf_counter()
     grid = tuner.fit()
     wall = time.perf_counter() - start
@@ -250,9 +312,17 @@ def tune_runs(checkpoint: Path, data_dir: str | None, configs: list[dict], workd
         raise RuntimeError(f"{len(grid.errors)} Ray Tune trials failed, the first with: {grid.errors[0]}")
     results = grid.get_dataframe()
     evaluation = results["eval_s"].mean()
-    row = {"section": "per_trial", "executor": "ray tune trial per config", "workers": 1, "cpus_per_worker": cores, "trials": len(results),
-           "seconds": wall, "trials_per_min": 60 * len(results) / wall, "mean_eval_s": evaluation,
-           "overhead_per_trial_s": wall / len(results) - evaluation}
+    row = {
+        "section": "per_trial",
+        "executor": "ray tune trial per config",
+        "workers": 1,
+        "cpus_per_worker": cores,
+        "trials": len(results),
+        "seconds": wall,
+        "trials_per_min": 60 * len(results) / wall,
+        "mean_eval_s": evaluation,
+        "overhead_per_trial_s": wall / len(results) - evaluation,
+    }
     breakdown = {k: [round(v, 3) for v in results[k]] for k in ("import_s", "load_s", "eval_s", "trial_s")}  # per trial
     print(row, breakdown, file=sys.stderr)
     return [row], breakdown
@@ -265,7 +335,11 @@ def plot(table: pd.DataFrame, path: Path) -> None:
     left, middle, right = figure.subplots(1, 3)
     names = {"local": "threads", "ray": "Ray actors", "ray tune trial per config": "Ray Tune\ntrial per config"}
     labels = [f"{names[r.executor]}\n{r.workers} worker{'s' if r.workers > 1 else ''}" for r in measured.itertuples()]
-    left.bar(labels, measured["trials_per_min"], color=["tab:blue" if e == "local" else "tab:orange" for e in measured["executor"]])
+    left.bar(
+        labels,
+        measured["trials_per_min"],
+        color=["tab:blue" if e == "local" else "tab:orange" for e in measured["executor"]],
+    )
     left.set_ylabel("trials per minute")
     left.set_title(f"measured on this machine ({os.cpu_count()} cores)")
     for name, rows in simulated.groupby("executor"):
@@ -300,14 +374,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--trials", type=int, default=32, help="trials per measured search (default: 32)")
     parser.add_argument("--tune-trials", type=int, default=6, help="configs run as Ray Tune trials (default: 6)")
     parser.add_argument("--data-dir", default=os.environ.get("GLUE_DIR"), help="GLUE folder (default: $GLUE_DIR)")
-    parser.add_argument("--sections", default=",".join(SECTIONS), help="comma-separated subset of measured,simulated,tune")
+    parser.add_argument(
+        "--sections", default=",".join(SECTIONS), help="comma-separated subset of measured,simulated,tune"
+    )
     parser.add_argument("--searchers", default="random,local_search,morea,nsga2", help="searchers of the simulation")
     parser.add_argument("--ehvi", action="store_true", help=f"also simulate EHVI at {EHVI_WORKERS} workers")
     parser.add_argument("--workers", default=",".join(map(str, SIMULATED_WORKERS)), help="simulated worker counts")
-    parser.add_argument("--rounds-per-worker", type=int, default=16, help="simulated trials = this x workers (at least 8x it)")
-    parser.add_argument("--cpu-clock", action="store_true",
-                        help="advance the simulated clock by the driver's CPU time, not wall time (for a machine shared with other jobs)")
-    parser.add_argument("--eval-seconds", type=float, default=1.0, help="mean simulated evaluation when nothing is measured")
+    parser.add_argument(
+        "--rounds-per-worker", type=int, default=16, help="simulated trials = this x workers (at least 8x it)"
+    )
+    parser.add_argument(
+        "--cpu-clock",
+        action="store_true",
+        help="advance the simulated clock by the driver's CPU time, not wall time (for a machine shared with other jobs)",
+    )
+    parser.add_argument(
+        "--eval-seconds", type=float, default=1.0, help="mean simulated evaluation when nothing is measured"
+    )
     args = parser.parse_args(argv)
     args.sections = [name.strip() for name in args.sections.split(",") if name.strip()]
     args.searchers = [name.strip() for name in args.searchers.split(",") if name.strip()]
@@ -319,7 +402,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         raise UserError(f"--workers must be positive, got {min(args.workers)}.")
     unknown = [n for n in args.sections if n not in SECTIONS] + [n for n in args.searchers if n not in SEARCHERS]
     if unknown:
-        raise UserError(f"unknown section or searcher {unknown[0]!r}; sections are {', '.join(SECTIONS)}, searchers {', '.join(SEARCHERS)}.")
+        raise UserError(
+            f"unknown section or searcher {unknown[0]!r}; sections are {', '.join(SECTIONS)}, searchers {', '.join(SEARCHERS)}."
+        )
     if "tune" in args.sections and "measured" not in args.sections:
         raise UserError("--sections tune needs measured too (the Ray Tune trials rerun measured configs).")
     for name in ("trials", "tune_trials", "rounds_per_worker", "eval_seconds"):
@@ -336,12 +421,18 @@ def run_sections(args: argparse.Namespace, workdir: Path, save: Callable[[list[d
     if "measured" in args.sections:
         checkpoint = workdir / "supernet"
         data = DataConfig("rte", data_dir=args.data_dir, max_train_samples=64, max_validation_samples=128)
-        finetune_supernet(None, data, FinetuneConfig(epochs=1, batch_size=16), checkpoint, max_seq_length=64, show_progress=False)
+        finetune_supernet(
+            None, data, FinetuneConfig(epochs=1, batch_size=16), checkpoint, max_seq_length=64, show_progress=False
+        )
         setup = load_setup(checkpoint, args.data_dir)
         measured_rows, measured = measured_runs(setup, args.trials, workdir)
         rows += measured_rows
-        torch.set_num_threads(os.cpu_count() or 1)  # the local executor changed it; the driver's own work uses every core
-        evaluations = measured[(measured["executor"] == "ray") & (measured["workers"] == 2)]  # a worker per core, as on a cluster
+        torch.set_num_threads(
+            os.cpu_count() or 1
+        )  # the local executor changed it; the driver's own work uses every core
+        evaluations = measured[
+            (measured["executor"] == "ray") & (measured["workers"] == 2)
+        ]  # a worker per core, as on a cluster
         model, adapter, space = setup.loaded.model, setup.loaded.adapter, setup.evaluator.search_space
         details["measured_eval_seconds"] = measured["eval_seconds"].describe().to_dict()
     else:
@@ -351,14 +442,34 @@ def run_sections(args: argparse.Namespace, workdir: Path, save: Callable[[list[d
         evaluations = synthetic_evaluations(args.eval_seconds)
     if "simulated" in args.sections:
         for name in args.searchers:
-            rows += simulated_runs(model, adapter, space, evaluations, workdir, name, args.workers, args.rounds_per_worker,
-                                   cpu_clock=args.cpu_clock)
+            rows += simulated_runs(
+                model,
+                adapter,
+                space,
+                evaluations,
+                workdir,
+                name,
+                args.workers,
+                args.rounds_per_worker,
+                cpu_clock=args.cpu_clock,
+            )
             save(rows, details)
         if args.ehvi:
-            rows += simulated_runs(model, adapter, space, evaluations, workdir, "ehvi", EHVI_WORKERS, max(1, args.rounds_per_worker // 4),
-                                   cpu_clock=args.cpu_clock)
+            rows += simulated_runs(
+                model,
+                adapter,
+                space,
+                evaluations,
+                workdir,
+                "ehvi",
+                EHVI_WORKERS,
+                max(1, args.rounds_per_worker // 4),
+                cpu_clock=args.cpu_clock,
+            )
     if "tune" in args.sections:
-        configs = [r.config for r in ResultsStore(workdir / "ray-1").records()][: args.tune_trials]  # trial order: 1 worker
+        configs = [r.config for r in ResultsStore(workdir / "ray-1").records()][
+            : args.tune_trials
+        ]  # trial order: 1 worker
         tune_rows, details["tune_trial_breakdown_s"] = tune_runs(workdir / "supernet", args.data_dir, configs, workdir)
         rows += tune_rows
     save(rows, details)
@@ -382,13 +493,20 @@ def main(argv: list[str] | None = None) -> int:
         table = pd.DataFrame(rows)
         RESULTS.mkdir(exist_ok=True)
         atomic_write_text(RESULTS / f"{name}.csv", table.to_csv(index=False))
-        atomic_write_json(RESULTS / f"{name}.json", {
-            "command": " ".join(["python benchmarks/scaling.py", *(argv if argv is not None else sys.argv[1:])]),
-            "environment": {k: os.environ.get(k) for k in ("GLUE_DIR", "RAY_AUTH_MODE", "RAY_worker_niceness")},
-            "cores": os.cpu_count(), "load_average_before_after": [load[0], os.getloadavg()[0]], "torch": torch.__version__,
-            "ray": ray.__version__, "total_seconds": time.perf_counter() - started, **details,
-            "rows": json.loads(table.to_json(orient="records")),
-        })
+        atomic_write_json(
+            RESULTS / f"{name}.json",
+            {
+                "command": " ".join(["python benchmarks/scaling.py", *(argv if argv is not None else sys.argv[1:])]),
+                "environment": {k: os.environ.get(k) for k in ("GLUE_DIR", "RAY_AUTH_MODE", "RAY_worker_niceness")},
+                "cores": os.cpu_count(),
+                "load_average_before_after": [load[0], os.getloadavg()[0]],
+                "torch": torch.__version__,
+                "ray": ray.__version__,
+                "total_seconds": time.perf_counter() - started,
+                **details,
+                "rows": json.loads(table.to_json(orient="records")),
+            },
+        )
         if everything and len(table) and set(table["section"]) >= {"measured", "simulated"}:
             plot(table, RESULTS / "scaling.png")
 

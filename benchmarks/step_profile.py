@@ -69,7 +69,9 @@ def instrument(strategy, clock: PhaseClock):
     forward = strategy._forward
 
     def timed_forward(model, subnet, batch):
-        clock.role = "largest" if subnet == strategy.largest else "smallest" if subnet == strategy.smallest else "random"
+        clock.role = (
+            "largest" if subnet == strategy.largest else "smallest" if subnet == strategy.smallest else "random"
+        )
         with clock.phase(f"forward {clock.role}"):
             return forward(model, subnet, batch)
 
@@ -96,7 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=8, help="timed steps per strategy (after one warm-up step each)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--seq-len", type=int, default=64)
-    parser.add_argument("--save-steps", type=int, default=50, help="the training-state save interval to amortise (finetune's default)")
+    parser.add_argument(
+        "--save-steps", type=int, default=50, help="the training-state save interval to amortise (finetune's default)"
+    )
     parser.add_argument("--dataset", default="sst2")
     args = parser.parse_args(argv)
     if min(args.steps, args.batch_size, args.seq_len, args.save_steps) < 1:
@@ -140,7 +144,14 @@ def main(argv: list[str] | None = None) -> int:
                     steps[name].append(dict(clock.seconds))
             if index in (1, len(batches) - 1):
                 start = time.perf_counter()
-                _save_state(Path(scratch), model, optimizer, scheduler, np.random.default_rng(0), {"epoch": 0, "batch": index, "global_step": index})
+                _save_state(
+                    Path(scratch),
+                    model,
+                    optimizer,
+                    scheduler,
+                    np.random.default_rng(0),
+                    {"epoch": 0, "batch": index, "global_step": index},
+                )
                 save_seconds.append(time.perf_counter() - start)
     rows = []
     for name, timed in steps.items():
@@ -148,21 +159,32 @@ def main(argv: list[str] | None = None) -> int:
         medians = {phase: statistics.median(step.get(phase, 0.0) for step in timed) for phase in phases}
         medians["state save / save_steps"] = statistics.median(save_seconds) / args.save_steps
         total = sum(medians.values())
-        rows += [{"strategy": name, "phase": phase, "seconds": round(s, 4), "share": round(s / total, 3)} for phase, s in medians.items()]
+        rows += [
+            {"strategy": name, "phase": phase, "seconds": round(s, 4), "share": round(s / total, 3)}
+            for phase, s in medians.items()
+        ]
         rows.append({"strategy": name, "phase": "step total", "seconds": round(total, 4), "share": 1.0})
     table = pd.DataFrame(rows)
     totals = table[table.phase == "step total"].set_index("strategy")["seconds"]
     ratio = float(totals["sandwich_kd"] / totals["standard"])
     print(table.to_string(index=False))
-    print(f"\nsandwich_kd step / standard step: {ratio:.2f} (median of {args.steps} steps each, batch {args.batch_size}, "
-          f"up to {args.seq_len} tokens, {torch.get_num_threads()} threads); state save {statistics.median(save_seconds):.2f} s")
+    print(
+        f"\nsandwich_kd step / standard step: {ratio:.2f} (median of {args.steps} steps each, batch {args.batch_size}, "
+        f"up to {args.seq_len} tokens, {torch.get_num_threads()} threads); state save {statistics.median(save_seconds):.2f} s"
+    )
     RESULTS.mkdir(exist_ok=True)
     atomic_write_text(RESULTS / "step_profile.csv", table.to_csv(index=False))
-    atomic_write_json(RESULTS / "step_profile.json", {
-        "command": "python benchmarks/step_profile.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "settings": vars(args), "threads": torch.get_num_threads(), "sandwich_kd_over_standard": round(ratio, 3),
-        "state_save_seconds": round(statistics.median(save_seconds), 3),
-        "mean_tokens_per_batch": round(float(np.mean([b["input_ids"].shape[1] for b in batches])), 1)})
+    atomic_write_json(
+        RESULTS / "step_profile.json",
+        {
+            "command": "python benchmarks/step_profile.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+            "settings": vars(args),
+            "threads": torch.get_num_threads(),
+            "sandwich_kd_over_standard": round(ratio, 3),
+            "state_save_seconds": round(statistics.median(save_seconds), 3),
+            "mean_tokens_per_batch": round(float(np.mean([b["input_ids"].shape[1] for b in batches])), 1),
+        },
+    )
     return 0
 
 

@@ -89,13 +89,31 @@ def process_per_trial_seconds(ckpt: Path, configs, workdir: Path) -> float:
         SingleFidelityScheduler,
     )
 
-    space = {"checkpoint": str(ckpt), "num_layers": randint(1, 6), "num_heads": randint(1, 12), "num_units": randint(1, 1536)}
+    space = {
+        "checkpoint": str(ckpt),
+        "num_layers": randint(1, 6),
+        "num_heads": randint(1, 12),
+        "num_units": randint(1, 1536),
+    }
     points = [{"checkpoint": str(ckpt), **c} for c in configs]
-    scheduler = SingleFidelityScheduler(space, metrics=OBJECTIVES, do_minimize=True, searcher="random_search",
-                                        searcher_kwargs={"points_to_evaluate": points})
-    tuner = Tuner(trial_backend=LocalBackend(entry_point=str(HERE / "evaluate_one_config.py")), scheduler=scheduler,
-                  stop_criterion=StoppingCriterion(max_num_trials_completed=len(configs)), n_workers=1, sleep_time=0.2,
-                  results_update_interval=60, print_update_interval=600, save_tuner=False, tuner_name=f"overhead-{os.getpid()}")
+    scheduler = SingleFidelityScheduler(
+        space,
+        metrics=OBJECTIVES,
+        do_minimize=True,
+        searcher="random_search",
+        searcher_kwargs={"points_to_evaluate": points},
+    )
+    tuner = Tuner(
+        trial_backend=LocalBackend(entry_point=str(HERE / "evaluate_one_config.py")),
+        scheduler=scheduler,
+        stop_criterion=StoppingCriterion(max_num_trials_completed=len(configs)),
+        n_workers=1,
+        sleep_time=0.2,
+        results_update_interval=60,
+        print_update_interval=600,
+        save_tuner=False,
+        tuner_name=f"overhead-{os.getpid()}",
+    )
     start = time.perf_counter()
     tuner.run()
     return time.perf_counter() - start
@@ -108,7 +126,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-seq-length", type=int, default=128)
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of evaluation and engine")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--process-per-trial", action="store_true", help="also time a process per trial (slow: an import and load each)")
+    parser.add_argument(
+        "--process-per-trial", action="store_true", help="also time a process per trial (slow: an import and load each)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     for name in ("num_configs", "validation_samples", "max_seq_length", "rounds"):
@@ -122,11 +142,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def measure(args: argparse.Namespace, workdir: Path) -> pd.DataFrame:
     ckpt = workdir / "supernet"
     data = DataConfig("rte", max_train_samples=32, max_validation_samples=args.validation_samples, seed=args.seed)
-    finetune_supernet(None, data, FinetuneConfig(epochs=1, batch_size=16), ckpt, max_seq_length=args.max_seq_length, show_progress=False)
+    finetune_supernet(
+        None,
+        data,
+        FinetuneConfig(epochs=1, batch_size=16),
+        ckpt,
+        max_seq_length=args.max_seq_length,
+        show_progress=False,
+    )
     rng = np.random.default_rng(args.seed)
-    configs = [{"num_layers": int(rng.integers(1, 7)), "num_heads": int(rng.integers(1, 13)), "num_units": int(rng.integers(1, 1537))}
-               for _ in range(args.num_configs)]
-    _, setup = search_checkpoint(ckpt, workdir / "probe", SearchSettings(searcher="random", num_trials=1), show_progress=False)
+    configs = [
+        {
+            "num_layers": int(rng.integers(1, 7)),
+            "num_heads": int(rng.integers(1, 13)),
+            "num_units": int(rng.integers(1, 1537)),
+        }
+        for _ in range(args.num_configs)
+    ]
+    _, setup = search_checkpoint(
+        ckpt, workdir / "probe", SearchSettings(searcher="random", num_trials=1), show_progress=False
+    )
     function = TrialFunction(setup.evaluator, OBJECTIVES)
     function(configs[0])  # warm-up, outside every timing
     rows = []
@@ -135,21 +170,43 @@ def measure(args: argparse.Namespace, workdir: Path) -> pd.DataFrame:
         for index in range(args.rounds):  # interleaved, the order alternating: load bursts hit both sides alike
             sample = {}
             for side in ("evaluation", "engine") if index % 2 == 0 else ("engine", "evaluation"):
-                sample[side] = (evaluation_seconds(function, configs, workers) if side == "evaluation" else
-                                engine_seconds(function, setup.evaluator.search_space, configs, workers, workdir / f"engine-{workers}-{index}"))
+                sample[side] = (
+                    evaluation_seconds(function, configs, workers)
+                    if side == "evaluation"
+                    else engine_seconds(
+                        function, setup.evaluator.search_space, configs, workers, workdir / f"engine-{workers}-{index}"
+                    )
+                )
             rounds.append(sample)
             print(f"workers {workers} round {index}: {rounds[-1]}", file=sys.stderr)
         evaluation = statistics.median(r["evaluation"] for r in rounds)
         engine = statistics.median(r["engine"] for r in rounds)
-        rows.append({"workers": workers, "torch_threads_per_worker": threads_per_worker(workers), "trials": args.num_configs,
-                     "evaluation_s_per_trial": evaluation / args.num_configs, "engine_s_per_trial": engine / args.num_configs,
-                     "engine_ms_per_trial_beyond_evaluation": 1000 * statistics.median((r["engine"] - r["evaluation"]) / args.num_configs for r in rounds),
-                     "engine_overhead": statistics.median(r["engine"] / r["evaluation"] - 1 for r in rounds),
-                     "overhead_spread": [min(r["engine"] / r["evaluation"] - 1 for r in rounds), max(r["engine"] / r["evaluation"] - 1 for r in rounds)]})
+        rows.append(
+            {
+                "workers": workers,
+                "torch_threads_per_worker": threads_per_worker(workers),
+                "trials": args.num_configs,
+                "evaluation_s_per_trial": evaluation / args.num_configs,
+                "engine_s_per_trial": engine / args.num_configs,
+                "engine_ms_per_trial_beyond_evaluation": 1000
+                * statistics.median((r["engine"] - r["evaluation"]) / args.num_configs for r in rounds),
+                "engine_overhead": statistics.median(r["engine"] / r["evaluation"] - 1 for r in rounds),
+                "overhead_spread": [
+                    min(r["engine"] / r["evaluation"] - 1 for r in rounds),
+                    max(r["engine"] / r["evaluation"] - 1 for r in rounds),
+                ],
+            }
+        )
     if args.process_per_trial:
         seconds = process_per_trial_seconds(ckpt, configs, workdir)
-        rows.append({"workers": 1, "trials": args.num_configs, "process_s_per_trial": seconds / args.num_configs,
-                     "process_over_evaluation": seconds / (rows[0]["evaluation_s_per_trial"] * args.num_configs)})
+        rows.append(
+            {
+                "workers": 1,
+                "trials": args.num_configs,
+                "process_s_per_trial": seconds / args.num_configs,
+                "process_over_evaluation": seconds / (rows[0]["evaluation_s_per_trial"] * args.num_configs),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -166,12 +223,16 @@ def main(argv: list[str] | None = None) -> int:
     print(table.round(4).to_string(index=False))
     RESULTS.mkdir(exist_ok=True)
     atomic_write_text(RESULTS / "trial_overhead.csv", table.round(4).to_csv(index=False))
-    atomic_write_json(RESULTS / "trial_overhead.json", {
-        "command": "python benchmarks/trial_overhead.py " + " ".join(sys.argv[1:] if argv is None else argv),
-        "settings": vars(args), "cpu_count": os.cpu_count(),
-        "load_average_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
-        "rows": table.round(4).to_dict("records"),
-    })
+    atomic_write_json(
+        RESULTS / "trial_overhead.json",
+        {
+            "command": "python benchmarks/trial_overhead.py " + " ".join(sys.argv[1:] if argv is None else argv),
+            "settings": vars(args),
+            "cpu_count": os.cpu_count(),
+            "load_average_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
+            "rows": table.round(4).to_dict("records"),
+        },
+    )
     return 0
 
 

@@ -1,8 +1,8 @@
 """Run the whole nas-tune pipeline on this machine: super-network fine-tuning, search, export.
 
-    python launchers/local.py --dataset rte            # default budget (estimated ~30 min on 2 CPU cores)
-    python launchers/local.py --dataset rte --quick    # a first look in a few minutes
-    python launchers/local.py --config runs/rte-quick/run.yaml --output runs/rte-again   # the same run again
+python launchers/local.py --dataset rte            # default budget (estimated ~30 min on 2 CPU cores)
+python launchers/local.py --dataset rte --quick    # a first look in a few minutes
+python launchers/local.py --config runs/rte-quick/run.yaml --output runs/rte-again   # the same run again
 """
 
 from __future__ import annotations
@@ -34,8 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_pipeline_args(options, argv)
     quiet_libraries()
     try:
-        refuse_existing_output(args.output, resume=args.resume, overwrite=args.overwrite, what="a run",
-                               resume_may_start=True)  # the pipeline's own guard, before the slow imports
+        refuse_existing_output(
+            args.output, resume=args.resume, overwrite=args.overwrite, what="a run", resume_may_start=True
+        )  # the pipeline's own guard, before the slow imports
         config = pipeline_config(args)
         from nas_tune.pipeline import run_pipeline
 

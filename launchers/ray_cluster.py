@@ -59,8 +59,9 @@ def write_folder(folder: Path, files: dict[str, bytes]) -> None:
         atomic_write_bytes(folder / name, data)
 
 
-def _finetune_in_scratch(files: dict[str, bytes], model: str | None, data: DataConfig, config: FinetuneConfig,
-                         options: dict) -> tuple[dict[str, bytes], FinetuneResult]:
+def _finetune_in_scratch(
+    files: dict[str, bytes], model: str | None, data: DataConfig, config: FinetuneConfig, options: dict
+) -> tuple[dict[str, bytes], FinetuneResult]:
     """On a cluster node: fine-tune in a scratch copy of the output folder (resume works) and return its files."""
     from nas_tune.supernet.run import finetune_supernet
 
@@ -72,8 +73,16 @@ def _finetune_in_scratch(files: dict[str, bytes], model: str | None, data: DataC
         return read_folder(folder), result
 
 
-def finetune_on_cluster(model: str | None, data: DataConfig, config: FinetuneConfig, output: str | Path, *,
-                        num_cpus: float = 1, num_gpus: float = 0, **options) -> FinetuneResult:
+def finetune_on_cluster(
+    model: str | None,
+    data: DataConfig,
+    config: FinetuneConfig,
+    output: str | Path,
+    *,
+    num_cpus: float = 1,
+    num_gpus: float = 0,
+    **options,
+) -> FinetuneResult:
     """`finetune_supernet` (same arguments) as one Ray task; the checkpoint ends up in `output` on this machine.
 
     The task starts from the bytes of `output` (so --resume works), and Ray reruns it from them if its node dies.
@@ -105,11 +114,23 @@ def parser() -> argparse.ArgumentParser:
     parser = pipeline_parser(__doc__)
     cluster = parser.add_argument_group("Ray cluster")
     cluster.add_argument("--address", help="Ray cluster HOST:PORT (default: start a local Ray instance)")
-    cluster.add_argument("--cpus-per-worker", type=float, default=1, help="CPUs (and torch threads) per search actor (default: 1)")
-    cluster.add_argument("--gpus-per-worker", type=float, default=0, help="GPUs per search actor, fractions allowed (default: 0)")
-    cluster.add_argument("--max-retries", type=int, default=2, help="reruns of a trial whose actor or node died (default: 2)")
-    cluster.add_argument("--finetune-on-cluster", action="store_true", help="fine-tune the super-network as one Ray task in one worker's resources")
-    cluster.add_argument("--checkpoint", help="only search this super-network folder on the cluster (results in --output)")
+    cluster.add_argument(
+        "--cpus-per-worker", type=float, default=1, help="CPUs (and torch threads) per search actor (default: 1)"
+    )
+    cluster.add_argument(
+        "--gpus-per-worker", type=float, default=0, help="GPUs per search actor, fractions allowed (default: 0)"
+    )
+    cluster.add_argument(
+        "--max-retries", type=int, default=2, help="reruns of a trial whose actor or node died (default: 2)"
+    )
+    cluster.add_argument(
+        "--finetune-on-cluster",
+        action="store_true",
+        help="fine-tune the super-network as one Ray task in one worker's resources",
+    )
+    cluster.add_argument(
+        "--checkpoint", help="only search this super-network folder on the cluster (results in --output)"
+    )
     add_run_folder_options(parser)
     return parser
 
@@ -120,8 +141,15 @@ def search_only(args: argparse.Namespace, factory: ExecutorFactory) -> None:
     from nas_tune.search.run import search_checkpoint
 
     settings = search_settings(args)
-    store, setup = search_checkpoint(args.checkpoint, args.output, settings, data_dir=args.data_dir,
-                                     resume=args.resume, overwrite=args.overwrite, executor_factory=factory)
+    store, setup = search_checkpoint(
+        args.checkpoint,
+        args.output,
+        settings,
+        data_dir=args.data_dir,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        executor_factory=factory,
+    )
     report = report_run(store.run_dir)
     print(format_table(report.front, setup.data.task.metric))
     print(f"{len(report.trials)} trials, {len(report.front)} on the Pareto front, hypervolume {report.hypervolume:.4f}")
@@ -131,10 +159,17 @@ def search_only(args: argparse.Namespace, factory: ExecutorFactory) -> None:
 def run(args: argparse.Namespace) -> Path:
     """The search alone (--checkpoint) or the whole pipeline on the cluster; the run folder it wrote."""
     if args.checkpoint:
-        refuse_existing_output(args.output, resume=args.resume, overwrite=args.overwrite, what="a search or baseline run",
-                               markers=SEARCH_MARKERS)
+        refuse_existing_output(
+            args.output,
+            resume=args.resume,
+            overwrite=args.overwrite,
+            what="a search or baseline run",
+            markers=SEARCH_MARKERS,
+        )
     else:
-        refuse_existing_output(args.output, resume=args.resume, overwrite=args.overwrite, what="a run", resume_may_start=True)
+        refuse_existing_output(
+            args.output, resume=args.resume, overwrite=args.overwrite, what="a run", resume_may_start=True
+        )
         config = pipeline_config(args)
     from nas_tune.pipeline import run_pipeline
     from nas_tune.search.ray_executor import connect, ray_executor
@@ -145,10 +180,14 @@ def run(args: argparse.Namespace) -> Path:
     if args.checkpoint:
         search_only(args, factory)
         return Path(args.output)
-    finetune = (partial(finetune_on_cluster, num_cpus=args.cpus_per_worker, num_gpus=args.gpus_per_worker)
-                if args.finetune_on_cluster else finetune_supernet)
-    result = run_pipeline(config, args.output, resume=args.resume, overwrite=args.overwrite, finetune=finetune,
-                          executor_factory=factory)
+    finetune = (
+        partial(finetune_on_cluster, num_cpus=args.cpus_per_worker, num_gpus=args.gpus_per_worker)
+        if args.finetune_on_cluster
+        else finetune_supernet
+    )
+    result = run_pipeline(
+        config, args.output, resume=args.resume, overwrite=args.overwrite, finetune=finetune, executor_factory=factory
+    )
     print_pipeline_result(result)
     return result.output
 

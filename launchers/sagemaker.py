@@ -70,11 +70,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     aws.add_argument("--image-uri", help="container image with nas-tune installed (ECR)")
     aws.add_argument("--instance-type", default="ml.m5.xlarge", help="(default: ml.m5.xlarge)")
     aws.add_argument("--instance-count", type=positive_int, default=1, help="(default: 1; nas-tune uses one instance)")
-    aws.add_argument("--max-run", type=positive_int, default=86400, help="seconds after which a job is stopped (default: 86400)")
-    aws.add_argument("--s3-data", help="GLUE folder already in S3 (holding <TASK>/train.tsv, dev.tsv), used instead of uploading --data-dir")
+    aws.add_argument(
+        "--max-run", type=positive_int, default=86400, help="seconds after which a job is stopped (default: 86400)"
+    )
+    aws.add_argument(
+        "--s3-data",
+        help="GLUE folder already in S3 (holding <TASK>/train.tsv, dev.tsv), used instead of uploading --data-dir",
+    )
     aws.add_argument("--search-only", action="store_true", help="submit only job 2 (the search), on --checkpoint-s3")
     aws.add_argument("--checkpoint-s3", help="job 1's model artifact (s3://.../output/model.tar.gz), for --search-only")
-    aws.add_argument("--dry-run", action="store_true", help="print the S3 uploads and CreateTrainingJob requests as JSON; send nothing")
+    aws.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the S3 uploads and CreateTrainingJob requests as JSON; send nothing",
+    )
     aws.add_argument("--wait", action="store_true", help="follow the jobs until they end and run job 2 after job 1")
     return parse_pipeline_args(parser, argv)
 
@@ -86,25 +95,55 @@ def hyperparameters(args: argparse.Namespace, stage: str) -> dict[str, str]:
 def data_source(args: argparse.Namespace, task: TaskSpec, settings: JobSettings) -> tuple[str, list[dict[str, str]]]:
     """The training channel's S3 URI and the uploads that put the data there."""
     if args.train_file or args.validation_file:
-        raise UserError("Custom data files (--train-file, --validation-file) are not supported on SageMaker: use a GLUE task with --data-dir or --s3-data.")
+        raise UserError(
+            "Custom data files (--train-file, --validation-file) are not supported on SageMaker: use a GLUE task with --data-dir or --s3-data."
+        )
     if args.s3_data:
         if args.data_dir:
-            raise UserError("Both --data-dir and --s3-data given: pass one, the local GLUE folder to upload or the S3 one to use.")
+            raise UserError(
+                "Both --data-dir and --s3-data given: pass one, the local GLUE folder to upload or the S3 one to use."
+            )
         if not args.s3_data.startswith("s3://"):
-            raise UserError(f"--s3-data {args.s3_data!r} is not an S3 URI: pass one like s3://bucket/glue/ (holding {task.name} data in the GLUE layout).")
+            raise UserError(
+                f"--s3-data {args.s3_data!r} is not an S3 URI: pass one like s3://bucket/glue/ (holding {task.name} data in the GLUE layout)."
+            )
         return args.s3_data.rstrip("/") + "/", []
     data_dir = args.data_dir or os.environ.get("GLUE_DIR")
     if not data_dir:
-        raise UserError("No data given: pass --data-dir (a local GLUE folder to upload), --s3-data (a GLUE folder in S3), or set GLUE_DIR.")
+        raise UserError(
+            "No data given: pass --data-dir (a local GLUE folder to upload), --s3-data (a GLUE folder in S3), or set GLUE_DIR."
+        )
     return settings.data_uri, glue_uploads(data_dir, task, settings)
 
 
 def follow_up(args: argparse.Namespace, settings: JobSettings, data_uri: str, checkpoint_uri: str) -> str:
     """The command that submits job 2 on job 1's artifact, with the values job 2 needs spelled out."""
-    argv = ["--dataset", args.dataset, "--role", settings.role, "--bucket", settings.bucket, "--prefix", settings.prefix,
-            "--region", settings.region, "--image-uri", settings.image_uri, "--instance-type", settings.instance_type,
-            "--instance-count", str(settings.instance_count), "--max-run", str(settings.max_run), "--s3-data", data_uri,
-            *to_argv(hyperparameters(args, "search")), "--search-only", "--checkpoint-s3", checkpoint_uri]
+    argv = [
+        "--dataset",
+        args.dataset,
+        "--role",
+        settings.role,
+        "--bucket",
+        settings.bucket,
+        "--prefix",
+        settings.prefix,
+        "--region",
+        settings.region,
+        "--image-uri",
+        settings.image_uri,
+        "--instance-type",
+        settings.instance_type,
+        "--instance-count",
+        str(settings.instance_count),
+        "--max-run",
+        str(settings.max_run),
+        "--s3-data",
+        data_uri,
+        *to_argv(hyperparameters(args, "search")),
+        "--search-only",
+        "--checkpoint-s3",
+        checkpoint_uri,
+    ]
     return f"{PROG} {shlex.join(argv)}"
 
 
@@ -113,18 +152,37 @@ def run(args: argparse.Namespace) -> int:
 
     task = get_task(args.dataset)
     if args.search_only != bool(args.checkpoint_s3):
-        raise UserError("--search-only and --checkpoint-s3 go together: pass both to submit only the search on job 1's model artifact.")
-    settings = JobSettings(role=args.role, bucket=args.bucket, region=args.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"),
-                           image_uri=args.image_uri, prefix=args.prefix, instance_type=args.instance_type,
-                           instance_count=args.instance_count, max_run=args.max_run)
+        raise UserError(
+            "--search-only and --checkpoint-s3 go together: pass both to submit only the search on job 1's model artifact."
+        )
+    settings = JobSettings(
+        role=args.role,
+        bucket=args.bucket,
+        region=args.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"),
+        image_uri=args.image_uri,
+        prefix=args.prefix,
+        instance_type=args.instance_type,
+        instance_count=args.instance_count,
+        max_run=args.max_run,
+    )
     data_uri, uploads = data_source(args, task, settings)
     stamp = timestamp()
-    finetune = training_job_request(settings, job_name(task, "finetune", stamp), "finetune", hyperparameters(args, "finetune"),
-                                    {TRAINING_CHANNEL: data_uri})
+    finetune = training_job_request(
+        settings,
+        job_name(task, "finetune", stamp),
+        "finetune",
+        hyperparameters(args, "finetune"),
+        {TRAINING_CHANNEL: data_uri},
+    )
 
     def search(checkpoint_uri: str) -> dict:
-        return training_job_request(settings, job_name(task, "search", stamp), "search", hyperparameters(args, "search"),
-                                    {TRAINING_CHANNEL: data_uri, CHECKPOINT_CHANNEL: checkpoint_uri})
+        return training_job_request(
+            settings,
+            job_name(task, "search", stamp),
+            "search",
+            hyperparameters(args, "search"),
+            {TRAINING_CHANNEL: data_uri, CHECKPOINT_CHANNEL: checkpoint_uri},
+        )
 
     first = search(args.checkpoint_s3) if args.search_only else finetune
     if args.dry_run:
@@ -137,9 +195,11 @@ def run(args: argparse.Namespace) -> int:
     print(f"submitted training job {name} (results: {settings.artifact_uri(name)})")
     if not args.wait:
         if not args.search_only:
-            print(f"job 2 (the search) needs this job's model artifact; when it has completed "
-                  f"(aws sagemaker wait training-job-completed-or-stopped --training-job-name {name}), run:\n"
-                  f"  {follow_up(args, settings, data_uri, settings.artifact_uri(name))}")
+            print(
+                f"job 2 (the search) needs this job's model artifact; when it has completed "
+                f"(aws sagemaker wait training-job-completed-or-stopped --training-job-name {name}), run:\n"
+                f"  {follow_up(args, settings, data_uri, settings.artifact_uri(name))}"
+            )
         return 0
     artifact = wait_for_job(name, settings.region)["ModelArtifacts"]["S3ModelArtifacts"]
     if not args.search_only:
@@ -163,7 +223,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"sagemaker.py: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("sagemaker.py: interrupted; submitted jobs keep running (aws sagemaker stop-training-job stops one)", file=sys.stderr)
+        print(
+            "sagemaker.py: interrupted; submitted jobs keep running (aws sagemaker stop-training-job stops one)",
+            file=sys.stderr,
+        )
         return 130
 
 

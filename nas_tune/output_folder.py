@@ -21,8 +21,16 @@ def occupied(path: str | Path, markers: tuple[str, ...] = ()) -> bool:
     return any((Path(path) / marker).exists() for marker in markers) if markers else not is_empty(path)
 
 
-def check_output_folder(path: str | Path, *, holds_run: bool, what: str, resume: bool = False, overwrite: bool = False,
-                        resumable: bool = True, resume_may_start: bool = False) -> None:
+def check_output_folder(
+    path: str | Path,
+    *,
+    holds_run: bool,
+    what: str,
+    resume: bool = False,
+    overwrite: bool = False,
+    resumable: bool = True,
+    resume_may_start: bool = False,
+) -> None:
     """Refuse what would lose or mix results; deleting the old run (on --overwrite) is the caller's job.
 
     `holds_run` is what the caller found in `path` (its marker file, or simply files); `what` names it in the
@@ -39,5 +47,9 @@ def check_output_folder(path: str | Path, *, holds_run: bool, what: str, resume:
             raise UserError(f"--resume: {path} holds no {what} to resume; drop --resume.")
         return
     if holds_run and not overwrite:
-        how = "pass --resume to continue it, --overwrite to replace it," if resumable else "pass --overwrite to replace it"
+        how = (
+            "pass --resume to continue it, --overwrite to replace it,"
+            if resumable
+            else "pass --overwrite to replace it"
+        )
         raise UserError(f"output folder {path} already holds {what}; {how} or choose another --output.")

@@ -27,7 +27,11 @@ def base_model_name(source: str) -> str:
 
 
 def config_of(row: pd.Series) -> dict:
-    return {k[len(CONFIG_PREFIX):]: (int(v) if float(v).is_integer() else v) for k, v in row.items() if k.startswith(CONFIG_PREFIX) and pd.notna(v)}
+    return {
+        k[len(CONFIG_PREFIX) :]: (int(v) if float(v).is_integer() else v)
+        for k, v in row.items()
+        if k.startswith(CONFIG_PREFIX) and pd.notna(v)
+    }
 
 
 def pick(trials: pd.DataFrame, *, max_params: float | None = None, max_error: float | None = None) -> pd.Series:
@@ -37,20 +41,33 @@ def pick(trials: pd.DataFrame, *, max_params: float | None = None, max_error: fl
     if max_params is not None:
         fitting = trials[trials["params"] <= max_params]
         if fitting.empty:
-            raise UserError(f"no evaluated sub-network has at most {max_params:.0%} of the layer parameters (smallest: {trials['params'].min():.1%}).")
+            raise UserError(
+                f"no evaluated sub-network has at most {max_params:.0%} of the layer parameters (smallest: {trials['params'].min():.1%})."
+            )
         return fitting.sort_values(["error", "params"]).iloc[0]
     fitting = trials[trials["error"] <= max_error]
     if fitting.empty:
-        raise UserError(f"no evaluated sub-network has an error of at most {max_error:.4f} (best: {trials['error'].min():.4f}).")
+        raise UserError(
+            f"no evaluated sub-network has an error of at most {max_error:.4f} (best: {trials['error'].min():.4f})."
+        )
     return fitting.sort_values(["params", "error"]).iloc[0]
 
 
 def test_evaluator(setup: EvaluationSetup, max_seq_length: int) -> Evaluator:
     """An evaluator on the test split sharing the already loaded super-network."""
     validation = setup.evaluator
-    data = tokenize_split(setup.data.test, setup.loaded.tokenizer, setup.data.task, max_seq_length, cache_dir=default_cache_dir())
-    return Evaluator(validation.model, validation.adapter, validation.search_space, validation.task, data,
-                     batch_size=validation.batch_size, flops_seq_len=validation.flops_seq_len)
+    data = tokenize_split(
+        setup.data.test, setup.loaded.tokenizer, setup.data.task, max_seq_length, cache_dir=default_cache_dir()
+    )
+    return Evaluator(
+        validation.model,
+        validation.adapter,
+        validation.search_space,
+        validation.task,
+        data,
+        batch_size=validation.batch_size,
+        flops_seq_len=validation.flops_seq_len,
+    )
 
 
 @dataclass
@@ -70,12 +87,26 @@ class ExportedPick:
 
 def latency_record(seconds: float, settings: LatencySettings, model: PreTrainedModel) -> dict:
     """Latency with the conditions it was measured under: a number without them cannot be compared."""
-    return {"seconds": seconds, "batch_size": settings.batch_size, "seq_len": settings.seq_len,
-            "threads": settings.threads, "device": next(model.parameters()).device.type}
+    return {
+        "seconds": seconds,
+        "batch_size": settings.batch_size,
+        "seq_len": settings.seq_len,
+        "threads": settings.threads,
+        "device": next(model.parameters()).device.type,
+    }
 
 
-def export_pick(setup: EvaluationSetup, tester: Evaluator, row: pd.Series, output: str | Path, *, name: str,
-                provenance: dict, overwrite: bool = False, model: PreTrainedModel | None = None) -> ExportedPick:
+def export_pick(
+    setup: EvaluationSetup,
+    tester: Evaluator,
+    row: pd.Series,
+    output: str | Path,
+    *,
+    name: str,
+    provenance: dict,
+    overwrite: bool = False,
+    model: PreTrainedModel | None = None,
+) -> ExportedPick:
     """Test `row`'s sub-network (metrics, batch-1 latency, the trivial predictor to beat) and export it with its
     labels and model card.
 
@@ -85,18 +116,40 @@ def export_pick(setup: EvaluationSetup, tester: Evaluator, row: pd.Series, outpu
     space = setup.evaluator.search_space
     task = setup.data.task
     if model is not None:
-        tester = Evaluator(model, tester.adapter, space, tester.task, tester.data, batch_size=tester.batch_size, flops_seq_len=tester.flops_seq_len)
+        tester = Evaluator(
+            model,
+            tester.adapter,
+            space,
+            tester.task,
+            tester.data,
+            batch_size=tester.batch_size,
+            flops_seq_len=tester.flops_seq_len,
+        )
     latency = tester.latency_settings(LatencySettings(batch_size=1))  # the run's --max-seq-length
     test = tester.evaluate(config, latency=latency)
     trivial = trivial_predictor(task, tester.data.labels.numpy())
     export = export_subnetwork(
-        model if model is not None else setup.loaded.model, setup.loaded.tokenizer, setup.loaded.adapter, space.to_subnetwork(config), output,
-        provenance={"task": task.name, "text_columns": list(task.text_columns), "search_space": space.name, "pick": name, **provenance,
-                    "config": config, "trial_id": int(row["trial_id"]), "data_source": setup.data.source,
-                    "validation_error": float(row["error"]),
-                    "validation_metrics": {key: float(row[key]) for key in test.metrics if key in row.index},
-                    "test_metrics": test.metrics, "latency": latency_record(test.latency_seconds, latency, tester.model),
-                    "no_better_than_trivial": trivial.not_beaten_by(test.metrics)},
-        label_names=task.label_names, overwrite=overwrite,
+        model if model is not None else setup.loaded.model,
+        setup.loaded.tokenizer,
+        setup.loaded.adapter,
+        space.to_subnetwork(config),
+        output,
+        provenance={
+            "task": task.name,
+            "text_columns": list(task.text_columns),
+            "search_space": space.name,
+            "pick": name,
+            **provenance,
+            "config": config,
+            "trial_id": int(row["trial_id"]),
+            "data_source": setup.data.source,
+            "validation_error": float(row["error"]),
+            "validation_metrics": {key: float(row[key]) for key in test.metrics if key in row.index},
+            "test_metrics": test.metrics,
+            "latency": latency_record(test.latency_seconds, latency, tester.model),
+            "no_better_than_trivial": trivial.not_beaten_by(test.metrics),
+        },
+        label_names=task.label_names,
+        overwrite=overwrite,
     )
     return ExportedPick(name, row, export, test, trivial)

@@ -30,7 +30,10 @@ REORDER_CHOICES = ("none", "importance")
 LAYER_CHOICES = ("top", "block_influence")
 SPLITS = ("validation", "test")
 TEXT_DIR_VARIABLE = "NAS_TUNE_TEXT_DIR"  # folder holding the named text corpora (like GLUE_DIR for GLUE)
-TEXT_DATASETS = ("text", "shakespeare")  # causal language modelling; nas_tune.data.text.CORPORA names the corpora's folders
+TEXT_DATASETS = (
+    "text",
+    "shakespeare",
+)  # causal language modelling; nas_tune.data.text.CORPORA names the corpora's folders
 # one_stage: the super-network is fine-tuned from the pre-trained model (the paper's recipe).
 # two_stage: a standard fine-tuning first (the model rfp prunes), then the super-network starts from it and
 # distils every sub-network from it as a fixed teacher (`nas-tune finetune --init-from --teacher`).
@@ -46,7 +49,9 @@ def is_text_dataset(name: str) -> bool:
 def canonical_strategy(name: str) -> str:
     name = STRATEGY_ALIASES.get(name, name)
     if name not in STRATEGY_NAMES:
-        raise UserError(f"unknown strategy '{name}'; choose one of: {', '.join(STRATEGY_NAMES)} (alias one_shot = sandwich_kd).")
+        raise UserError(
+            f"unknown strategy '{name}'; choose one of: {', '.join(STRATEGY_NAMES)} (alias one_shot = sandwich_kd)."
+        )
     return name
 
 
@@ -68,8 +73,14 @@ def fraction(text: str) -> float:
     return value
 
 
-def option(default: Any = dataclasses.MISSING, help: str = "", *, factory: Callable[[], Any] | Any = dataclasses.MISSING,
-           parse: Callable[[str], Any] | None = None, choices: Sequence[str] | None = None) -> Any:
+def option(
+    default: Any = dataclasses.MISSING,
+    help: str = "",
+    *,
+    factory: Callable[[], Any] | Any = dataclasses.MISSING,
+    parse: Callable[[str], Any] | None = None,
+    choices: Sequence[str] | None = None,
+) -> Any:
     """A dataclass field that also declares its command-line flag `--field-name` (read by `nas_tune.cli.flags`).
 
     `parse` turns the flag's text into a value (default: positive_int for ints, float, str; sequences are
@@ -85,7 +96,9 @@ def seed_option() -> Any:
 
 def searcher_name(text: str) -> str:
     if text not in SEARCHER_NAMES:
-        raise argparse.ArgumentTypeError(f"unknown searcher '{text}'; choose one of: {', '.join(sorted(SEARCHER_NAMES))}")
+        raise argparse.ArgumentTypeError(
+            f"unknown searcher '{text}'; choose one of: {', '.join(sorted(SEARCHER_NAMES))}"
+        )
     return text
 
 
@@ -106,28 +119,47 @@ class SamplingOptions:
 
 @dataclass
 class DataConfig:
-    dataset: str = option("rte", "GLUE task (rte, mrpc, cola, stsb, sst2, qnli, mnli, qqp, wnli), 'custom', or causal "
-                                 "language modelling: 'text' (your files) or 'shakespeare'")
-    data_dir: str | None = option(None, "folder in the classic GLUE layout (<TASK>/train.tsv, dev.tsv); default: $GLUE_DIR, "
-                                        f"then the Hugging Face hub (shakespeare: the folder holding shakespeare/; default ${TEXT_DIR_VARIABLE})")
-    train_file: str | None = option(None, "custom data: CSV/TSV/JSON/JSONL training file; --dataset text: a plain-text file")
-    validation_file: str | None = option(None, "custom data: held-out file used as the test split, like GLUE dev; --dataset text: "
-                                               "the validation text (default: a hold-out of the training paragraphs)")
+    dataset: str = option(
+        "rte",
+        "GLUE task (rte, mrpc, cola, stsb, sst2, qnli, mnli, qqp, wnli), 'custom', or causal "
+        "language modelling: 'text' (your files) or 'shakespeare'",
+    )
+    data_dir: str | None = option(
+        None,
+        "folder in the classic GLUE layout (<TASK>/train.tsv, dev.tsv); default: $GLUE_DIR, "
+        f"then the Hugging Face hub (shakespeare: the folder holding shakespeare/; default ${TEXT_DIR_VARIABLE})",
+    )
+    train_file: str | None = option(
+        None, "custom data: CSV/TSV/JSON/JSONL training file; --dataset text: a plain-text file"
+    )
+    validation_file: str | None = option(
+        None,
+        "custom data: held-out file used as the test split, like GLUE dev; --dataset text: "
+        "the validation text (default: a hold-out of the training paragraphs)",
+    )
     test_file: str | None = option(None, "--dataset text: the test text (default: the validation text)")
     text_columns: tuple[str, ...] = option((), "custom data: one or two comma-separated text columns")
     label_column: str = option("label", "custom data: label column")
     validation_fraction: float = option(0.3, "part of the training file held out for search", parse=fraction)
-    max_validation_samples: int = option(VALIDATION_CAP, "cap on the validation split every trial is scored on (default: "
-                                                         f"{VALIDATION_CAP}, or --max-train-samples when that is smaller)")
+    max_validation_samples: int = option(
+        VALIDATION_CAP,
+        "cap on the validation split every trial is scored on (default: "
+        f"{VALIDATION_CAP}, or --max-train-samples when that is smaller)",
+    )
     max_train_samples: int | None = option(None, "subsample the training split (quick runs)")
-    max_test_samples: int | None = option(None, "subsample the test split (default: all of it, or --max-train-samples when that is given)")
+    max_test_samples: int | None = option(
+        None, "subsample the test split (default: all of it, or --max-train-samples when that is given)"
+    )
     seed: int = seed_option()
 
 
 @dataclass
 class FinetuneConfig:
-    strategy: str = option("sandwich_kd", "how sub-networks are sampled while training; one_shot is an alias of sandwich_kd",
-                           choices=(*STRATEGY_NAMES, *STRATEGY_ALIASES))
+    strategy: str = option(
+        "sandwich_kd",
+        "how sub-networks are sampled while training; one_shot is an alias of sandwich_kd",
+        choices=(*STRATEGY_NAMES, *STRATEGY_ALIASES),
+    )
     search_space: str = option("small", "sub-network search space", choices=SEARCH_SPACE_NAMES)
     epochs: int = option(5, "passes over the training data")
     batch_size: int = option(32, "training batch size")
@@ -136,18 +168,30 @@ class FinetuneConfig:
     warmup_ratio: float = option(0.1, "part of the training steps over which the learning rate warms up linearly")
     max_grad_norm: float = option(1.0, "gradients are clipped to this norm")
     seed: int = seed_option()
-    num_random_subnets: int | None = option(None, "random sub-networks per step (default: 1 for random/kd, 2 for sandwich)", parse=int)
+    num_random_subnets: int | None = option(
+        None, "random sub-networks per step (default: 1 for random/kd, 2 for sandwich)", parse=int
+    )
     temperature: float = option(1.0, "in-place distillation temperature")
     label_weight: float = option(1.0, "weight of the loss on the labels")
     kd_weight: float = option(1.0, "weight of the distillation loss")
     eval_batch_size: int = option(EVAL_BATCH_SIZE, "evaluation batch size")
     save_steps: int = option(50, "save a resumable state every N steps (and at the end of every epoch)")
-    head_init: str = option("prior", "a fresh task head starts at the label prior (mean label for regression, log class "
-                                     "frequencies) or at zero as transformers creates it", choices=HEAD_INIT_CHOICES)
-    sampling: str = option("uniform", "random sub-networks: uniform over the search space, or stratified so every size bin "
-                                      "gets the same share of steps", choices=SAMPLING_CHOICES)
+    head_init: str = option(
+        "prior",
+        "a fresh task head starts at the label prior (mean label for regression, log class "
+        "frequencies) or at zero as transformers creates it",
+        choices=HEAD_INIT_CHOICES,
+    )
+    sampling: str = option(
+        "uniform",
+        "random sub-networks: uniform over the search space, or stratified so every size bin "
+        "gets the same share of steps",
+        choices=SAMPLING_CHOICES,
+    )
     min_params: float = option(0.0, "random sub-networks keep at least this fraction of the layer parameters")
-    max_steps: int | None = option(None, "stop after N steps; the learning-rate schedule ends there (default: all epochs)")
+    max_steps: int | None = option(
+        None, "stop after N steps; the learning-rate schedule ends there (default: all epochs)"
+    )
 
     def __post_init__(self):
         self.strategy = canonical_strategy(self.strategy)
@@ -209,31 +253,49 @@ class LatencySettings:
     def resolved(self, seq_len: int) -> LatencySettings:
         import torch
 
-        return dataclasses.replace(self, seq_len=self.seq_len or seq_len, threads=self.threads or torch.get_num_threads())
+        return dataclasses.replace(
+            self, seq_len=self.seq_len or seq_len, threads=self.threads or torch.get_num_threads()
+        )
 
 
 def check_budgets(budgets: tuple[float, ...]) -> tuple[float, ...]:
     if not budgets:
-        raise UserError("no budgets were given; pass fractions of the layer parameters to keep, e.g. --budgets 0.25,0.5,0.75.")
+        raise UserError(
+            "no budgets were given; pass fractions of the layer parameters to keep, e.g. --budgets 0.25,0.5,0.75."
+        )
     for budget in budgets:
         if not 0 < budget < 1:
-            raise UserError(f"budget {budget} is outside (0, 1): a budget is the fraction of the layer parameters to keep, e.g. 0.5.")
+            raise UserError(
+                f"budget {budget} is outside (0, 1): a budget is the fraction of the layer parameters to keep, e.g. 0.5."
+            )
     return tuple(sorted(set(budgets)))
 
 
 @dataclass
 class BaselineSettings:
-    budgets: tuple[float, ...] = option(DEFAULT_BUDGETS, "fractions of the layer parameters to keep, one pruned model each, "
-                                                         "comma-separated, each in (0, 1)")
-    num_samples: int = option(2048, "importance/rfp: training examples for the mask gradients (at least 128; Kwon et al. use 2048); "
-                                    "layer_drop block_influence: examples for the hidden-state similarities")
+    budgets: tuple[float, ...] = option(
+        DEFAULT_BUDGETS,
+        "fractions of the layer parameters to keep, one pruned model each, comma-separated, each in (0, 1)",
+    )
+    num_samples: int = option(
+        2048,
+        "importance/rfp: training examples for the mask gradients (at least 128; Kwon et al. use 2048); "
+        "layer_drop block_influence: examples for the hidden-state similarities",
+    )
     tune_samples: int = option(256, "rfp: training examples for the least-squares mask tuning")
-    epochs: int | None = option(None, "fine-tuning epochs: layer_drop (default: 3 for --layer-choice top, 0 = no retraining for "
-                                      "block_influence) and standard_nas per trial (default: 1)", parse=int)
-    layer_choice: str = option("top", "layer_drop: which layers to drop. top: the top layers, then fine-tune what is kept "
-                                      "(Sajjad et al.); block_influence: the layers whose output hidden states are most like "
-                                      "their input (mean cosine on --num-samples training examples), no retraining (ShortGPT)",
-                               choices=LAYER_CHOICES)
+    epochs: int | None = option(
+        None,
+        "fine-tuning epochs: layer_drop (default: 3 for --layer-choice top, 0 = no retraining for "
+        "block_influence) and standard_nas per trial (default: 1)",
+        parse=int,
+    )
+    layer_choice: str = option(
+        "top",
+        "layer_drop: which layers to drop. top: the top layers, then fine-tune what is kept "
+        "(Sajjad et al.); block_influence: the layers whose output hidden states are most like "
+        "their input (mean cosine on --num-samples training examples), no retraining (ShortGPT)",
+        choices=LAYER_CHOICES,
+    )
     batch_size: int = option(32, "fine-tuning batch size")
     lr: float = option(5e-5, "fine-tuning learning rate")
     seed: int = seed_option()
@@ -254,7 +316,9 @@ class BaselineSettings:
 
 @dataclass
 class PipelineConfig:
-    model: str | None = option(DEFAULT_MODEL, f"Hugging Face model folder or hub name (default: the bundled {DEFAULT_MODEL})")
+    model: str | None = option(
+        DEFAULT_MODEL, f"Hugging Face model folder or hub name (default: the bundled {DEFAULT_MODEL})"
+    )
     trust_remote_code: bool = option(False, "allow model code from the model folder")
     data: DataConfig = field(default_factory=DataConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
@@ -262,18 +326,33 @@ class PipelineConfig:
     latency: LatencySettings = field(default_factory=LatencySettings)  # the search's latency objective
     max_seq_length: int = option(128, "tokens per example; language modelling: the block length")
     eval_batch_size: int = EVAL_BATCH_SIZE
-    reorder: str = option("none", "'importance': sort each layer's heads/neurons best-first before training, so 'keep the "
-                                  "first k' keeps the best k", choices=REORDER_CHOICES)
-    repair: bool = option(False, "before testing and exporting each pick, fit its kept heads/neurons' output scales to the "
-                                 "full super-network's layer outputs (least squares on 256 training examples, no retraining; "
-                                 "it lowered the test metric of super-network picks in benchmarks/paper_comparison.py)")
-    recipe: str = option("one_stage", "one_stage: the super-network is fine-tuned from the pre-trained model; two_stage: a "
-                                      "standard fine-tuning first (--epochs, strategy standard, in <output>/standard), then the "
-                                      "super-network starts from it and every sub-network is distilled from it (--strategy must "
-                                      "distil: kd or sandwich_kd); the cost of both stages is counted", choices=RECIPES)
-    second_stage_steps: int | None = option(None, "two_stage: super-network steps after the standard fine-tuning (default: one epoch)")
-    picks: dict[str, str] = field(default_factory=lambda: {
-        "within_1pct": "smallest sub-network within 1 % of the full model's validation metric",
-        "within_5pct": "smallest sub-network within 5 % of the full model's validation metric",
-        "half_size": "best sub-network with at most 50 % of the layer parameters",
-    })
+    reorder: str = option(
+        "none",
+        "'importance': sort each layer's heads/neurons best-first before training, so 'keep the "
+        "first k' keeps the best k",
+        choices=REORDER_CHOICES,
+    )
+    repair: bool = option(
+        False,
+        "before testing and exporting each pick, fit its kept heads/neurons' output scales to the "
+        "full super-network's layer outputs (least squares on 256 training examples, no retraining; "
+        "it lowered the test metric of super-network picks in benchmarks/paper_comparison.py)",
+    )
+    recipe: str = option(
+        "one_stage",
+        "one_stage: the super-network is fine-tuned from the pre-trained model; two_stage: a "
+        "standard fine-tuning first (--epochs, strategy standard, in <output>/standard), then the "
+        "super-network starts from it and every sub-network is distilled from it (--strategy must "
+        "distil: kd or sandwich_kd); the cost of both stages is counted",
+        choices=RECIPES,
+    )
+    second_stage_steps: int | None = option(
+        None, "two_stage: super-network steps after the standard fine-tuning (default: one epoch)"
+    )
+    picks: dict[str, str] = field(
+        default_factory=lambda: {
+            "within_1pct": "smallest sub-network within 1 % of the full model's validation metric",
+            "within_5pct": "smallest sub-network within 5 % of the full model's validation metric",
+            "half_size": "best sub-network with at most 50 % of the layer parameters",
+        }
+    )

@@ -38,8 +38,15 @@ def pytest_collection_finish(session):
 
 def tiny_config(model_type: str, num_labels: int = 2, attn_implementation: str = "sdpa"):
     common = dict(
-        vocab_size=30522, hidden_size=32, num_hidden_layers=3, num_attention_heads=4, intermediate_size=37,
-        max_position_embeddings=80, num_labels=num_labels, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+        vocab_size=30522,
+        hidden_size=32,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        intermediate_size=37,
+        max_position_embeddings=80,
+        num_labels=num_labels,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
     )
     if num_labels == 1:
         common["problem_type"] = "regression"
@@ -51,22 +58,56 @@ def tiny_config(model_type: str, num_labels: int = 2, attn_implementation: str =
 # Tiny decoders (offline, random): query / key-value heads and head size chosen to cover GQA with groups of
 # 2 and 3, multi-query attention and plain multi-head attention, and a head size that is not hidden / heads.
 DECODER_VOCAB = 96
-LLAMA_SIZES = dict(vocab_size=DECODER_VOCAB, hidden_size=32, num_hidden_layers=3, intermediate_size=37, max_position_embeddings=80)
+LLAMA_SIZES = dict(
+    vocab_size=DECODER_VOCAB, hidden_size=32, num_hidden_layers=3, intermediate_size=37, max_position_embeddings=80
+)
 DECODERS = {  # family: (transformers class prefix, causal LM class, config)
     "llama": ("Llama", "LlamaForCausalLM", dict(LLAMA_SIZES, num_attention_heads=4, num_key_value_heads=2, head_dim=8)),
-    "mistral": ("Mistral", "MistralForCausalLM", dict(LLAMA_SIZES, num_attention_heads=4, num_key_value_heads=4, head_dim=8)),
+    "mistral": (
+        "Mistral",
+        "MistralForCausalLM",
+        dict(LLAMA_SIZES, num_attention_heads=4, num_key_value_heads=4, head_dim=8),
+    ),
     "qwen2": ("Qwen2", "Qwen2ForCausalLM", dict(LLAMA_SIZES, num_attention_heads=6, num_key_value_heads=2, head_dim=8)),
-    "qwen3": ("Qwen3", "Qwen3ForCausalLM", dict(LLAMA_SIZES, num_attention_heads=4, num_key_value_heads=1, head_dim=16)),
-    "gpt2": ("GPT2", "GPT2LMHeadModel", dict(vocab_size=DECODER_VOCAB, n_embd=32, n_layer=3, n_head=4, n_inner=37, n_positions=80,
-                                             resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=1, eos_token_id=2)),
+    "qwen3": (
+        "Qwen3",
+        "Qwen3ForCausalLM",
+        dict(LLAMA_SIZES, num_attention_heads=4, num_key_value_heads=1, head_dim=16),
+    ),
+    "gpt2": (
+        "GPT2",
+        "GPT2LMHeadModel",
+        dict(
+            vocab_size=DECODER_VOCAB,
+            n_embd=32,
+            n_layer=3,
+            n_head=4,
+            n_inner=37,
+            n_positions=80,
+            resid_pdrop=0.0,
+            embd_pdrop=0.0,
+            attn_pdrop=0.0,
+            bos_token_id=1,
+            eos_token_id=2,
+        ),
+    ),
 }
 
 
-def tiny_decoder(family: str, *, classifier: bool = False, num_labels: int = 2, seed: int = 0, attn_implementation: str = "sdpa",
-                 **config_overrides):
+def tiny_decoder(
+    family: str,
+    *,
+    classifier: bool = False,
+    num_labels: int = 2,
+    seed: int = 0,
+    attn_implementation: str = "sdpa",
+    **config_overrides,
+):
     """A random 3-layer decoder causal LM (or sequence classifier, padded with token 0)."""
     prefix, causal_lm, sizes = DECODERS[family]
-    config = getattr(transformers, f"{prefix}Config")(num_labels=num_labels, pad_token_id=0, **{**sizes, **config_overrides})
+    config = getattr(transformers, f"{prefix}Config")(
+        num_labels=num_labels, pad_token_id=0, **{**sizes, **config_overrides}
+    )
     config._attn_implementation = attn_implementation
     torch.manual_seed(seed)
     return getattr(transformers, f"{prefix}ForSequenceClassification" if classifier else causal_lm)(config).eval()
@@ -76,7 +117,9 @@ def tiny_model(model_type: str = "bert", num_labels: int = 2, seed: int = 0, att
     """A tiny random model of a family; "<decoder>-cls" is a decoder's sequence classifier."""
     family, _, task = model_type.partition("-")
     if family in DECODERS:
-        return tiny_decoder(family, classifier=task == "cls", num_labels=num_labels, seed=seed, attn_implementation=attn_implementation)
+        return tiny_decoder(
+            family, classifier=task == "cls", num_labels=num_labels, seed=seed, attn_implementation=attn_implementation
+        )
     torch.manual_seed(seed)
     cls = BertForSequenceClassification if model_type == "bert" else RobertaForSequenceClassification
     return cls(tiny_config(model_type, num_labels, attn_implementation)).eval()
@@ -108,6 +151,15 @@ def glue_dir():
 def supernet(tmp_path_factory, tiny_model_dir, glue_dir):
     """A tiny BERT fine-tuned as a super-network on 32 RTE examples (seconds, offline)."""
     output = tmp_path_factory.mktemp("supernet") / "ckpt"
-    data = DataConfig("rte", data_dir=str(glue_dir), max_train_samples=32, max_validation_samples=48, max_test_samples=32)
-    finetune_supernet(str(tiny_model_dir), data, FinetuneConfig(epochs=1, batch_size=16, lr=1e-3), output, max_seq_length=48, show_progress=False)
+    data = DataConfig(
+        "rte", data_dir=str(glue_dir), max_train_samples=32, max_validation_samples=48, max_test_samples=32
+    )
+    finetune_supernet(
+        str(tiny_model_dir),
+        data,
+        FinetuneConfig(epochs=1, batch_size=16, lr=1e-3),
+        output,
+        max_seq_length=48,
+        show_progress=False,
+    )
     return output

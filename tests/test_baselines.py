@@ -49,7 +49,9 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def data_options(glue_dir):
-    return DataConfig("rte", data_dir=str(glue_dir), max_train_samples=128, max_validation_samples=48, max_test_samples=32)
+    return DataConfig(
+        "rte", data_dir=str(glue_dir), max_train_samples=128, max_validation_samples=48, max_test_samples=32
+    )
 
 
 @pytest.fixture(scope="module")
@@ -61,10 +63,21 @@ def inputs(tiny_model_dir, data_options) -> BaselineInputs:
 def search_run(tmp_path_factory, tiny_model_dir, data_options, glue_dir):
     """A tiny super-network and a short search on it."""
     root = tmp_path_factory.mktemp("nas")
-    finetune_supernet(str(tiny_model_dir), data_options, FinetuneConfig(epochs=1, batch_size=16, lr=1e-3), root / "ckpt",
-                      max_seq_length=48, show_progress=False)
-    search_checkpoint(root / "ckpt", root / "run", SearchSettings(searcher="random", num_trials=6), data_dir=str(glue_dir),
-                      show_progress=False)
+    finetune_supernet(
+        str(tiny_model_dir),
+        data_options,
+        FinetuneConfig(epochs=1, batch_size=16, lr=1e-3),
+        root / "ckpt",
+        max_seq_length=48,
+        show_progress=False,
+    )
+    search_checkpoint(
+        root / "ckpt",
+        root / "run",
+        SearchSettings(searcher="random", num_trials=6),
+        data_dir=str(glue_dir),
+        show_progress=False,
+    )
     return root
 
 
@@ -86,7 +99,11 @@ def block_errors(student, teacher, subnet: SubNetwork, data: TokenizedSplit) -> 
         for i in subnet.layers:
             layer = ADAPTER.layers(model)[i]
             for block, norm in (("attention", layer.attention.output.LayerNorm), ("ffn", layer.output.LayerNorm)):
-                handles.append(norm.register_forward_pre_hook(lambda m, args, key=(tag, i, block): current.__setitem__(key, args[0])))
+                handles.append(
+                    norm.register_forward_pre_hook(
+                        lambda m, args, key=(tag, i, block): current.__setitem__(key, args[0])
+                    )
+                )
         return handles
 
     handles = watch(student, "s") + watch(teacher, "t")
@@ -124,7 +141,15 @@ def test_grid_baselines_stay_within_budget_and_write_reportable_rows(name, input
         assert sorted(configs["config_budget"]) == [0.4, 0.7]
         assert (frame["params"] <= frame["config_budget"]).all()
         assert (frame["params"] > frame["config_budget"] - 0.1).all()  # the budget is used, not wasted
-    for column in ("error", "test_error", "test_accuracy", "latency", "latency_seconds", "total_fraction", "prune_seconds"):
+    for column in (
+        "error",
+        "test_error",
+        "test_accuracy",
+        "latency",
+        "latency_seconds",
+        "total_fraction",
+        "prune_seconds",
+    ):
         assert frame[column].notna().all(), column
     metadata = store.read_metadata()
     assert metadata["searcher"] == name and metadata["objectives"] == ["error", "params"] and metadata["task"] == "rte"
@@ -135,7 +160,9 @@ def test_grid_baselines_stay_within_budget_and_write_reportable_rows(name, input
 
 def test_standard_nas_fine_tunes_every_trial_through_a_real_searcher(inputs, tmp_path, monkeypatch):
     monkeypatch.setattr("nas_tune.search.executors.os.cpu_count", lambda: 1)  # the executor would pick 2 threads
-    settings = BaselineSettings(epochs=1, batch_size=16, lr=1e-3, search=SearchSettings(searcher="random", num_trials=3))
+    settings = BaselineSettings(
+        epochs=1, batch_size=16, lr=1e-3, search=SearchSettings(searcher="random", num_trials=3)
+    )
     store = run_baseline(BASELINES["standard_nas"](inputs, settings), tmp_path / "run", show_progress=False)
     frame = store.to_frame()
     assert len(frame) == 3 and (frame["status"] == "completed").all()
@@ -143,7 +170,9 @@ def test_standard_nas_fine_tunes_every_trial_through_a_real_searcher(inputs, tmp
     assert (frame["finetune_seconds"] > 0).all()
     assert store.read_metadata()["inner_searcher"] == "random"
     assert len(report_run(tmp_path / "run").front) >= 1
-    again = run_baseline(BASELINES["standard_nas"](inputs, settings), tmp_path / "run", resume=True, show_progress=False)
+    again = run_baseline(
+        BASELINES["standard_nas"](inputs, settings), tmp_path / "run", resume=True, show_progress=False
+    )
     assert len(again.records()) == 3  # nothing left to do
 
 
@@ -165,8 +194,10 @@ def test_rfp_mask_tuning_lowers_the_reconstruction_error_it_minimises():
     assert np.isclose(before[0], tuning.fits[0].before, rtol=1e-4)
     assert sum(after) < 0.9 * sum(before)
     # only the kept heads' / neurons' output columns change; the teacher is untouched
-    assert torch.equal(teacher.bert.encoder.layer[0].attention.output.dense.weight,
-                       tiny_model("bert").bert.encoder.layer[0].attention.output.dense.weight)
+    assert torch.equal(
+        teacher.bert.encoder.layer[0].attention.output.dense.weight,
+        tiny_model("bert").bert.encoder.layer[0].attention.output.dense.weight,
+    )
     dense = tuning.model.bert.encoder.layer[0].attention.output.dense.weight
     assert torch.equal(dense[:, 8:16], teacher.bert.encoder.layer[0].attention.output.dense.weight[:, 8:16])
     assert count_parameters(teacher, ADAPTER, subnet).layer_fraction < 0.6 and shape.num_heads == 4
@@ -175,8 +206,12 @@ def test_rfp_mask_tuning_lowers_the_reconstruction_error_it_minimises():
 def decoder_split(n: int = 40, length: int = 12, seed: int = 0) -> TokenizedSplit:
     """Random tokens of the tiny decoders' vocabulary, right-padded with their pad id 0."""
     split = toy_split(n, length, seed)
-    return TokenizedSplit(split.input_ids % (DECODER_VOCAB - 3) + 3 * split.attention_mask, split.attention_mask,
-                          split.token_type_ids, split.labels)
+    return TokenizedSplit(
+        split.input_ids % (DECODER_VOCAB - 3) + 3 * split.attention_mask,
+        split.attention_mask,
+        split.token_type_ids,
+        split.labels,
+    )
 
 
 def layer_output_errors(student, teacher, adapter, subnet: SubNetwork, data: TokenizedSplit) -> list[float]:
@@ -184,8 +219,12 @@ def layer_output_errors(student, teacher, adapter, subnet: SubNetwork, data: Tok
     outputs, sums, counts = {}, {}, {}
 
     def watch(model, tag):
-        return [layer.register_forward_hook(lambda m, args, out, key=(tag, i): outputs.__setitem__(key, out[0] if isinstance(out, tuple) else out))
-                for i, layer in enumerate(adapter.layers(model))]
+        return [
+            layer.register_forward_hook(
+                lambda m, args, out, key=(tag, i): outputs.__setitem__(key, out[0] if isinstance(out, tuple) else out)
+            )
+            for i, layer in enumerate(adapter.layers(model))
+        ]
 
     handles = watch(student, "s") + watch(teacher, "t")
     try:
@@ -204,9 +243,13 @@ def layer_output_errors(student, teacher, adapter, subnet: SubNetwork, data: Tok
     return [sums[i] / counts[i] for i in subnet.layers]
 
 
-@pytest.mark.parametrize(("family", "classifier"), [("llama", False), ("qwen2", False), ("qwen3", False), ("gpt2", False), ("llama", True)])
+@pytest.mark.parametrize(
+    ("family", "classifier"), [("llama", False), ("qwen2", False), ("qwen3", False), ("gpt2", False), ("llama", True)]
+)
 def test_mask_tuning_refits_decoder_blocks_to_the_full_models_residual_stream(family, classifier):
-    teacher = tiny_decoder(family, classifier=classifier, initializer_range=0.2)  # blocks that matter beside the residual
+    teacher = tiny_decoder(
+        family, classifier=classifier, initializer_range=0.2
+    )  # blocks that matter beside the residual
     adapter = adapter_for(teacher.config.model_type)
     shape = adapter.shape(teacher)
     reference = copy.deepcopy(teacher)
@@ -221,7 +264,9 @@ def test_mask_tuning_refits_decoder_blocks_to_the_full_models_residual_stream(fa
     assert np.allclose(after, [f.after for f in tuning.fits if f.block == "ffn"], rtol=1e-4)
     before = layer_output_errors(copy.deepcopy(teacher), teacher, adapter, subnet, data)
     assert all(a < b for a, b in zip(after, before))
-    assert all(torch.equal(p, q) for p, q in zip(teacher.parameters(), reference.parameters()))  # the teacher is untouched
+    assert all(
+        torch.equal(p, q) for p, q in zip(teacher.parameters(), reference.parameters())
+    )  # the teacher is untouched
 
 
 def test_mask_rearrangement_never_raises_the_block_fisher_loss():
@@ -237,14 +282,19 @@ def test_mask_rearrangement_never_raises_the_block_fisher_loss():
 # --- repair, reorder, importance -----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("subnet", [
-    SubNetwork.first_k(ADAPTER.shape(tiny_model()), 2, [1] * 3, [5] * 3),  # small space: first layers, heads, units
-    SubNetwork.from_layers((0, 2), [tuple(range(4))] * 3, [tuple(range(37))] * 3),  # a middle layer dropped
-])
+@pytest.mark.parametrize(
+    "subnet",
+    [
+        SubNetwork.first_k(ADAPTER.shape(tiny_model()), 2, [1] * 3, [5] * 3),  # small space: first layers, heads, units
+        SubNetwork.from_layers((0, 2), [tuple(range(4))] * 3, [tuple(range(37))] * 3),  # a middle layer dropped
+    ],
+)
 def test_repair_never_increases_the_reconstruction_error(subnet):
     teacher = tiny_model("bert")
     train = toy_split(160, seed=1)
-    repaired = repair_subnetwork(LoadedModel(teacher, None, ADAPTER, "tiny"), subnet, train, num_samples=128, batch_size=32)
+    repaired = repair_subnetwork(
+        LoadedModel(teacher, None, ADAPTER, "tiny"), subnet, train, num_samples=128, batch_size=32
+    )
     assert repaired.fits and all(f.after <= f.before for f in repaired.fits)
     held_out = toy_split(40, seed=2)
     before = block_errors(copy.deepcopy(teacher), teacher, subnet, held_out)
@@ -255,8 +305,9 @@ def test_repair_never_increases_the_reconstruction_error(subnet):
 def test_repair_of_the_full_network_keeps_its_function():
     teacher = tiny_model("bert")
     subnet = SubNetwork.full(ADAPTER.shape(teacher))  # nothing pruned: nothing to repair
-    repaired = repair_subnetwork(LoadedModel(teacher, None, ADAPTER, "tiny"), subnet, toy_split(160, seed=1),
-                                 num_samples=128, batch_size=32)
+    repaired = repair_subnetwork(
+        LoadedModel(teacher, None, ADAPTER, "tiny"), subnet, toy_split(160, seed=1), num_samples=128, batch_size=32
+    )
     assert repaired.fits and all(f.after <= f.before for f in repaired.fits)
     batch = next(toy_split(40, seed=2).batches(40))
     batch.pop("labels")
@@ -286,7 +337,9 @@ def test_reorder_keeps_the_network_function_and_puts_important_units_first(famil
 
 def test_reordering_by_scores_moves_whole_key_value_groups_best_first():
     shape = ModelShape(num_layers=1, num_heads=4, head_dim=8, hidden_size=32, ffn_size=3, num_kv_heads=2)
-    reordering = Reordering.by_scores(Scores(torch.tensor([[0.1, 0.5, 0.4, 0.3]]), torch.tensor([[1.0, 3.0, 2.0]])), shape)
+    reordering = Reordering.by_scores(
+        Scores(torch.tensor([[0.1, 0.5, 0.4, 0.3]]), torch.tensor([[1.0, 3.0, 2.0]])), shape
+    )
     assert reordering.heads == ((2, 3, 1, 0),)  # group 1 (0.7) before group 0 (0.6), each group's best head first
     assert reordering.units == ((1, 2, 0),)
 
@@ -305,14 +358,18 @@ def test_importance_ranks_a_zeroed_head_and_neuron_lowest():
     shape = ADAPTER.shape(model)
     full = 3 * ADAPTER.layer_parameter_count(shape, 4, 37)
     budget = (full - ADAPTER.layer_parameter_count(shape, 1, 0) + ADAPTER.layer_parameter_count(shape, 0, 0)) / full
-    subnet = search_mask(Scores(scores.heads, scores.units + 1e9), shape, ADAPTER, budget)  # neurons far too valuable to drop
+    subnet = search_mask(
+        Scores(scores.heads, scores.units + 1e9), shape, ADAPTER, budget
+    )  # neurons far too valuable to drop
     assert subnet.heads[1] == (0, 1, 3) and all(len(h) == 4 for i, h in enumerate(subnet.heads) if i != 1)
 
 
 def test_a_search_front_scores_as_in_the_search_and_repair_keeps_its_promise(search_run, glue_dir):
     searched = {config_key(r.config): r.metrics["error"] for r in ResultsStore(search_run / "run").records()}
     front = score_front(search_run / "run", search_run / "front", data_dir=str(glue_dir), show_progress=False).records()
-    repaired = score_front(search_run / "run", search_run / "repair", repair=True, data_dir=str(glue_dir), show_progress=False)
+    repaired = score_front(
+        search_run / "run", search_run / "repair", repair=True, data_dir=str(glue_dir), show_progress=False
+    )
     assert len(front) == len(repaired.records()) >= 1
     for record in front:  # the same validation error as the search measured: the rows mean the same
         assert record.metrics["error"] == pytest.approx(searched[config_key(record.config)])
@@ -334,17 +391,32 @@ def run_cli(argv, capsys) -> tuple[int, str, str]:
     return code, captured.out, captured.err
 
 
-@pytest.mark.parametrize(("extra", "message"), [
-    (["bogus"], "unknown baseline 'bogus'; choose one of: layer_drop, importance, rfp, standard_nas"),
-    (["rfp", "--budgets", "0.5,1.5"], "budget 1.5 is outside (0, 1)"),
-    (["importance", "--budgets", "half"], "--budgets must be comma-separated fractions"),
-    (["rfp", "--max-train-samples", "50"], "needs at least 128 training examples"),
-    (["rfp", "--num-samples", "64"], "needs at least 128 training examples"),
-    (["standard_nas", "--search-space", "large"], "use --search-space small or layer"),
-])
-def test_cli_rejects_bad_input_with_one_sentence_and_exit_code_2(extra, message, tiny_model_dir, glue_dir, tmp_path, capsys):
-    argv = ["baseline", *extra, "--model", str(tiny_model_dir), "--data-dir", str(glue_dir), "--max-seq-length", "48",
-            "--output", str(tmp_path / "out")]
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["bogus"], "unknown baseline 'bogus'; choose one of: layer_drop, importance, rfp, standard_nas"),
+        (["rfp", "--budgets", "0.5,1.5"], "budget 1.5 is outside (0, 1)"),
+        (["importance", "--budgets", "half"], "--budgets must be comma-separated fractions"),
+        (["rfp", "--max-train-samples", "50"], "needs at least 128 training examples"),
+        (["rfp", "--num-samples", "64"], "needs at least 128 training examples"),
+        (["standard_nas", "--search-space", "large"], "use --search-space small or layer"),
+    ],
+)
+def test_cli_rejects_bad_input_with_one_sentence_and_exit_code_2(
+    extra, message, tiny_model_dir, glue_dir, tmp_path, capsys
+):
+    argv = [
+        "baseline",
+        *extra,
+        "--model",
+        str(tiny_model_dir),
+        "--data-dir",
+        str(glue_dir),
+        "--max-seq-length",
+        "48",
+        "--output",
+        str(tmp_path / "out"),
+    ]
     code, _, err = run_cli(argv, capsys)
     assert code == 2
     assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
@@ -353,9 +425,17 @@ def test_cli_rejects_bad_input_with_one_sentence_and_exit_code_2(extra, message,
 
 def test_a_family_a_baseline_does_not_support_is_a_user_error(inputs):
     gpt2 = GPT2ForSequenceClassification(GPT2Config(n_layer=1, n_head=2, n_embd=8, vocab_size=100))
-    other = BaselineInputs(LoadedModel(gpt2, None, mock.Mock(spec=ModelAdapter), "gpt2"), inputs.task, inputs.train,
-                           inputs.validation, inputs.test)
-    for name in ("rfp", "standard_nas"):  # rfp inherits importance's class, not its families (importance takes every family)
+    other = BaselineInputs(
+        LoadedModel(gpt2, None, mock.Mock(spec=ModelAdapter), "gpt2"),
+        inputs.task,
+        inputs.train,
+        inputs.validation,
+        inputs.test,
+    )
+    for name in (
+        "rfp",
+        "standard_nas",
+    ):  # rfp inherits importance's class, not its families (importance takes every family)
         with pytest.raises(UserError, match=f"{name} supports bert, roberta models, not 'gpt2'"):
             BASELINES[name](other, BaselineSettings())
 
@@ -366,21 +446,49 @@ def test_a_family_without_residual_blocks_is_refused_by_rfp_and_repair(inputs):
             return ()
 
     loaded = LoadedModel(inputs.loaded.model, inputs.loaded.tokenizer, Opaque(), "tiny")
-    with pytest.raises(UserError, match="^rfp refits each layer's attention and FFN outputs, which the adapter of 'bert' models "
-                                        "does not describe; use importance or layer_drop.$"):
-        BASELINES["rfp"](BaselineInputs(loaded, inputs.task, inputs.train, inputs.validation, inputs.test), BaselineSettings())
+    with pytest.raises(
+        UserError,
+        match="^rfp refits each layer's attention and FFN outputs, which the adapter of 'bert' models "
+        "does not describe; use importance or layer_drop.$",
+    ):
+        BASELINES["rfp"](
+            BaselineInputs(loaded, inputs.task, inputs.train, inputs.validation, inputs.test), BaselineSettings()
+        )
     with pytest.raises(UserError, match="^--repair refits .* drop --repair.$"):
         repair_subnetwork(loaded, SubNetwork.full(ADAPTER.shape(loaded.model)), inputs.train)
 
 
 def test_cli_runs_a_baseline_resumes_it_and_exports_its_models(tiny_model_dir, glue_dir, tmp_path, capsys):
-    argv = ["baseline", "importance", "--model", str(tiny_model_dir), "--data-dir", str(glue_dir), "--max-train-samples", "128",
-            "--max-validation-samples", "48", "--max-test-samples", "32", "--max-seq-length", "48", "--budgets", "0.5",
-            "--export", "--output", str(tmp_path / "run")]
+    argv = [
+        "baseline",
+        "importance",
+        "--model",
+        str(tiny_model_dir),
+        "--data-dir",
+        str(glue_dir),
+        "--max-train-samples",
+        "128",
+        "--max-validation-samples",
+        "48",
+        "--max-test-samples",
+        "32",
+        "--max-seq-length",
+        "48",
+        "--budgets",
+        "0.5",
+        "--export",
+        "--output",
+        str(tmp_path / "run"),
+    ]
     code, out, _ = run_cli(argv, capsys)
     assert code == 0 and "importance: 1 pruned models" in out and "test_error" in out
-    assert json.loads((tmp_path / "run" / "models" / "budget-0.5" / "nas_tune_export.json").read_text())["baseline"] == "importance"
-    exported = AutoModelForSequenceClassification.from_pretrained(tmp_path / "run" / "models" / "budget-0.5", trust_remote_code=True)
+    assert (
+        json.loads((tmp_path / "run" / "models" / "budget-0.5" / "nas_tune_export.json").read_text())["baseline"]
+        == "importance"
+    )
+    exported = AutoModelForSequenceClassification.from_pretrained(
+        tmp_path / "run" / "models" / "budget-0.5", trust_remote_code=True
+    )
     assert exported.config.id2label == {0: "entailment", 1: "not_entailment"}  # GLUE's names, not LABEL_0 / LABEL_1
     assert exported.config.label2id == {"entailment": 0, "not_entailment": 1}
     code, _, _ = run_cli([*argv, "--resume"], capsys)
@@ -391,9 +499,21 @@ def test_pruning_a_pre_trained_model_or_another_split_is_refused(search_run, glu
     base = tmp_path / "base"
     BertModel(tiny_config("bert")).save_pretrained(base)
     tokenizer.save_pretrained(base)
-    common = ["--data-dir", str(glue_dir), "--max-train-samples", "128", "--max-validation-samples", "48", "--max-seq-length", "48",
-              "--output", str(tmp_path / "out")]
+    common = [
+        "--data-dir",
+        str(glue_dir),
+        "--max-train-samples",
+        "128",
+        "--max-validation-samples",
+        "48",
+        "--max-seq-length",
+        "48",
+        "--output",
+        str(tmp_path / "out"),
+    ]
     code, _, err = run_cli(["baseline", "rfp", "--model", str(base), *common], capsys)
     assert code == 2 and "rfp prunes a model fine-tuned on the task" in err
-    code, _, err = run_cli(["baseline", "importance", "--model", str(search_run / "ckpt"), "--seed", "1", *common], capsys)
+    code, _, err = run_cli(
+        ["baseline", "importance", "--model", str(search_run / "ckpt"), "--seed", "1", *common], capsys
+    )
     assert code == 2 and "was fine-tuned with seed=0 but this run uses 1" in err

@@ -27,7 +27,9 @@ def test_dense_reference_has_exactly_the_exports_parameters_and_runs():
         assert {n: p.shape for n, p in dense.named_parameters()} == {n: p.shape for n, p in exported.named_parameters()}
         assert all(p.is_contiguous() for p in dense.parameters())
         with torch.inference_mode():
-            logits = dense(input_ids=torch.randint(1000, 2000, (2, 9)), attention_mask=torch.ones(2, 9, dtype=torch.long)).logits
+            logits = dense(
+                input_ids=torch.randint(1000, 2000, (2, 9)), attention_mask=torch.ones(2, 9, dtype=torch.long)
+            ).logits
         assert logits.shape == (2, 2)
 
 
@@ -49,8 +51,14 @@ def test_exhaustive_table_replay_finds_the_same_front_as_a_live_search(tmp_path,
 
     checkpoint = tmp_path / "supernet"
     data = DataConfig("rte", data_dir=str(glue_dir), max_train_samples=32, max_validation_samples=32)
-    finetune_supernet(str(tiny_model_dir), data, FinetuneConfig(epochs=1, batch_size=16, lr=1e-3), checkpoint, max_seq_length=32,
-                      show_progress=False)
+    finetune_supernet(
+        str(tiny_model_dir),
+        data,
+        FinetuneConfig(epochs=1, batch_size=16, lr=1e-3),
+        checkpoint,
+        max_seq_length=32,
+        show_progress=False,
+    )
     setup = load_setup(checkpoint, str(glue_dir))
     shape = setup.evaluator.search_space.shape
     grid = UnitGrid(shape.num_layers, shape.num_heads, shape.ffn_size, levels=2)  # 3 x 4 x 2 = 24 configs
@@ -61,18 +69,23 @@ def test_exhaustive_table_replay_finds_the_same_front_as_a_live_search(tmp_path,
     live = run_search("local_search", grid, TrialFunction(setup.evaluator, OBJECTIVES), 12, 0, tmp_path / "live")
     replay = run_search("local_search", grid, TabulatedTrial(table), 12, 0, tmp_path / "replay")
     columns = ["trial_id", "config_num_layers", "config_num_heads", "config_num_units", *OBJECTIVES]
-    pd.testing.assert_frame_equal(live[columns].sort_values("trial_id").reset_index(drop=True),
-                                  replay[columns].sort_values("trial_id").reset_index(drop=True))
+    pd.testing.assert_frame_equal(
+        live[columns].sort_values("trial_id").reset_index(drop=True),
+        replay[columns].sort_values("trial_id").reset_index(drop=True),
+    )
     pd.testing.assert_frame_equal(front_of(live), front_of(replay))
 
 
-@pytest.mark.parametrize(("argv", "message"), [
-    (["--dataset", "rte"], "benchmarks causal language modelling, not 'rte'"),
-    (["--budgets", "0.5,2"], "budget 2.0 is outside (0, 1)"),
-    (["--budgets", "half"], "--budgets must be comma-separated fractions"),
-    (["--steps", "0"], "--steps must be positive"),
-    (["--resume", "--overwrite"], "pass one of them"),
-])
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--dataset", "rte"], "benchmarks causal language modelling, not 'rte'"),
+        (["--budgets", "0.5,2"], "budget 2.0 is outside (0, 1)"),
+        (["--budgets", "half"], "--budgets must be comma-separated fractions"),
+        (["--steps", "0"], "--steps must be positive"),
+        (["--resume", "--overwrite"], "pass one of them"),
+    ],
+)
 def test_decoder_pruning_refuses_bad_settings_in_one_sentence(argv, message, tmp_path, capsys):
     assert decoder_pruning.main([*argv, "--work", str(tmp_path / "work")]) == 2
     err = capsys.readouterr().err
@@ -82,8 +95,16 @@ def test_decoder_pruning_refuses_bad_settings_in_one_sentence(argv, message, tmp
 def test_decoder_pruning_resumes_only_a_run_with_the_same_settings(tmp_path, capsys):
     work = tmp_path / "work"
     work.mkdir()
-    (work / "state.json").write_text(json.dumps({"settings": decoder_pruning.identity(decoder_pruning.parse_args([])),
-                                                 "commands": [], "units": {}, "points": []}))
+    (work / "state.json").write_text(
+        json.dumps(
+            {
+                "settings": decoder_pruning.identity(decoder_pruning.parse_args([])),
+                "commands": [],
+                "units": {},
+                "points": [],
+            }
+        )
+    )
     assert decoder_pruning.main(["--work", str(work)]) == 2
     assert "already holds a decoder_pruning run; pass --resume" in capsys.readouterr().err
     assert decoder_pruning.main(["--work", str(work), "--resume", "--steps", "7"]) == 2

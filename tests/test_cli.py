@@ -22,8 +22,23 @@ def run(capsys, *argv):
 
 
 def test_evaluate_json_on_a_fine_tuned_folder(capsys, tiny_model_dir, glue_dir):
-    code, out, err = run(capsys, "evaluate", "--model", str(tiny_model_dir), "--dataset", "rte", "--data-dir", str(glue_dir),
-                         "--max-validation-samples", "40", "--max-seq-length", "32", "--config", '{"num_layers": 2, "num_heads": 2, "num_units": 10}', "--json")
+    code, out, err = run(
+        capsys,
+        "evaluate",
+        "--model",
+        str(tiny_model_dir),
+        "--dataset",
+        "rte",
+        "--data-dir",
+        str(glue_dir),
+        "--max-validation-samples",
+        "40",
+        "--max-seq-length",
+        "32",
+        "--config",
+        '{"num_layers": 2, "num_heads": 2, "num_units": 10}',
+        "--json",
+    )
     assert code == 0, err
     result = json.loads(out)
     assert result["num_examples"] == 40 and 0 <= result["metrics"]["error"] <= 1
@@ -33,16 +48,33 @@ def test_evaluate_json_on_a_fine_tuned_folder(capsys, tiny_model_dir, glue_dir):
 
 def test_evaluate_largest_minilm_matches_a_plain_forward_pass(capsys, glue_dir):
     """Integration: the bundled MiniLM on real RTE; nas-tune's number is the plain model's number."""
-    code, out, _ = run(capsys, "evaluate", "--dataset", "rte", "--data-dir", str(glue_dir), "--max-validation-samples", "64",
-                       "--max-seq-length", "64", "--config", "largest", "--json")
+    code, out, _ = run(
+        capsys,
+        "evaluate",
+        "--dataset",
+        "rte",
+        "--data-dir",
+        str(glue_dir),
+        "--max-validation-samples",
+        "64",
+        "--max-seq-length",
+        "64",
+        "--config",
+        "largest",
+        "--json",
+    )
     assert code == 0
     reported = json.loads(out)
     loaded = load_model(None, 2, seed=0)
     data = load_task_data(DataConfig("rte", data_dir=str(glue_dir), max_validation_samples=64))
     split = tokenize_split(data.validation, loaded.tokenizer, data.task, 64)
     with torch.inference_mode():
-        logits = loaded.model(input_ids=split.input_ids, attention_mask=split.attention_mask, token_type_ids=split.token_type_ids).logits
-    assert reported["metrics"]["accuracy"] == pytest.approx(score(data.task, logits.numpy(), split.labels.numpy())["accuracy"])
+        logits = loaded.model(
+            input_ids=split.input_ids, attention_mask=split.attention_mask, token_type_ids=split.token_type_ids
+        ).logits
+    assert reported["metrics"]["accuracy"] == pytest.approx(
+        score(data.task, logits.numpy(), split.labels.numpy())["accuracy"]
+    )
     assert reported["layer_params"] == 10_646_784 and reported["layer_fraction"] == 1.0
 
 
@@ -52,14 +84,27 @@ def test_evaluate_largest_minilm_matches_a_plain_forward_pass(capsys, glue_dir):
         (["evaluate", "--dataset", "rtx"], "Unknown dataset"),
         (["evaluate", "--dataset", "rte", "--data-dir", "/no/such/glue"], "does not exist"),
         (["evaluate", "--model", "./no-such-model", "--dataset", "rte"], "does not exist"),
-        (["evaluate", "--model", "MODEL", "--dataset", "rte", "--config", '{"num_layers": 9, "num_heads": 1, "num_units": 1}'], "outside"),
+        (
+            [
+                "evaluate",
+                "--model",
+                "MODEL",
+                "--dataset",
+                "rte",
+                "--config",
+                '{"num_layers": 9, "num_heads": 1, "num_units": 1}',
+            ],
+            "outside",
+        ),
         (["evaluate", "--model", "MODEL", "--dataset", "rte", "--config", '{"layer_0": 1}'], "does not fit"),
         (["evaluate", "--model", "MODEL", "--dataset", "stsb"], "labels"),
         (["export", "--model", "MODEL", "--config", "smallest", "--output", "NONEMPTY"], "already holds files"),
         (["evaluate", "--model", "CORRUPT", "--dataset", "rte"], "corrupted"),
     ],
 )
-def test_bad_input_is_one_sentence_and_exit_code_2(capsys, tmp_path, tiny_model_dir, glue_dir, monkeypatch, argv, message):
+def test_bad_input_is_one_sentence_and_exit_code_2(
+    capsys, tmp_path, tiny_model_dir, glue_dir, monkeypatch, argv, message
+):
     monkeypatch.setenv("GLUE_DIR", str(glue_dir))
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "keep.txt").write_text("precious")
@@ -67,7 +112,12 @@ def test_bad_input_is_one_sentence_and_exit_code_2(capsys, tmp_path, tiny_model_
     shutil.copytree(tiny_model_dir, corrupt)
     weights = (corrupt / "model.safetensors").read_bytes()
     (corrupt / "model.safetensors").write_bytes(weights[: len(weights) // 2])
-    argv = [a.replace("MODEL", str(tiny_model_dir)).replace("NONEMPTY", str(tmp_path / "full")).replace("CORRUPT", str(corrupt)) for a in argv]
+    argv = [
+        a.replace("MODEL", str(tiny_model_dir))
+        .replace("NONEMPTY", str(tmp_path / "full"))
+        .replace("CORRUPT", str(corrupt))
+        for a in argv
+    ]
     code, out, err = run(capsys, *argv)
     assert code == 2
     assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
@@ -75,8 +125,19 @@ def test_bad_input_is_one_sentence_and_exit_code_2(capsys, tmp_path, tiny_model_
 
 
 def test_export_writes_a_smaller_model(capsys, tmp_path, tiny_model_dir):
-    code, out, err = run(capsys, "export", "--model", str(tiny_model_dir), "--search-space", "layer",
-                         "--config", '{"layer_0": 1, "layer_1": 0, "layer_2": 1}', "--output", str(tmp_path / "small"), "--json")
+    code, out, err = run(
+        capsys,
+        "export",
+        "--model",
+        str(tiny_model_dir),
+        "--search-space",
+        "layer",
+        "--config",
+        '{"layer_0": 1, "layer_1": 0, "layer_2": 1}',
+        "--output",
+        str(tmp_path / "small"),
+        "--json",
+    )
     assert code == 0, err
     info = json.loads(out)
     assert not info["needs_trust_remote_code"] and info["layer_fraction"] == pytest.approx(2 / 3)
@@ -94,13 +155,44 @@ def test_finetune_takes_the_new_flags_and_saves_a_run_file_that_repeats_it(capsy
     from nas_tune.supernet import read_supernet_meta
 
     output = tmp_path / "ckpt"
-    argv = ["finetune", "--model", str(tiny_model_dir), "--dataset", "rte", "--data-dir", str(glue_dir), "--max-train-samples", "32",
-            "--max-validation-samples", "16", "--max-seq-length", "16", "--epochs", "1", "--batch-size", "16", "--lr", "1e-3",
-            "--weight-decay", "0", "--warmup-ratio", "0.5", "--label-weight", "0.5", "--max-grad-norm", "0.5"]
+    argv = [
+        "finetune",
+        "--model",
+        str(tiny_model_dir),
+        "--dataset",
+        "rte",
+        "--data-dir",
+        str(glue_dir),
+        "--max-train-samples",
+        "32",
+        "--max-validation-samples",
+        "16",
+        "--max-seq-length",
+        "16",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "16",
+        "--lr",
+        "1e-3",
+        "--weight-decay",
+        "0",
+        "--warmup-ratio",
+        "0.5",
+        "--label-weight",
+        "0.5",
+        "--max-grad-norm",
+        "0.5",
+    ]
     code, _, err = run(capsys, *argv, "--output", str(output))
     assert code == 0, err
     options = read_supernet_meta(output)["options"]
-    assert (options["weight_decay"], options["warmup_ratio"], options["label_weight"], options["max_grad_norm"]) == (0, 0.5, 0.5, 0.5)
+    assert (options["weight_decay"], options["warmup_ratio"], options["label_weight"], options["max_grad_norm"]) == (
+        0,
+        0.5,
+        0.5,
+        0.5,
+    )
     repeated = parse_args(["finetune", "--config", str(output / "run.yaml"), "--output", str(tmp_path / "again")])
     assert finetune_config(repeated) == finetune_config(parse_args([*argv, "--output", "x"]))
     assert (repeated.model, repeated.data_dir, repeated.max_seq_length) == (str(tiny_model_dir), str(glue_dir), 16)

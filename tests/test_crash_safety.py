@@ -136,18 +136,46 @@ sys.exit(main(sys.argv[1:]))
 
 def write_csv(path: Path, rows: int) -> Path:
     words = ["good", "bad", "fine", "awful", "great", "poor"]
-    lines = ["text,label"] + [f"{words[i % 6]} film number {i},{'pos' if i % 6 in (0, 2, 4) else 'neg'}" for i in range(rows)]
+    lines = ["text,label"] + [
+        f"{words[i % 6]} film number {i},{'pos' if i % 6 in (0, 2, 4) else 'neg'}" for i in range(rows)
+    ]
     path.write_text("\n".join(lines) + "\n")
     return path
 
 
 def finetune_argv(model: Path, data: Path, output: Path) -> list[str]:
-    return ["finetune", "--model", str(model), "--train-file", str(data), "--text-columns", "text", "--max-seq-length", "16",
-            "--batch-size", "4", "--epochs", "2", "--lr", "1e-3", "--save-steps", "1", "--seed", "3", "--output", str(output)]
+    return [
+        "finetune",
+        "--model",
+        str(model),
+        "--train-file",
+        str(data),
+        "--text-columns",
+        "text",
+        "--max-seq-length",
+        "16",
+        "--batch-size",
+        "4",
+        "--epochs",
+        "2",
+        "--lr",
+        "1e-3",
+        "--save-steps",
+        "1",
+        "--seed",
+        "3",
+        "--output",
+        str(output),
+    ]
 
 
 def subprocess_env(tmp_path: Path) -> dict[str, str]:
-    return {**os.environ, "OMP_NUM_THREADS": "1", "NAS_TUNE_CACHE": str(tmp_path / "cache"), "PYTHONPATH": str(Path(__file__).parents[1])}
+    return {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "NAS_TUNE_CACHE": str(tmp_path / "cache"),
+        "PYTHONPATH": str(Path(__file__).parents[1]),
+    }
 
 
 def run_killed(process: preforked.Process, kill_when: Callable[[], bool] | None = None) -> tuple[int, str]:
@@ -180,7 +208,11 @@ def test_finetune_killed_at_several_moments_resumes_to_the_same_weights(tmp_path
     uninterrupted = nas_tune(finetune_argv(tiny_model_dir, data, straight), env)  # runs alongside the killed ones
     resume = [*finetune_argv(tiny_model_dir, data, killed), "--resume"]
     log = killed / "train_log.csv"
-    moments = [("save:3", None), ("none:0", lambda: lines(log) > 9), ("replace:2", None)]  # mid-save, between saves, mid-replacement
+    moments = [
+        ("save:3", None),
+        ("none:0", lambda: lines(log) > 9),
+        ("replace:2", None),
+    ]  # mid-save, between saves, mid-replacement
     for number, (kill_at, kill_when) in enumerate(moments):
         code, err = run_killed(nas_tune(resume if number else resume[:-1], env, kill_at=kill_at), kill_when)
         assert code == -signal.SIGKILL, err
@@ -210,7 +242,9 @@ def toy_trial(config, fidelity):
 def toy_search(folder: Path, searcher: str, num_trials: int) -> list[TrialRecord]:
     store = ResultsStore(folder)
     settings = SearchSettings(searcher=searcher, num_trials=num_trials, workers=1)
-    start = make_searcher(searcher, TOY_SPACE, settings.objectives, seed=5, initial_configs=[{"layers": 6, "units": 64}])
+    start = make_searcher(
+        searcher, TOY_SPACE, settings.objectives, seed=5, initial_configs=[{"layers": 6, "units": 64}]
+    )
     with LocalExecutor(toy_trial, 1) as executor:
         SearchDriver(store, start, executor, settings, show_progress=False).run()
     return store.records()
@@ -219,19 +253,27 @@ def toy_search(folder: Path, searcher: str, num_trials: int) -> list[TrialRecord
 def same_trials(records: list[TrialRecord]) -> dict[int, tuple]:
     """What must not change when a search is killed and resumed: which config each trial ran, at what fidelity, with
     what result (timings aside)."""
-    return {r.trial_id: (r.config, r.fidelity, r.status, {k: v for k, v in r.metrics.items() if not k.endswith("_seconds")})
-            for r in records}
+    return {
+        r.trial_id: (r.config, r.fidelity, r.status, {k: v for k, v in r.metrics.items() if not k.endswith("_seconds")})
+        for r in records
+    }
 
 
 @pytest.mark.parametrize("searcher", ["random", "local_search", "morea", "nsga2", "moasha"])
-@pytest.mark.parametrize(("done", "stored"), [(3, 3), (6, 7)])  # trial `done` was running; (6, 7): its result was appended too
-def test_a_search_killed_while_a_trial_runs_resumes_to_the_trials_of_an_uninterrupted_run(tmp_path, searcher, done, stored):
+@pytest.mark.parametrize(
+    ("done", "stored"), [(3, 3), (6, 7)]
+)  # trial `done` was running; (6, 7): its result was appended too
+def test_a_search_killed_while_a_trial_runs_resumes_to_the_trials_of_an_uninterrupted_run(
+    tmp_path, searcher, done, stored
+):
     straight = toy_search(tmp_path / "straight", searcher, 10)
     killed = tmp_path / "killed"
     killed.mkdir()
     lines = (tmp_path / "straight" / "trials.jsonl").read_text().splitlines(keepends=True)
     (killed / "trials.jsonl").write_text("".join(lines[:stored]))
-    ResultsStore(killed).mark_started([StartedTrial(r.trial_id, r.config, r.fidelity) for r in straight[:done + 1]])  # as the driver journals them
+    ResultsStore(killed).mark_started(
+        [StartedTrial(r.trial_id, r.config, r.fidelity) for r in straight[: done + 1]]
+    )  # as the driver journals them
     resumed = toy_search(killed, searcher, 10)
     assert same_trials(resumed) == same_trials(straight)
     assert len(resumed) == 10  # the running trial ran once more, no other trial twice
@@ -256,12 +298,28 @@ def test_search_killed_at_random_moments_resumes_to_the_trials_of_an_uninterrupt
     straight, killed = tmp_path / "straight", tmp_path / "killed"
 
     def search(output: Path) -> list[str]:
-        return ["search", "--checkpoint", str(supernet), "--searcher", "local_search", "--num-trials", "12", "--seed", "2",
-                "--data-dir", str(glue_dir), "--output", str(output)]
+        return [
+            "search",
+            "--checkpoint",
+            str(supernet),
+            "--searcher",
+            "local_search",
+            "--num-trials",
+            "12",
+            "--seed",
+            "2",
+            "--data-dir",
+            str(glue_dir),
+            "--output",
+            str(output),
+        ]
 
     uninterrupted = nas_tune(search(straight), env)  # runs alongside the killed ones
     for number, trial in enumerate(kill_moments(13, 12)):  # killed while these trials run
-        code, err = run_killed(nas_tune(search(killed) + ["--resume"] * (number > 0), env), lambda trial=trial: trial_running(killed, trial))
+        code, err = run_killed(
+            nas_tune(search(killed) + ["--resume"] * (number > 0), env),
+            lambda trial=trial: trial_running(killed, trial),
+        )
         assert code == -signal.SIGKILL, err
     code, err = run_killed(nas_tune([*search(killed), "--resume"], env))
     assert code == 0, err
@@ -273,21 +331,55 @@ def test_search_killed_at_random_moments_resumes_to_the_trials_of_an_uninterrupt
 
 
 @pytest.mark.slow  # four launcher processes, the uninterrupted one alongside the others
-def test_pipeline_killed_in_fine_tuning_and_in_search_resumes_to_the_picks_of_an_uninterrupted_run(tmp_path, tiny_model_dir, glue_dir):
+def test_pipeline_killed_in_fine_tuning_and_in_search_resumes_to_the_picks_of_an_uninterrupted_run(
+    tmp_path, tiny_model_dir, glue_dir
+):
     import json
 
     env = subprocess_env(tmp_path)
 
     def local(output: Path, *extra: str) -> list[str]:
-        return [sys.executable, str(Path(__file__).parents[1] / "launchers" / "local.py"), "--model", str(tiny_model_dir),
-                "--dataset", "rte", "--data-dir", str(glue_dir), "--max-train-samples", "48", "--max-validation-samples", "24",
-                "--max-test-samples", "24", "--max-seq-length", "16", "--epochs", "1", "--batch-size", "8", "--save-steps", "1",
-                "--searcher", "local_search", "--num-trials", "8", "--seed", "4", "--output", str(output), *extra]
+        return [
+            sys.executable,
+            str(Path(__file__).parents[1] / "launchers" / "local.py"),
+            "--model",
+            str(tiny_model_dir),
+            "--dataset",
+            "rte",
+            "--data-dir",
+            str(glue_dir),
+            "--max-train-samples",
+            "48",
+            "--max-validation-samples",
+            "24",
+            "--max-test-samples",
+            "24",
+            "--max-seq-length",
+            "16",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "8",
+            "--save-steps",
+            "1",
+            "--searcher",
+            "local_search",
+            "--num-trials",
+            "8",
+            "--seed",
+            "4",
+            "--output",
+            str(output),
+            *extra,
+        ]
 
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     uninterrupted = preforked.Process(local(straight), env)  # runs alongside the killed ones
     trial = kill_moments(17, 8, count=1)[0]
-    moments = [lambda: lines(killed / "supernet" / "train_log.csv") > 1, lambda: trial_running(killed / "search", trial)]
+    moments = [
+        lambda: lines(killed / "supernet" / "train_log.csv") > 1,
+        lambda: trial_running(killed / "search", trial),
+    ]
     for number, kill_when in enumerate(moments):  # after one training step, then while a trial runs
         code, err = run_killed(preforked.Process(local(killed, *["--resume"] * (number > 0)), env), kill_when)
         assert code == -signal.SIGKILL, err
@@ -295,7 +387,9 @@ def test_pipeline_killed_in_fine_tuning_and_in_search_resumes_to_the_picks_of_an
     assert code == 0, err
     code, err = run_killed(uninterrupted)
     assert code == 0, err
-    assert same_trials(ResultsStore(killed / "search").records()) == same_trials(ResultsStore(straight / "search").records())
+    assert same_trials(ResultsStore(killed / "search").records()) == same_trials(
+        ResultsStore(straight / "search").records()
+    )
 
     def picks(run: Path) -> list[dict]:
         """The summary's picks, less where they lie and how long they took."""

@@ -138,10 +138,12 @@ def test_glue_dir_environment_variable_is_used(monkeypatch):
 
 
 def test_mnli_and_qqp_layouts(tmp_path):
-    mnli_header = "index\tpromptID\tpairID\tgenre\tsentence1_binary_parse\tsentence2_binary_parse\t" \
+    mnli_header = (
+        "index\tpromptID\tpairID\tgenre\tsentence1_binary_parse\tsentence2_binary_parse\t"
         "sentence1_parse\tsentence2_parse\tsentence1\tsentence2\tlabel1\tgold_label"
+    )
     mnli = [mnli_header] + [
-        f"{i}\t0\t0\tfiction\t(x)\t(y)\t(x)\t(y)\tPremise {i} says \"hi.\tHypothesis {i}\t{label}\t{label}"
+        f'{i}\t0\t0\tfiction\t(x)\t(y)\t(x)\t(y)\tPremise {i} says "hi.\tHypothesis {i}\t{label}\t{label}'
         for i, label in enumerate(["entailment", "neutral", "contradiction"] * 4)
     ]
     write_tsv(tmp_path / "MNLI" / "train.tsv", mnli)
@@ -169,8 +171,12 @@ def test_hugging_face_hub_is_the_fallback(monkeypatch):
     def fake_load_dataset(path, name):
         calls.append((path, name))
         split = lambda n: datasets.Dataset.from_dict(  # noqa: E731
-            {"sentence1": [f"a{i}" for i in range(n)], "sentence2": ["b"] * n, "label": [i % 2 for i in range(n)],
-             "idx": list(range(n))}
+            {
+                "sentence1": [f"a{i}" for i in range(n)],
+                "sentence2": ["b"] * n,
+                "label": [i % 2 for i in range(n)],
+                "idx": list(range(n)),
+            }
         )
         return datasets.DatasetDict(train=split(10), validation=split(4), test=split(3))
 
@@ -204,8 +210,15 @@ def test_task_specs():
     assert set(GLUE_TASKS) == {"rte", "mrpc", "cola", "stsb", "sst2", "qnli", "mnli", "qqp", "wnli"}
     metrics = {name: task.metric for name, task in GLUE_TASKS.items()}
     assert metrics == {
-        "rte": "accuracy", "mrpc": "f1", "cola": "matthews_correlation", "stsb": "spearman", "sst2": "accuracy",
-        "qnli": "accuracy", "mnli": "accuracy", "qqp": "f1", "wnli": "accuracy",
+        "rte": "accuracy",
+        "mrpc": "f1",
+        "cola": "matthews_correlation",
+        "stsb": "spearman",
+        "sst2": "accuracy",
+        "qnli": "accuracy",
+        "mnli": "accuracy",
+        "qqp": "f1",
+        "wnli": "accuracy",
     }
     assert GLUE_TASKS["stsb"].is_regression and GLUE_TASKS["stsb"].num_labels == 1
     assert GLUE_TASKS["mnli"].label_names == ("entailment", "neutral", "contradiction")
@@ -259,20 +272,30 @@ def test_train_and_test_subsampling():
 
 
 def test_custom_csv_classification_with_validation_file(tmp_path):
-    train = pd.DataFrame({
-        "premise": [f"p{i}, with a comma" for i in range(20)],
-        "hypothesis": [f'h{i} "quoted"' for i in range(20)],
-        "verdict": ["yes", "no", "maybe", "no"] * 5,
-    })
+    train = pd.DataFrame(
+        {
+            "premise": [f"p{i}, with a comma" for i in range(20)],
+            "hypothesis": [f'h{i} "quoted"' for i in range(20)],
+            "verdict": ["yes", "no", "maybe", "no"] * 5,
+        }
+    )
     train.to_csv(tmp_path / "train.csv", index=False)
     train.head(6).to_csv(tmp_path / "held_out.csv", index=False)
-    data = load_task_data(DataConfig(
-        dataset="custom", train_file=str(tmp_path / "train.csv"), validation_file=str(tmp_path / "held_out.csv"),
-        text_columns=("premise", "hypothesis"), label_column="verdict",
-    ))
+    data = load_task_data(
+        DataConfig(
+            dataset="custom",
+            train_file=str(tmp_path / "train.csv"),
+            validation_file=str(tmp_path / "held_out.csv"),
+            text_columns=("premise", "hypothesis"),
+            label_column="verdict",
+        )
+    )
     assert data.task == TaskSpec("custom", ("premise", "hypothesis"), 3, "accuracy", ("maybe", "no", "yes"))
-    assert rows(data.test)[:3] == [("p0, with a comma", 'h0 "quoted"', 2), ("p1, with a comma", 'h1 "quoted"', 1),
-                                   ("p2, with a comma", 'h2 "quoted"', 0)]
+    assert rows(data.test)[:3] == [
+        ("p0, with a comma", 'h0 "quoted"', 2),
+        ("p1, with a comma", 'h1 "quoted"', 1),
+        ("p2, with a comma", 'h2 "quoted"', 0),
+    ]
     assert (len(data.train), len(data.validation)) == (14, 6)
     assert data.source == f"{tmp_path / 'train.csv'} (custom; test = {tmp_path / 'held_out.csv'})"
 
@@ -331,49 +354,105 @@ def _touch(path: Path) -> str:
 
 # (id, config built in a tmp folder, expected message pattern)
 ERRORS = [
-    ("missing data_dir", lambda tmp: DataConfig(data_dir=str(tmp / "nowhere")),
-     r"GLUE folder .*nowhere \(from data_dir\) does not exist: point it at the folder that holds RTE/"),
-    ("unknown dataset", lambda tmp: glue("rtee"),
-     r"Unknown dataset 'rtee': use one of rte, mrpc, cola, .*, or 'custom' with a train file"),
-    ("qnli without train.tsv", lambda tmp: glue("qnli"),
-     r"No qnli data found \(missing .*QNLI/train\.tsv; Hugging Face hub skipped because HF_HUB_OFFLINE"
-     r".*\): set GLUE_DIR or --data-dir"),
-    ("nothing configured", lambda tmp: DataConfig(dataset="rte"),
-     r"No rte data found \(no data_dir or GLUE_DIR given; .*<dir>/RTE/train\.tsv and dev\.tsv"),
-    ("custom without file", lambda tmp: DataConfig(dataset="custom", text_columns=("text",)),
-     r"dataset 'custom' needs a training file: pass train_file"),
-    ("validation file alone", lambda tmp: DataConfig(validation_file="x.csv"),
-     r"validation_file only applies to custom data"),
-    ("missing file", lambda tmp: DataConfig(train_file=str(tmp / "absent.csv"), text_columns=("text",)),
-     r"absent\.csv does not exist"),
-    ("unsupported suffix", lambda tmp: DataConfig(train_file=_touch(tmp / "data.parquet"), text_columns=("text",)),
-     r"Unsupported data file type '\.parquet' .*: use \.csv, \.tsv, \.json or \.jsonl"),
-    ("empty file", lambda tmp: DataConfig(train_file=_touch(tmp / "empty.csv"), text_columns=("text",)),
-     r"Could not parse .*empty\.csv"),
+    (
+        "missing data_dir",
+        lambda tmp: DataConfig(data_dir=str(tmp / "nowhere")),
+        r"GLUE folder .*nowhere \(from data_dir\) does not exist: point it at the folder that holds RTE/",
+    ),
+    (
+        "unknown dataset",
+        lambda tmp: glue("rtee"),
+        r"Unknown dataset 'rtee': use one of rte, mrpc, cola, .*, or 'custom' with a train file",
+    ),
+    (
+        "qnli without train.tsv",
+        lambda tmp: glue("qnli"),
+        r"No qnli data found \(missing .*QNLI/train\.tsv; Hugging Face hub skipped because HF_HUB_OFFLINE"
+        r".*\): set GLUE_DIR or --data-dir",
+    ),
+    (
+        "nothing configured",
+        lambda tmp: DataConfig(dataset="rte"),
+        r"No rte data found \(no data_dir or GLUE_DIR given; .*<dir>/RTE/train\.tsv and dev\.tsv",
+    ),
+    (
+        "custom without file",
+        lambda tmp: DataConfig(dataset="custom", text_columns=("text",)),
+        r"dataset 'custom' needs a training file: pass train_file",
+    ),
+    (
+        "validation file alone",
+        lambda tmp: DataConfig(validation_file="x.csv"),
+        r"validation_file only applies to custom data",
+    ),
+    (
+        "missing file",
+        lambda tmp: DataConfig(train_file=str(tmp / "absent.csv"), text_columns=("text",)),
+        r"absent\.csv does not exist",
+    ),
+    (
+        "unsupported suffix",
+        lambda tmp: DataConfig(train_file=_touch(tmp / "data.parquet"), text_columns=("text",)),
+        r"Unsupported data file type '\.parquet' .*: use \.csv, \.tsv, \.json or \.jsonl",
+    ),
+    (
+        "empty file",
+        lambda tmp: DataConfig(train_file=_touch(tmp / "empty.csv"), text_columns=("text",)),
+        r"Could not parse .*empty\.csv",
+    ),
     ("header only", lambda tmp: _custom(tmp, _texts(0)), r"train\.csv has no rows"),
-    ("no text columns", lambda tmp: _custom(tmp, _texts(), text_columns=()),
-     r"one or two text_columns, got 0: choose from the columns of .*: text, label"),
+    (
+        "no text columns",
+        lambda tmp: _custom(tmp, _texts(), text_columns=()),
+        r"one or two text_columns, got 0: choose from the columns of .*: text, label",
+    ),
     ("three text columns", lambda tmp: _custom(tmp, _texts(), text_columns=("a", "b", "c")), r"got 3"),
-    ("unknown text column", lambda tmp: _custom(tmp, _texts(), text_columns=("sentence",)),
-     r"has no column 'sentence'; available columns: text, label"),
-    ("unknown label column", lambda tmp: _custom(tmp, _texts(), label_column="y"),
-     r"has no column 'y'; available columns: text, label"),
-    ("one class", lambda tmp: _custom(tmp, _texts(label=[1] * 10)),
-     r"1 distinct value\(s\); classification needs at least 2"),
-    ("missing label", lambda tmp: _custom(tmp, _texts(label=[0, 1, None] + [1] * 7)),
-     r"1 invalid label\(s\), e.g. 'nan' in data row 3"),
-    ("unseen label in validation_file",
-     lambda tmp: _custom(tmp, _texts(), validation_file=_csv(tmp, _texts(label=[5] * 10), "val.csv")),
-     r"val\.csv has 10 invalid label\(s\), e.g. '5' in data row 1; expected 0, 1\."),
-    ("too small to split", lambda tmp: _custom(tmp, _texts(2), validation_fraction=0.1),
-     r"Cannot hold out 0 of 2 training rows"),
-    ("fraction 0", lambda tmp: glue("rte", validation_fraction=0.0),
-     r"validation_fraction must lie strictly between 0 and 1, got 0\.0"),
+    (
+        "unknown text column",
+        lambda tmp: _custom(tmp, _texts(), text_columns=("sentence",)),
+        r"has no column 'sentence'; available columns: text, label",
+    ),
+    (
+        "unknown label column",
+        lambda tmp: _custom(tmp, _texts(), label_column="y"),
+        r"has no column 'y'; available columns: text, label",
+    ),
+    (
+        "one class",
+        lambda tmp: _custom(tmp, _texts(label=[1] * 10)),
+        r"1 distinct value\(s\); classification needs at least 2",
+    ),
+    (
+        "missing label",
+        lambda tmp: _custom(tmp, _texts(label=[0, 1, None] + [1] * 7)),
+        r"1 invalid label\(s\), e.g. 'nan' in data row 3",
+    ),
+    (
+        "unseen label in validation_file",
+        lambda tmp: _custom(tmp, _texts(), validation_file=_csv(tmp, _texts(label=[5] * 10), "val.csv")),
+        r"val\.csv has 10 invalid label\(s\), e.g. '5' in data row 1; expected 0, 1\.",
+    ),
+    (
+        "too small to split",
+        lambda tmp: _custom(tmp, _texts(2), validation_fraction=0.1),
+        r"Cannot hold out 0 of 2 training rows",
+    ),
+    (
+        "fraction 0",
+        lambda tmp: glue("rte", validation_fraction=0.0),
+        r"validation_fraction must lie strictly between 0 and 1, got 0\.0",
+    ),
     ("fraction 1", lambda tmp: glue("rte", validation_fraction=1.0), r"strictly between 0 and 1"),
-    ("zero validation rows", lambda tmp: glue("rte", max_validation_samples=0),
-     r"max_validation_samples must be a positive number"),
-    ("negative train rows", lambda tmp: glue("rte", max_train_samples=-5),
-     r"max_train_samples must be a positive number of rows \(or unset\), got -5"),
+    (
+        "zero validation rows",
+        lambda tmp: glue("rte", max_validation_samples=0),
+        r"max_validation_samples must be a positive number",
+    ),
+    (
+        "negative train rows",
+        lambda tmp: glue("rte", max_train_samples=-5),
+        r"max_train_samples must be a positive number of rows \(or unset\), got -5",
+    ),
     ("zero test rows", lambda tmp: glue("rte", max_test_samples=0), r"max_test_samples must be a positive"),
 ]
 

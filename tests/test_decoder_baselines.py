@@ -65,7 +65,9 @@ def test_block_influence_drops_the_layer_made_an_identity_first(family):
     influence = block_influence(model, adapter, blocks(), batch_size=8)
     assert abs(float(influence[1])) < 1e-12 and (influence[[0, 2]] > 1e-3).all()
     data = blocks(160, seed=1)
-    inputs = BaselineInputs(LoadedModel(model, None, adapter, "tiny"), language_modelling_task("text"), data, blocks(), blocks())
+    inputs = BaselineInputs(
+        LoadedModel(model, None, adapter, "tiny"), language_modelling_task("text"), data, blocks(), blocks()
+    )
     dropping = LayerDrop(inputs, BaselineSettings(budgets=(0.4, 0.7), layer_choice="block_influence", num_samples=128))
     dropping.prepare()
     assert dropping.ranking[-1] == 1
@@ -91,11 +93,15 @@ def test_mask_search_drops_a_silent_key_value_group_whole():
     model = tiny_decoder("llama")  # 4 query heads in 2 key/value groups
     adapter = adapter_for("llama")
     shape = adapter.shape(model)
-    silence_inputs(output_projections(model, "llama", 1)[0], "llama", slice(2 * shape.head_dim, 4 * shape.head_dim))  # group 1
+    silence_inputs(
+        output_projections(model, "llama", 1)[0], "llama", slice(2 * shape.head_dim, 4 * shape.head_dim)
+    )  # group 1
     scores = taylor_scores(mask_gradients(model, adapter, blocks(), batch_size=8))
     full = shape.num_layers * adapter.layer_parameter_count(shape, 4, shape.ffn_size)
     group = adapter.layer_parameter_count(shape, 4, 0) - adapter.layer_parameter_count(shape, 2, 0, num_kv_heads=1)
-    subnet = search_mask(Scores(scores.heads, scores.units + 1e9), shape, adapter, (full - group) / full)  # channels too dear to drop
+    subnet = search_mask(
+        Scores(scores.heads, scores.units + 1e9), shape, adapter, (full - group) / full
+    )  # channels too dear to drop
     assert subnet.heads[1] == (0, 1) and subnet.heads[0] == subnet.heads[2] == (0, 1, 2, 3)
     assert subnet.kept_kv_heads(shape)[1] == (0,) and subnet.gqa_problem(shape) is None
 
@@ -106,8 +112,10 @@ def test_mask_search_is_gqa_valid_within_budget_and_beats_every_other_head_choic
     adapter = adapter_for(model.config.model_type)
     shape = adapter.shape(model)
     generator = torch.Generator().manual_seed(1)
-    scores = Scores(torch.rand(shape.num_layers, shape.num_heads, generator=generator, dtype=torch.float64) * 50,
-                    torch.rand(shape.num_layers, shape.ffn_size, generator=generator, dtype=torch.float64))
+    scores = Scores(
+        torch.rand(shape.num_layers, shape.num_heads, generator=generator, dtype=torch.float64) * 50,
+        torch.rand(shape.num_layers, shape.ffn_size, generator=generator, dtype=torch.float64),
+    )
     fixed = adapter.layer_parameter_count(shape, 0, 0, num_kv_heads=0)
     unit_cost = adapter.layer_parameter_count(shape, 0, 1, num_kv_heads=0) - fixed
     full = shape.num_layers * adapter.layer_parameter_count(shape, shape.num_heads, shape.ffn_size)
@@ -118,7 +126,9 @@ def test_mask_search_is_gqa_valid_within_budget_and_beats_every_other_head_choic
     for kept in range(1, shape.kv_heads + 1):
         for groups in itertools.combinations(range(shape.kv_heads), kept):
             for per_group in range(1, group + 1):
-                for picks in itertools.product(*(itertools.combinations(range(g * group, (g + 1) * group), per_group) for g in groups)):
+                for picks in itertools.product(
+                    *(itertools.combinations(range(g * group, (g + 1) * group), per_group) for g in groups)
+                ):
                     layer_options.append(tuple(sorted(h for pick in picks for h in pick)))
     if len(layer_options) ** shape.num_layers > 5_000:  # qwen2: 34 per layer; every other one, still a bound to beat
         layer_options = layer_options[::2]
@@ -127,17 +137,26 @@ def test_mask_search_is_gqa_valid_within_budget_and_beats_every_other_head_choic
         allowed = int(budget * full) - shape.num_layers * fixed
         best = -1.0
         for choice in itertools.product(layer_options, repeat=shape.num_layers):
-            cost = sum(adapter.layer_parameter_count(shape, len(h), 0, num_kv_heads=len({x // group for x in h})) - fixed for h in choice)
+            cost = sum(
+                adapter.layer_parameter_count(shape, len(h), 0, num_kv_heads=len({x // group for x in h})) - fixed
+                for h in choice
+            )
             if cost <= allowed:
                 units = min((allowed - cost) // unit_cost, len(ranked_units))
-                best = max(best, sum(float(scores.heads[i, list(h)].sum()) for i, h in enumerate(choice)) + float(ranked_units[:units].sum()))
+                best = max(
+                    best,
+                    sum(float(scores.heads[i, list(h)].sum()) for i, h in enumerate(choice))
+                    + float(ranked_units[:units].sum()),
+                )
         return best
 
     for budget in (0.15, 0.4, 0.65, 0.9):
         subnet = search_mask(scores, shape, adapter, budget)
         assert subnet.gqa_problem(shape) is None
         assert count_parameters(model, adapter, subnet).layer_fraction <= budget
-        total = float(scores.heads[subnet.head_mask(shape).bool()].sum() + scores.units[subnet.unit_mask(shape).bool()].sum())
+        total = float(
+            scores.heads[subnet.head_mask(shape).bool()].sum() + scores.units[subnet.unit_mask(shape).bool()].sum()
+        )
         assert total >= best_total(budget) - 1e-9
         adapter.extract(model, subnet)  # a valid model of that shape
 
@@ -150,11 +169,29 @@ def text_run(tmp_path_factory, tokenizer):
     """A tiny GQA LLaMA saved as a folder, an OPT (a family nas-tune cannot prune), and Shakespeare cut into three files."""
     root = tmp_path_factory.mktemp("decoder_baselines")
     torch.manual_seed(0)
-    llama = LlamaConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, intermediate_size=48, num_hidden_layers=3, num_attention_heads=4,
-                        num_key_value_heads=2, head_dim=8, max_position_embeddings=64, tie_word_embeddings=True)
+    llama = LlamaConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        intermediate_size=48,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=8,
+        max_position_embeddings=64,
+        tie_word_embeddings=True,
+    )
     LlamaForCausalLM(llama).save_pretrained(root / "llama")
-    OPTForCausalLM(OPTConfig(vocab_size=tokenizer.vocab_size, hidden_size=16, num_hidden_layers=1, ffn_dim=32, num_attention_heads=2,
-                             word_embed_proj_dim=16, max_position_embeddings=64)).save_pretrained(root / "opt")
+    OPTForCausalLM(
+        OPTConfig(
+            vocab_size=tokenizer.vocab_size,
+            hidden_size=16,
+            num_hidden_layers=1,
+            ffn_dim=32,
+            num_attention_heads=2,
+            word_embed_proj_dim=16,
+            max_position_embeddings=64,
+        )
+    ).save_pretrained(root / "opt")
     for name in ("llama", "opt"):
         tokenizer.save_pretrained(root / name)
     source = (SHAKESPEARE / "shakespeare" / "test.txt").read_text()
@@ -174,24 +211,33 @@ def run_cli(capsys, *argv) -> tuple[int, str, str]:
     return code, out, err
 
 
-@pytest.mark.parametrize(("name", "options", "remote"), [
-    ("importance", [], True),  # per-layer heads and channels: the decoder modeling file
-    ("layer_drop", ["--layer-choice", "block_influence"], False),  # whole layers: a stock LLaMA config
-])
+@pytest.mark.parametrize(
+    ("name", "options", "remote"),
+    [
+        ("importance", [], True),  # per-layer heads and channels: the decoder modeling file
+        ("layer_drop", ["--layer-choice", "block_influence"], False),  # whole layers: a stock LLaMA config
+    ],
+)
 def test_cli_prunes_a_causal_lm_and_its_exports_generate(capsys, text_run, name, options, remote):
     root, common = text_run
     output = root / f"run-{name}"
-    code, out, err = run_cli(capsys, "baseline", name, "--model", root / "llama", *common, *options, "--export", "--output", output)
+    code, out, err = run_cli(
+        capsys, "baseline", name, "--model", root / "llama", *common, *options, "--export", "--output", output
+    )
     assert code == 0, err
     assert "test_perplexity" in out and f"{name}: 1 pruned models" in out
     row = json.loads((output / "trials.jsonl").read_text().splitlines()[0])
-    assert row["metrics"]["params"] <= 0.5 and row["metrics"]["test_error"] == pytest.approx(1 - 1 / row["metrics"]["test_perplexity"])
+    assert row["metrics"]["params"] <= 0.5 and row["metrics"]["test_error"] == pytest.approx(
+        1 - 1 / row["metrics"]["test_perplexity"]
+    )
     (folder,) = (output / "models").iterdir()
     config = json.loads((folder / "config.json").read_text())
     assert ("auto_map" in config) == remote
     model = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=remote).eval()
     prompt = torch.tensor([[101, 2000, 2022, 2030]])
-    tokens = model.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=4, min_new_tokens=4, do_sample=False)
+    tokens = model.generate(
+        prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=4, min_new_tokens=4, do_sample=False
+    )
     assert tokens.shape == (1, 8)
 
 
@@ -199,14 +245,30 @@ def test_cli_refuses_a_decoder_family_it_cannot_prune_in_one_sentence(capsys, te
     root, common = text_run
     for name in ("importance", "layer_drop"):
         code, _, err = run_cli(capsys, "baseline", name, "--model", root / "opt", *common, "--output", root / "opt-run")
-        assert code == 2 and "model type 'opt' is not supported; supported types: bert, gpt2, llama, mistral, qwen2, qwen3, roberta" in err
+        assert (
+            code == 2
+            and "model type 'opt' is not supported; supported types: bert, gpt2, llama, mistral, qwen2, qwen3, roberta"
+            in err
+        )
         assert len(err.strip().splitlines()) == 1 and not (root / "opt-run").exists()
 
 
 def test_cli_refuses_too_few_calibration_blocks_in_one_sentence(capsys, text_run):
     root, common = text_run
-    code, _, err = run_cli(capsys, "baseline", "layer_drop", "--model", root / "llama", *common, "--layer-choice", "block_influence",
-                           "--max-train-samples", "5", "--output", root / "few")
+    code, _, err = run_cli(
+        capsys,
+        "baseline",
+        "layer_drop",
+        "--model",
+        root / "llama",
+        *common,
+        "--layer-choice",
+        "block_influence",
+        "--max-train-samples",
+        "5",
+        "--output",
+        root / "few",
+    )
     assert code == 2 and "needs at least 128 training examples" in err and "blocks of text" in err
     assert len(err.strip().splitlines()) == 1 and not (root / "few" / "trials.jsonl").exists()
 

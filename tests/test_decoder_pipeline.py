@@ -21,8 +21,17 @@ import local
 
 def test_pipeline_fine_tunes_searches_and_exports_a_causal_lm_that_generates(tmp_path, tokenizer, capsys):
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, intermediate_size=48, num_hidden_layers=3, num_attention_heads=4,
-                         num_key_value_heads=2, head_dim=8, max_position_embeddings=64, tie_word_embeddings=True)
+    config = LlamaConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        intermediate_size=48,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=8,
+        max_position_embeddings=64,
+        tie_word_embeddings=True,
+    )
     LlamaForCausalLM(config).save_pretrained(tmp_path / "llama")
     tokenizer.save_pretrained(tmp_path / "llama")
     source = (SHAKESPEARE / "shakespeare" / "test.txt").read_text()
@@ -31,8 +40,22 @@ def test_pipeline_fine_tunes_searches_and_exports_a_causal_lm_that_generates(tmp
         (tmp_path / f"{split}.txt").write_text(source[start:stop])
         files += [f"--{split}-file", str(tmp_path / f"{split}.txt")]
     output = tmp_path / "run"
-    argv = ["--dataset", "text", *files, "--model", str(tmp_path / "llama"), "--quick", "--max-seq-length", "16", "--max-steps", "2",
-            "--num-trials", "4", "--output", str(output)]
+    argv = [
+        "--dataset",
+        "text",
+        *files,
+        "--model",
+        str(tmp_path / "llama"),
+        "--quick",
+        "--max-seq-length",
+        "16",
+        "--max-steps",
+        "2",
+        "--num-trials",
+        "4",
+        "--output",
+        str(output),
+    ]
     assert local.main(argv) == 0
     shown = capsys.readouterr().out
     assert "test_perplexity" in shown
@@ -46,7 +69,9 @@ def test_pipeline_fine_tunes_searches_and_exports_a_causal_lm_that_generates(tmp
         folder = Path(pick["path"])
         model = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=pick["needs_trust_remote_code"]).eval()
         assert sum(p.numel() for p in model.parameters()) == pick["total_params"]
-        tokens = model.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=3, min_new_tokens=3, do_sample=False)
+        tokens = model.generate(
+            prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=3, min_new_tokens=3, do_sample=False
+        )
         assert tokens.shape == (1, 7)
         card = (folder / "README.md").read_text()
         assert "pipeline_tag: text-generation" in card and "test perplexity" in card and "AutoModelForCausalLM" in card
@@ -55,6 +80,8 @@ def test_pipeline_fine_tunes_searches_and_exports_a_causal_lm_that_generates(tmp
 
 
 def test_the_terminal_table_shows_a_ruined_perplexity_in_scientific_notation():
-    front = pd.DataFrame({"trial_id": [0, 1], "params": [1.0, 0.0333], "error": [0.9868, 1.0], "perplexity": [75.68876, 9.4775e45]})
+    front = pd.DataFrame(
+        {"trial_id": [0, 1], "params": [1.0, 0.0333], "error": [0.9868, 1.0], "perplexity": [75.68876, 9.4775e45]}
+    )
     lines = format_table(front, "perplexity").splitlines()
     assert "75.6888" in lines[1] and "9.477e+45" in lines[2] and max(map(len, lines)) < 60

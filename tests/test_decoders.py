@@ -43,7 +43,9 @@ def test_small_space_of_9_query_and_3_kv_heads_keeps_first_heads_of_first_groups
     subnet = space.to_subnetwork({"num_layers": 2, "num_kv_groups": 2, "num_heads_per_group": 2, "num_units": 100})
     assert subnet.kept_heads() == [(0, 1, 3, 4)] * 2 and subnet.kept_kv_heads(shape) == [(0, 1)] * 2
     large = make_search_space("large", shape).config_space()
-    assert {k for k in large if not k.startswith("unit_")} == {f"{kind}_{i}_{j}" for kind in ("group", "group_head") for i in range(2) for j in range(3)}
+    assert {k for k in large if not k.startswith("unit_")} == {
+        f"{kind}_{i}_{j}" for kind in ("group", "group_head") for i in range(2) for j in range(3)
+    }
 
 
 @pytest.mark.parametrize("family", list(DECODERS))
@@ -65,7 +67,9 @@ def test_generate_with_cache_is_the_same_masked_sliced_and_extracted(family):
                     sliced = model.generate(**prompt, **GENERATE)
                 extracted = adapter.extract(model, subnet).generate(**prompt, **GENERATE)
             assert masked.shape[1] > prompt["input_ids"].shape[1]
-            assert torch.equal(masked, uncached) and torch.equal(sliced, masked) and torch.equal(extracted, masked), config
+            assert torch.equal(masked, uncached) and torch.equal(sliced, masked) and torch.equal(extracted, masked), (
+                config
+            )
 
 
 def test_biases_everywhere_are_counted_and_the_shape_is_the_same_inside_a_sliced_context():
@@ -118,8 +122,10 @@ def test_a_subnetwork_that_breaks_gqa_is_refused_in_one_sentence():
     model, adapter = family_model("qwen2")  # 6 query heads in 2 groups of 3
     shape = adapter.shape(model)
     unequal = SubNetwork.from_layers([0, 1, 2], [(0, 1, 3)] * 3, [range(37)] * 3)  # 2 heads of group 0, 1 of group 1
-    refusal = (r"^this sub-network is not a valid grouped-query attention model: layer 0 keeps unequal numbers of query heads "
-               r"per key/value group \(group 0: 2, group 1: 1\); grouped-query attention needs the same number \(at most 3\)")
+    refusal = (
+        r"^this sub-network is not a valid grouped-query attention model: layer 0 keeps unequal numbers of query heads "
+        r"per key/value group \(group 0: 2, group 1: 1\); grouped-query attention needs the same number \(at most 3\)"
+    )
     with pytest.raises(UserError, match=refusal):
         adapter.extract(model, unequal)
     for context in (adapter.masked, adapter.sliced):
@@ -137,24 +143,50 @@ def decoder_folders(tmp_path, tokenizer):
     tiny_model("llama-cls").save_pretrained(llama)
     tokenizer.save_pretrained(llama)
     neox = tmp_path / "neox"
-    GPTNeoXConfig(vocab_size=96, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37).save_pretrained(neox)
+    GPTNeoXConfig(
+        vocab_size=96, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37
+    ).save_pretrained(neox)
     return llama, neox
 
 
 @pytest.mark.parametrize(
     ("model_name", "config", "message"),
     [
-        ("llama", '{"num_layers": 2, "num_kv_groups": 1, "num_heads_per_group": 3, "num_units": 5}',
-         "config value num_heads_per_group=3 is outside the 'small' space"),
-        ("llama", '{"num_layers": 2, "num_heads": 3, "num_units": 5}',
-         "config does not fit the 'small' space of this 3-layer model: unknown parameters ['num_heads']"),
-        ("neox", "largest", "model type 'gpt_neox' is not supported; supported types: bert, gpt2, llama, mistral, qwen2, qwen3, roberta."),
+        (
+            "llama",
+            '{"num_layers": 2, "num_kv_groups": 1, "num_heads_per_group": 3, "num_units": 5}',
+            "config value num_heads_per_group=3 is outside the 'small' space",
+        ),
+        (
+            "llama",
+            '{"num_layers": 2, "num_heads": 3, "num_units": 5}',
+            "config does not fit the 'small' space of this 3-layer model: unknown parameters ['num_heads']",
+        ),
+        (
+            "neox",
+            "largest",
+            "model type 'gpt_neox' is not supported; supported types: bert, gpt2, llama, mistral, qwen2, qwen3, roberta.",
+        ),
     ],
 )
-def test_cli_bad_decoder_input_is_one_sentence_and_exit_code_2(capsys, tmp_path, decoder_folders, model_name, config, message):
+def test_cli_bad_decoder_input_is_one_sentence_and_exit_code_2(
+    capsys, tmp_path, decoder_folders, model_name, config, message
+):
     folder = dict(zip(("llama", "neox"), decoder_folders))[model_name]
     capsys.readouterr()  # the fixture's save_pretrained progress
-    code = main(["export", "--model", str(folder), "--search-space", "small", "--config", config, "--output", str(tmp_path / "out")])
+    code = main(
+        [
+            "export",
+            "--model",
+            str(folder),
+            "--search-space",
+            "small",
+            "--config",
+            config,
+            "--output",
+            str(tmp_path / "out"),
+        ]
+    )
     _, err = capsys.readouterr()
     assert code == 2 and message in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1

@@ -38,7 +38,9 @@ print(json.dumps(results))
 def probe(cases: list[list[str]]) -> list[dict]:
     """Each command line's exit code, output, and the heavy libraries loaded by then, from one fresh process."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    done = subprocess.run([sys.executable, "-c", PROBE, json.dumps(cases)], capture_output=True, text=True, env=env, cwd=REPO, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, json.dumps(cases)], capture_output=True, text=True, env=env, cwd=REPO, check=False
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -53,27 +55,47 @@ def taken(tmp_path):
     return tmp_path / "run"
 
 
-HELP = [["--version"], ["--help"], *([command, "--help"] for command in
-                                     ("finetune", "search", "report", "show", "select", "evaluate", "export", "baseline")),
-        ["launchers/local.py", "--help"], ["launchers/ray_cluster.py", "--help"], ["launchers/sagemaker.py", "--help"]]
+HELP = [
+    ["--version"],
+    ["--help"],
+    *(
+        [command, "--help"]
+        for command in ("finetune", "search", "report", "show", "select", "evaluate", "export", "baseline")
+    ),
+    ["launchers/local.py", "--help"],
+    ["launchers/ray_cluster.py", "--help"],
+    ["launchers/sagemaker.py", "--help"],
+]
 
 REFUSED = [
     (["finetune", "--strategy", "nope", "--output", "x"], "invalid choice: 'nope'"),
     (["search", "--checkpoint", "c", "--searcher", "nope", "--output", "x"], "unknown searcher 'nope'"),
     (["finetune", "--epochs", "0", "--output", "x"], "must be a positive integer"),
-    (["finetune", "--warmup-ratio", "2", "--output", "x"], "--warmup-ratio is a part of the training steps in [0, 1], got 2.0."),
+    (
+        ["finetune", "--warmup-ratio", "2", "--output", "x"],
+        "--warmup-ratio is a part of the training steps in [0, 1], got 2.0.",
+    ),
     (["finetune", "--output", "{taken}"], "output folder {taken} already holds a super-network run; pass --resume"),
     (["search", "--checkpoint", "c", "--output", "{taken}"], "already holds a search or baseline run; pass --resume"),
     (["baseline", "importance", "--output", "{taken}"], "already holds a search or baseline run; pass --resume"),
-    (["baseline", "importance", "--budgets", "0.5,half", "--output", "x"], "--budgets must be comma-separated fractions such as 0.25,0.5,0.75, got '0.5,half'."),
+    (
+        ["baseline", "importance", "--budgets", "0.5,half", "--output", "x"],
+        "--budgets must be comma-separated fractions such as 0.25,0.5,0.75, got '0.5,half'.",
+    ),
     (["finetune", "--output", "{taken}", "--resume", "--overwrite"], "--resume and --overwrite contradict each other"),
     (["export", "--config", "smallest", "--output", "{taken}"], "already holds files; pass --overwrite to replace it"),
     (["select", "{taken}", "--max-params", "0.5", "--output", "{taken}"], "already holds files; pass --overwrite"),
     (["launchers/local.py", "--output", "{taken}"], "already holds a run; pass --resume"),
     (["launchers/ray_cluster.py", "--output", "{taken}"], "already holds a run; pass --resume"),
     (["finetune", "--config", "{taken}/../unknown.yaml", "--output", "x"], "unknown.yaml: unknown key 'learning-rate'"),
-    (["launchers/local.py", "--config", "{taken}/../zero.yaml"], "zero.yaml: 'epochs': must be a positive integer, got 0."),
-    (["search", "--checkpoint", "c", "--config", "{taken}/../missing.yaml", "--output", "x"], "missing.yaml: cannot be read"),
+    (
+        ["launchers/local.py", "--config", "{taken}/../zero.yaml"],
+        "zero.yaml: 'epochs': must be a positive integer, got 0.",
+    ),
+    (
+        ["search", "--checkpoint", "c", "--config", "{taken}/../missing.yaml", "--output", "x"],
+        "missing.yaml: cannot be read",
+    ),
 ]
 
 

@@ -33,8 +33,12 @@ class InstantWorkers(Executor):
         self.waits += 1
         self.stop_here(("wait", self.waits))
         done, self.pending = self.pending, []
-        return [TrialOutcome(r, {"error": r.config["x"] % 997 / 997, "params": r.config["x"] % 991 / 991}, None, "w", 0.0, 1.0)
-                for r in done]
+        return [
+            TrialOutcome(
+                r, {"error": r.config["x"] % 997 / 997, "params": r.config["x"] % 991 / 991}, None, "w", 0.0, 1.0
+            )
+            for r in done
+        ]
 
     @property
     def running(self):
@@ -73,7 +77,9 @@ def random_search(store: ResultsStore, num_trials: int, stop_here=lambda moment:
     history = store.latest_by_trial()
     searcher = make_searcher("random", {"x": randint(0, 10**9)}, ["error", "params"], seed=len(history))
     settings = SearchSettings(searcher="random", num_trials=num_trials, workers=InstantWorkers.num_workers)
-    SearchDriver(store, Reporting(searcher, len(history), stop_here), InstantWorkers(stop_here), settings, show_progress=False).run()
+    SearchDriver(
+        store, Reporting(searcher, len(history), stop_here), InstantWorkers(stop_here), settings, show_progress=False
+    ).run()
 
 
 # `tell N` stops after the N-th result the run reported; `wait N` in the N-th wait(), after that round's
@@ -100,8 +106,10 @@ CHILD = textwrap.dedent(
 def run_child(run_dir: Path, where: str, count: int, num_trials: int) -> tuple[list[dict], bool]:
     """Run the child in a new process until it blocks (then SIGKILL it) or finishes; the configs it reported, and
     whether it was killed."""
-    process = preforked.Process([sys.executable, "-c", CHILD, str(run_dir), where, str(count), str(num_trials)],
-                                {**os.environ, "OMP_NUM_THREADS": "1"})
+    process = preforked.Process(
+        [sys.executable, "-c", CHILD, str(run_dir), where, str(count), str(num_trials)],
+        {**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     reported, killed = [], False
     for line in process.lines():
         if line.strip() == "blocked":
@@ -165,4 +173,8 @@ def test_the_driver_commits_a_group_per_fsync_and_rewrites_nothing(tmp_path, mon
     random_search(store, 64)
     assert synced.count(str(store.trials_path)) == 64 // InstantWorkers.num_workers  # one fsync per group of 8
     assert len(store.records()) == len(store.started()) == 64
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["started.jsonl", "trials.csv", "trials.jsonl"]  # no running.json
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "started.jsonl",
+        "trials.csv",
+        "trials.jsonl",
+    ]  # no running.json

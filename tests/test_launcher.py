@@ -30,8 +30,25 @@ for path, remote in zip(sys.argv[1::2], sys.argv[2::2]):
 
 def test_quick_pipeline_on_minilm_rte(tmp_path, glue_dir, capsys):
     output = tmp_path / "run"
-    args = ["--dataset", "rte", "--data-dir", str(glue_dir), "--quick", "--max-train-samples", "128", "--max-validation-samples", "48",
-            "--max-test-samples", "48", "--max-seq-length", "32", "--num-trials", "8", "--output", str(output)]
+    args = [
+        "--dataset",
+        "rte",
+        "--data-dir",
+        str(glue_dir),
+        "--quick",
+        "--max-train-samples",
+        "128",
+        "--max-validation-samples",
+        "48",
+        "--max-test-samples",
+        "48",
+        "--max-seq-length",
+        "32",
+        "--num-trials",
+        "8",
+        "--output",
+        str(output),
+    ]
     assert local.main(args) == 0
     shown = capsys.readouterr().out
     assert "test_accuracy" in shown and str(output) in shown
@@ -67,6 +84,21 @@ def test_quick_pipeline_on_minilm_rte(tmp_path, glue_dir, capsys):
     assert smallest["layer_fraction"] < 1  # a pruned pick, so repair has something to refit
     after = load_file(f"{smallest['path']}/model.safetensors")
     assert any(not torch.equal(before[k], after[k]) for k in before)
-    assert local.main(["--dataset", "rte", "--data-dir", str(glue_dir), "--quick", "--max-train-samples", "64", "--repair",
-                       "--output", str(tmp_path / "few")]) == 2
+    assert (
+        local.main(
+            [
+                "--dataset",
+                "rte",
+                "--data-dir",
+                str(glue_dir),
+                "--quick",
+                "--max-train-samples",
+                "64",
+                "--repair",
+                "--output",
+                str(tmp_path / "few"),
+            ]
+        )
+        == 2
+    )
     assert "--repair needs at least 128 training examples" in capsys.readouterr().err

@@ -83,7 +83,9 @@ def test_sliced_training_view_has_the_masked_function_and_gradients(family, spac
             with context(model, subnet):
                 logits = model(**inputs(model))
                 logits.logits.pow(2).sum().backward()
-            grads.append({n: p.grad if p.grad is not None else torch.zeros_like(p) for n, p in model.named_parameters()})
+            grads.append(
+                {n: p.grad if p.grad is not None else torch.zeros_like(p) for n, p in model.named_parameters()}
+            )
             grads[-1]["logits"] = logits.logits.detach()
         for name in grads[0]:
             torch.testing.assert_close(grads[1][name], grads[0][name], atol=1e-5, rtol=1e-4)
@@ -110,7 +112,9 @@ def test_a_uniformly_cut_model_has_its_own_shape_and_prunes_again(family):
     model, adapter = family_model(family)
     shape = adapter.shape(model)
     space = make_search_space("small", shape)
-    config = space.largest() | ({"num_kv_groups": 1} if "num_kv_groups" in space.largest() else {"num_heads": shape.num_heads - 1})
+    config = space.largest() | (
+        {"num_kv_groups": 1} if "num_kv_groups" in space.largest() else {"num_heads": shape.num_heads - 1}
+    )
     small = adapter.extract(model, space.to_subnetwork({**config, "num_layers": 2, "num_units": 20}))
     cut = adapter.shape(small)
     kept_heads = shape.group_size if shape.group_size > 1 else shape.num_heads - 1
@@ -146,7 +150,10 @@ def test_permuting_heads_groups_and_neurons_keeps_the_function(family):
     shape = adapter.shape(model)
     rng = np.random.default_rng(4)
     batch = inputs(model)
-    orders = [(group_permutation(shape, rng), tuple(int(u) for u in rng.permutation(shape.ffn_size))) for _ in range(shape.num_layers)]
+    orders = [
+        (group_permutation(shape, rng), tuple(int(u) for u in rng.permutation(shape.ffn_size)))
+        for _ in range(shape.num_layers)
+    ]
     subnet = make_search_space("large", shape).sample(rng)
     with torch.inference_mode():
         reference = model(**batch).logits
@@ -167,7 +174,11 @@ def test_permuting_heads_groups_and_neurons_keeps_the_function(family):
 def test_a_reordering_that_splits_a_key_value_group_is_refused(family):
     model, adapter = family_model(family)
     shape = adapter.shape(model)
-    mixed = (0, shape.group_size, *(h for h in range(shape.num_heads) if h not in (0, shape.group_size)))  # heads of groups 0 and 1 together
+    mixed = (
+        0,
+        shape.group_size,
+        *(h for h in range(shape.num_heads) if h not in (0, shape.group_size)),
+    )  # heads of groups 0 and 1 together
     with pytest.raises(ValueError, match="must come from one group"):
         adapter.permute_layer(model, 0, mixed, tuple(range(shape.ffn_size)))
     with pytest.raises(ValueError, match="permutation"):
@@ -231,7 +242,9 @@ def load_in_fresh_python(cases: list[dict]) -> list[dict]:
     """Load exported folders in one fresh interpreter (cheaper than one per folder) and run them."""
     import json
 
-    done = subprocess.run([sys.executable, "-c", LOAD_SCRIPT], input=json.dumps(cases), capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", LOAD_SCRIPT], input=json.dumps(cases), capture_output=True, text=True, check=False
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -243,13 +256,28 @@ EXPORT_CASES = {
     "roberta-layer": ("roberta", "layer", {"layer_0": 1, "layer_1": 0, "layer_2": 1}, True),
     "roberta-large": ("roberta", "large", {}, False),
     # GQA: 1 of 2 key/value groups with 2 of its 2 query heads in both kept layers -> a stock LlamaConfig
-    "llama-small": ("llama", "small", {"num_layers": 2, "num_kv_groups": 1, "num_heads_per_group": 2, "num_units": 20}, True),
+    "llama-small": (
+        "llama",
+        "small",
+        {"num_layers": 2, "num_kv_groups": 1, "num_heads_per_group": 2, "num_units": 20},
+        True,
+    ),
     "mistral-layer": ("mistral", "layer", {"layer_0": 0, "layer_1": 1, "layer_2": 1}, True),
     "qwen2-large": ("qwen2", "large", {"group_0_0": 1, "group_head_0_0": 1}, False),
-    "qwen3-medium": ("qwen3", "medium", {"num_kv_groups_0": 0}, False),  # first layer without attention: cache slots shift
+    "qwen3-medium": (
+        "qwen3",
+        "medium",
+        {"num_kv_groups_0": 0},
+        False,
+    ),  # first layer without attention: cache slots shift
     "llama-cls-medium": ("llama-cls", "medium", {"num_units_2": 0}, False),
     "gpt2-layer": ("gpt2", "layer", {"layer_0": 1, "layer_1": 0, "layer_2": 1}, True),
-    "gpt2-small": ("gpt2", "small", {"num_layers": 2, "num_heads": 3, "num_units": 20}, False),  # fewer heads: never stock
+    "gpt2-small": (
+        "gpt2",
+        "small",
+        {"num_layers": 2, "num_heads": 3, "num_units": 20},
+        False,
+    ),  # fewer heads: never stock
     "gpt2-cls-large": ("gpt2-cls", "large", {"head_0_1": 0}, False),
 }
 
@@ -283,8 +311,15 @@ def exports(tmp_path_factory, tokenizer) -> dict[str, Exported]:
             generated = model.generate(**prompt, **GENERATE).tolist() if prompt else None
         assert not list(out.parent.glob(".out.*")), "staging folder left behind"
         exported[name] = Exported(result, {p.name for p in out.iterdir()}, masked, generated, {})
-        cases.append({"path": str(out), "remote": result.needs_remote_code, "batch": {k: v.tolist() for k, v in batch.items()},
-                      "prompt": prompt and {k: v.tolist() for k, v in prompt.items()}, "generate": GENERATE})
+        cases.append(
+            {
+                "path": str(out),
+                "remote": result.needs_remote_code,
+                "batch": {k: v.tolist() for k, v in batch.items()},
+                "prompt": prompt and {k: v.tolist() for k, v in prompt.items()},
+                "generate": GENERATE,
+            }
+        )
     for record, loaded in zip(exported.values(), load_in_fresh_python(cases)):
         record.loaded = loaded
     return exported
@@ -298,7 +333,9 @@ def test_export_loads_with_plain_transformers(exports, name):
     modeling_files = {f for f in record.folder_files if f.startswith("modeling_nas_tune")}
     assert bool(modeling_files) is not stock
     card = (record.result.path / "README.md").read_text()
-    assert all(f"carries its own modeling code (`{name}`" in card for name in modeling_files)  # the card names the file it ships
+    assert all(
+        f"carries its own modeling code (`{name}`" in card for name in modeling_files
+    )  # the card names the file it ships
     if stock:
         assert record.loaded["module"].startswith("transformers.models.")  # the stock class, not a copied file
     np.testing.assert_allclose(np.array(record.loaded["logits"]), record.masked_logits, atol=1e-4)

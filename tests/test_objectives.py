@@ -91,7 +91,9 @@ def test_measure_latency_times_one_model_at_a_time_with_the_given_threads():
             self.weight = nn.Parameter(torch.zeros(1))
 
         def forward(self, input_ids, attention_mask):
-            seen.append((latency_module._ONE_TIMING_AT_A_TIME.locked(), torch.get_num_threads(), tuple(input_ids.shape)))
+            seen.append(
+                (latency_module._ONE_TIMING_AT_A_TIME.locked(), torch.get_num_threads(), tuple(input_ids.shape))
+            )
             return input_ids
 
     before = torch.get_num_threads()
@@ -103,8 +105,14 @@ def test_measure_latency_times_one_model_at_a_time_with_the_given_threads():
 
 def test_baseline_scorer_scores_as_the_evaluator_does():
     model = tiny_model("bert")
-    inputs = BaselineInputs(LoadedModel(model, None, ADAPTER, "tiny"), TASK, toy_split(16), toy_split(24), toy_split(20, seed=3),
-                            max_seq_length=SEQ_LEN)
+    inputs = BaselineInputs(
+        LoadedModel(model, None, ADAPTER, "tiny"),
+        TASK,
+        toy_split(16),
+        toy_split(24),
+        toy_split(20, seed=3),
+        max_seq_length=SEQ_LEN,
+    )
     scorer = Scorer(inputs)
     assert scorer.reference.settings.seq_len == SEQ_LEN
     evaluator = _evaluator(copy.deepcopy(model))
@@ -112,6 +120,8 @@ def test_baseline_scorer_scores_as_the_evaluator_does():
     subnet = evaluator.search_space.to_subnetwork(config)
     row = scorer.measure(ADAPTER.extract(model, subnet).eval(), subnet)
     expected = evaluator.evaluate(config)
-    assert row["error"] == expected.error and row["params"] == expected.layer_fraction and row["flops"] == expected.flops
+    assert (
+        row["error"] == expected.error and row["params"] == expected.layer_fraction and row["flops"] == expected.flops
+    )
     assert row["latency"] == pytest.approx(row["latency_seconds"] / scorer.reference.seconds)
     assert {"test_error", f"test_{TASK.metric}"} <= row.keys()

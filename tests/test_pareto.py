@@ -47,9 +47,7 @@ def test_mask_keeps_first_occurrence_of_duplicates(points, expected):
 
 
 def test_mask_3d_hand_computed():
-    points = np.array(
-        [[1, 2, 3], [2, 1, 3], [3, 3, 1], [2, 2, 3], [1, 2, 3.5], [3, 3, 3], [0.5, 5, 5]]
-    )
+    points = np.array([[1, 2, 3], [2, 1, 3], [3, 3, 1], [2, 2, 3], [1, 2, 3.5], [3, 3, 3], [0.5, 5, 5]])
     assert pareto_mask(points).tolist() == [True, True, True, False, False, False, True]
 
 

@@ -35,8 +35,11 @@ def _front(trials):
     """Trials no other trial beats on both params and error (both minimised), found the slow way."""
     done = trials.dropna()
     beaten = [
-        ((done["params"] <= row.params) & (done["error"] <= row.error)
-         & ((done["params"] < row.params) | (done["error"] < row.error))).any()
+        (
+            (done["params"] <= row.params)
+            & (done["error"] <= row.error)
+            & ((done["params"] < row.params) | (done["error"] < row.error))
+        ).any()
         for row in done.itertuples()
     ]
     return done[~np.array(beaten)].sort_values("params")
@@ -44,7 +47,12 @@ def _front(trials):
 
 def test_pareto_figure_plots_every_trial_the_front_and_the_highlight(trials):
     figure = pareto_figure(
-        trials, "params", "error", label_column="trial_id", title="error vs params", highlight=trials.iloc[[0, 5]],
+        trials,
+        "params",
+        "error",
+        label_column="trial_id",
+        title="error vs params",
+        highlight=trials.iloc[[0, 5]],
         xlabel="fraction kept",
     )
     axes = figure.axes[0]
@@ -57,8 +65,11 @@ def test_pareto_figure_plots_every_trial_the_front_and_the_highlight(trials):
     np.testing.assert_allclose(front_line.get_ydata(), front["error"])
     assert [text.get_text() for text in axes.texts] == ["0", "5"]
     assert (axes.get_xlabel(), axes.get_ylabel(), axes.get_title()) == ("fraction kept", "error", "error vs params")
-    assert [t.get_text() for t in axes.get_legend().get_texts()] == ["trials (39)", f"Pareto front ({len(front)})",
-                                                                     "selected"]
+    assert [t.get_text() for t in axes.get_legend().get_texts()] == [
+        "trials (39)",
+        f"Pareto front ({len(front)})",
+        "selected",
+    ]
 
 
 def test_pareto_figure_labels_the_front_without_highlight_and_handles_empty(tmp_path, trials):

@@ -50,9 +50,21 @@ def free_port() -> int:
 def start_node(*arguments: str) -> int:
     """`ray start` in a new session, so that its daemons share one process group; return that group's id."""
     env = {**os.environ, **ENV, "PYTHONPATH": str(REPO)}
-    command = [RAY, "start", "--node-ip-address", "127.0.0.1", "--object-store-memory", str(300 * 2**20),
-               "--dashboard-agent-listen-port", str(free_port()), "--disable-usage-stats", *arguments]
-    process = subprocess.Popen(command, env=env, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    command = [
+        RAY,
+        "start",
+        "--node-ip-address",
+        "127.0.0.1",
+        "--object-store-memory",
+        str(300 * 2**20),
+        "--dashboard-agent-listen-port",
+        str(free_port()),
+        "--disable-usage-stats",
+        *arguments,
+    ]
+    process = subprocess.Popen(
+        command, env=env, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     output, _ = process.communicate(timeout=120)
     assert process.returncode == 0, output[-3000:]
     return process.pid
@@ -83,8 +95,18 @@ def cluster():
     address = f"127.0.0.1:{free_port()}"
     groups = []
     try:
-        groups.append(start_node("--head", "--port", address.split(":")[1], "--num-cpus", "2", "--include-dashboard=false",
-                                 "--temp-dir", temp_dir))
+        groups.append(
+            start_node(
+                "--head",
+                "--port",
+                address.split(":")[1],
+                "--num-cpus",
+                "2",
+                "--include-dashboard=false",
+                "--temp-dir",
+                temp_dir,
+            )
+        )
         groups.append(start_node("--address", address, "--num-cpus", "1"))
         ray.init(address=address, log_to_driver=False)
         yield address
@@ -101,8 +123,12 @@ def cluster():
 def supernet(cluster, tmp_path_factory, tiny_model_dir, glue_dir):
     """A tiny BERT fine-tuned as a super-network on 32 RTE examples, as one Ray task (--finetune-on-cluster)."""
     output = tmp_path_factory.mktemp("supernet") / "ckpt"
-    data = DataConfig("rte", data_dir=str(glue_dir), max_train_samples=32, max_validation_samples=48, max_test_samples=32)
-    ray_cluster.finetune_on_cluster(str(tiny_model_dir), data, FinetuneConfig(epochs=1, batch_size=16, lr=1e-3), output, max_seq_length=48)
+    data = DataConfig(
+        "rte", data_dir=str(glue_dir), max_train_samples=32, max_validation_samples=48, max_test_samples=32
+    )
+    ray_cluster.finetune_on_cluster(
+        str(tiny_model_dir), data, FinetuneConfig(epochs=1, batch_size=16, lr=1e-3), output, max_seq_length=48
+    )
     return output
 
 
@@ -114,18 +140,40 @@ def by_config(frame: pd.DataFrame) -> dict:
 def test_finetune_on_cluster_brings_the_checkpoint_back(supernet, tiny_model_dir, glue_dir):
     meta = read_supernet_meta(supernet)
     assert meta["status"] == "completed" and meta["options"]["max_seq_length"] == 48
-    assert {"model.safetensors", "config.json", "tokenizer.json", "eval_log.csv"} <= {p.name for p in supernet.iterdir()}
+    assert {"model.safetensors", "config.json", "tokenizer.json", "eval_log.csv"} <= {
+        p.name for p in supernet.iterdir()
+    }
     assert not supernet.with_name("ckpt.incoming").exists()
     data = DataConfig("rte", data_dir=str(glue_dir), max_train_samples=32)
     with pytest.raises(UserError, match="--overwrite"):  # the remote task's user error reaches the caller as itself
-        ray_cluster.finetune_on_cluster(str(tiny_model_dir), data, FinetuneConfig(epochs=1), supernet, max_seq_length=48)
+        ray_cluster.finetune_on_cluster(
+            str(tiny_model_dir), data, FinetuneConfig(epochs=1), supernet, max_seq_length=48
+        )
 
 
 def test_launcher_search_on_two_actors_matches_the_local_executor(cluster, supernet, tmp_path, glue_dir):
-    settings = SearchSettings(searcher="random", num_trials=8, workers=2)  # seeded: the same configs whatever the result order
+    settings = SearchSettings(
+        searcher="random", num_trials=8, workers=2
+    )  # seeded: the same configs whatever the result order
     local, _ = search_checkpoint(supernet, tmp_path / "local", settings, data_dir=str(glue_dir), show_progress=False)
-    code = ray_cluster.main(["--checkpoint", str(supernet), "--address", cluster, "--workers", "2", "--searcher", "random",
-                             "--num-trials", "8", "--data-dir", str(glue_dir), "--output", str(tmp_path / "ray")])
+    code = ray_cluster.main(
+        [
+            "--checkpoint",
+            str(supernet),
+            "--address",
+            cluster,
+            "--workers",
+            "2",
+            "--searcher",
+            "random",
+            "--num-trials",
+            "8",
+            "--data-dir",
+            str(glue_dir),
+            "--output",
+            str(tmp_path / "ray"),
+        ]
+    )
     assert code == 0
     remote = ResultsStore(tmp_path / "ray").to_frame()
     assert sorted(remote["trial_id"]) == list(range(8)) and (remote["status"] == "completed").all()
@@ -150,7 +198,9 @@ def test_each_actor_builds_the_supernet_once_without_the_checkpoint_folder(clust
     assert sorted(o.request.trial_id for o in outcomes) == list(range(8))
     for outcome in outcomes:
         assert outcome.metrics["error"] == setup.evaluator.evaluate(outcome.request.config).error
-    assert [s.builds for s in stats] == [1, 1] and sum(s.trials for s in stats) == 8 and min(s.trials for s in stats) > 0
+    assert (
+        [s.builds for s in stats] == [1, 1] and sum(s.trials for s in stats) == 8 and min(s.trials for s in stats) > 0
+    )
     assert len({s.node_id for s in stats}) == 2  # spread: one actor on each node
     assert {o.worker for o in outcomes} == {s.name for s in stats}
 
@@ -167,8 +217,13 @@ def test_trials_of_dead_actors_run_again_on_live_ones_and_the_search_completes(c
 
         return evaluate
 
-    searcher = make_searcher("random", {"x": randint(0, 99)}, ["error", "params"], seed=0,
-                             initial_configs=[{"x": 1}, {"x": 2}, {"x": 3}, {"x": 7}])
+    searcher = make_searcher(
+        "random",
+        {"x": randint(0, 99)},
+        ["error", "params"],
+        seed=0,
+        initial_configs=[{"x": 1}, {"x": 2}, {"x": 3}, {"x": 7}],
+    )
     settings = SearchSettings(searcher="random", num_trials=10, workers=2)
     with RayExecutor(build, (str(tmp_path / "died"),), 2, max_retries=1) as executor:
         frame = SearchDriver(ResultsStore(tmp_path / "run"), searcher, executor, settings, show_progress=False).run()

@@ -81,7 +81,16 @@ def test_a_fixed_teacher_never_changes_and_max_steps_ends_training(tmp_path, tok
     before = {k: v.clone() for k, v in teacher.state_dict().items()}
     loaded = LoadedModel(tiny_model("bert", seed=3), tokenizer, ADAPTER, "tiny")
     config = FinetuneConfig(strategy="sandwich_kd", epochs=3, batch_size=16, lr=1e-3, seed=5, max_steps=4)
-    result = finetune(loaded, TASK, toy_split(48), toy_split(32, seed=1), config, tmp_path / "run", show_progress=False, teacher=teacher)
+    result = finetune(
+        loaded,
+        TASK,
+        toy_split(48),
+        toy_split(32, seed=1),
+        config,
+        tmp_path / "run",
+        show_progress=False,
+        teacher=teacher,
+    )
     assert result.steps == 4  # 3 epochs of 3 steps would be 9
     assert all(torch.equal(before[k], v) for k, v in teacher.state_dict().items())
     assert not any(p.requires_grad for p in teacher.parameters())
@@ -117,7 +126,9 @@ def test_range_hypervolume_equals_a_brute_force_count():
     assert range_hypervolume(np.array([[0.5, 0.01]]), lower) == pytest.approx(0.5)  # a tiny model counts as if at 20 %
 
 
-def test_the_two_stage_recipe_runs_both_stages_counts_both_and_resumes_without_retraining(tmp_path, tiny_model_dir, glue_dir, capsys):
+def test_the_two_stage_recipe_runs_both_stages_counts_both_and_resumes_without_retraining(
+    tmp_path, tiny_model_dir, glue_dir, capsys
+):
     import json
     import sys
     from pathlib import Path
@@ -128,16 +139,44 @@ def test_the_two_stage_recipe_runs_both_stages_counts_both_and_resumes_without_r
     from nas_tune.cli.pipeline_options import parse_pipeline_args, pipeline_config
 
     output = tmp_path / "run"
-    argv = ["--model", str(tiny_model_dir), "--dataset", "rte", "--data-dir", str(glue_dir), "--max-train-samples", "64",
-            "--max-validation-samples", "32", "--max-test-samples", "32", "--max-seq-length", "16", "--epochs", "1",
-            "--batch-size", "16", "--lr", "1e-3", "--num-trials", "4", "--recipe", "two_stage", "--second-stage-steps", "2",
-            "--output", str(output)]
+    argv = [
+        "--model",
+        str(tiny_model_dir),
+        "--dataset",
+        "rte",
+        "--data-dir",
+        str(glue_dir),
+        "--max-train-samples",
+        "64",
+        "--max-validation-samples",
+        "32",
+        "--max-test-samples",
+        "32",
+        "--max-seq-length",
+        "16",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "16",
+        "--lr",
+        "1e-3",
+        "--num-trials",
+        "4",
+        "--recipe",
+        "two_stage",
+        "--second-stage-steps",
+        "2",
+        "--output",
+        str(output),
+    ]
     assert local.main(argv) == 0
     repeated = parse_pipeline_args(local.parser(), ["--config", str(output / "run.yaml")])  # the run's options, saved
     assert pipeline_config(repeated) == pipeline_config(parse_pipeline_args(local.parser(), argv))
     standard = json.loads((output / "standard" / "supernet.json").read_text())
     supernet = json.loads((output / "supernet" / "supernet.json").read_text())
-    assert standard["strategy"] == "standard" and standard["status"] == "completed" and standard["steps"] == 4  # 64 examples / 16
+    assert (
+        standard["strategy"] == "standard" and standard["status"] == "completed" and standard["steps"] == 4
+    )  # 64 examples / 16
     assert supernet["strategy"] == "sandwich_kd" and supernet["steps"] == 2
     assert supernet["options"]["init_from"] == supernet["options"]["teacher"] == str((output / "standard").resolve())
     assert "standard fine-tuning (first of two stages)" in (output / "report.html").read_text()

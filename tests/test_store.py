@@ -152,7 +152,9 @@ def test_sigkill_during_appends_loses_at_most_the_last_line(tmp_path):
     process = subprocess.Popen([sys.executable, "-c", script], env=env)
     trials = tmp_path / "trials.jsonl"
     try:
-        while not (trials.exists() and trials.read_bytes().count(b"\n") >= 20):  # no deadline: a busy machine only slows it
+        while not (
+            trials.exists() and trials.read_bytes().count(b"\n") >= 20
+        ):  # no deadline: a busy machine only slows it
             assert process.poll() is None, "writer exited early"
             time.sleep(0.01)
     finally:
@@ -173,14 +175,31 @@ def test_sigkill_during_appends_loses_at_most_the_last_line(tmp_path):
 def test_to_frame_columns(tmp_path):
     store = ResultsStore(tmp_path)
     assert list(store.to_frame().columns)[:7] == [
-        "trial_id", "status", "fidelity", "worker", "start_time", "end_time", "duration",
+        "trial_id",
+        "status",
+        "fidelity",
+        "worker",
+        "start_time",
+        "end_time",
+        "duration",
     ]
     store.append(_record(0, status="failed", error_message="boom", metrics={}))
     store.append(_record(1, metrics={"error": 0.2, "params": 0.4, "latency": 0.3}))
     frame = store.to_frame()
     assert list(frame.columns) == [
-        "trial_id", "status", "fidelity", "worker", "start_time", "end_time", "duration", "error_message",
-        "error", "params", "latency", "config_num_layers", "config_num_heads",
+        "trial_id",
+        "status",
+        "fidelity",
+        "worker",
+        "start_time",
+        "end_time",
+        "duration",
+        "error_message",
+        "error",
+        "params",
+        "latency",
+        "config_num_layers",
+        "config_num_heads",
     ]
     assert frame["duration"].tolist() == [2.5, 2.5]
     assert frame.loc[1, "latency"] == 0.3 and pd.isna(frame.loc[0, "error"])

@@ -83,6 +83,7 @@ def test_kd_uses_the_teachers_outputs(monkeypatch):
     losses = []
     original = strategies.distillation_loss
     for shift in (0.0, 5.0):
+
         def shifted_distillation(student, teacher, temperature, regression, shift=shift):
             return original(student, teacher + torch.tensor([shift, -shift]), temperature, regression)
 
@@ -128,7 +129,9 @@ def test_unknown_strategy_and_bad_options_are_user_errors():
 def run_finetune(tmp_path, tokenizer, name, **kwargs):
     loaded = LoadedModel(tiny_model("bert", seed=3), tokenizer, adapter_for("bert"), "tiny")
     config = FinetuneConfig(strategy="sandwich_kd", epochs=2, batch_size=16, lr=1e-3, save_steps=3, seed=5)
-    return finetune(loaded, TASK, toy_split(48), toy_split(32, seed=1), config, tmp_path / name, show_progress=False, **kwargs), loaded
+    return finetune(
+        loaded, TASK, toy_split(48), toy_split(32, seed=1), config, tmp_path / name, show_progress=False, **kwargs
+    ), loaded
 
 
 class Killed(Exception):
@@ -198,7 +201,15 @@ def test_reorder_importance_is_wired_into_finetuning(tmp_path, tiny_model_dir, g
     data = DataConfig("rte", data_dir=str(glue_dir), max_train_samples=128, max_validation_samples=16)
     config = FinetuneConfig(epochs=1, batch_size=64)
     finetune_supernet(str(tiny_model_dir), data, config, tmp_path / "plain", max_seq_length=32, show_progress=False)
-    finetune_supernet(str(tiny_model_dir), data, config, tmp_path / "sorted", max_seq_length=32, show_progress=False, reorder="importance")
+    finetune_supernet(
+        str(tiny_model_dir),
+        data,
+        config,
+        tmp_path / "sorted",
+        max_seq_length=32,
+        show_progress=False,
+        reorder="importance",
+    )
     assert read_supernet_meta(tmp_path / "sorted")["options"]["reorder"] == "importance"
     plain = load_file(str(tmp_path / "plain" / "model.safetensors"))
     ordered = load_file(str(tmp_path / "sorted" / "model.safetensors"))

@@ -27,7 +27,9 @@ from nas_tune.search_space import make_search_space
 from nas_tune.supernet.head import initialise_head_bias
 from nas_tune.supernet.strategies import StrategyOptions, distillation_loss, make_strategy
 
-SHAKESPEARE = Path(os.environ.get("NAS_TUNE_TEXT_DIR", Path(__file__).resolve().parents[2] / "shared" / "data" / "text"))
+SHAKESPEARE = Path(
+    os.environ.get("NAS_TUNE_TEXT_DIR", Path(__file__).resolve().parents[2] / "shared" / "data" / "text")
+)
 TASK = language_modelling_task("text")
 PLAY = "ROMEO. But soft, what light through yonder window breaks?\nIt is the east.\n\n\nJULIET. Ay me!\n\nROMEO. She speaks.\n"
 
@@ -41,8 +43,17 @@ def run(capsys, *argv):
 def tiny_llama(seed: int = 0) -> LlamaForCausalLM:
     """LLaMA with grouped-query attention (4 query / 2 key-value heads) and tied embeddings, as SmolLM2."""
     torch.manual_seed(seed)
-    config = LlamaConfig(vocab_size=30522, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
-                         num_key_value_heads=2, head_dim=8, max_position_embeddings=64, tie_word_embeddings=True)
+    config = LlamaConfig(
+        vocab_size=30522,
+        hidden_size=32,
+        intermediate_size=48,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=8,
+        max_position_embeddings=64,
+        tie_word_embeddings=True,
+    )
     return LlamaForCausalLM(config).eval()
 
 
@@ -63,8 +74,17 @@ def tiny_decoder_dir(tmp_path_factory, tokenizer):
     """A tiny causal BERT (BertLMHeadModel): a decoder whose family adapter exists, so sub-networks work today."""
     path = tmp_path_factory.mktemp("tiny_decoder")
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=3, num_attention_heads=4, intermediate_size=37,
-                        max_position_embeddings=80, is_decoder=True, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    config = BertConfig(
+        vocab_size=30522,
+        hidden_size=32,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        intermediate_size=37,
+        max_position_embeddings=80,
+        is_decoder=True,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+    )
     BertLMHeadModel(config).save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
@@ -96,13 +116,21 @@ def test_shakespeare_is_found_through_the_environment_and_keeps_its_three_files(
 def test_text_without_validation_file_holds_out_paragraphs_and_tests_on_them(text_files):
     data = load_task_data(DataConfig(dataset="text", train_file=str(text_files["train"]), validation_fraction=0.25))
     paragraphs = read_paragraphs(text_files["train"])
-    assert len(data.validation) == round(0.25 * len(paragraphs)) and len(data.train) + len(data.validation) == len(paragraphs)
+    assert len(data.validation) == round(0.25 * len(paragraphs)) and len(data.train) + len(data.validation) == len(
+        paragraphs
+    )
     assert data.test is data.validation
 
 
 def test_blocks_are_fixed_length_windows_on_the_running_text_and_cached(text_files, tokenizer, tmp_path):
-    data = load_task_data(DataConfig(dataset="text", train_file=str(text_files["train"]), validation_file=str(text_files["validation"]),
-                                     test_file=str(text_files["test"])))
+    data = load_task_data(
+        DataConfig(
+            dataset="text",
+            train_file=str(text_files["train"]),
+            validation_file=str(text_files["validation"]),
+            test_file=str(text_files["test"]),
+        )
+    )
     ids = tokenizer(text_files["test"].read_text(), add_special_tokens=False)["input_ids"]
     split = tokenize_split(data.test, tokenizer, data.task, 16, cache_dir=tmp_path)
     assert split.input_ids.shape == (len(ids) // 16, 16)
@@ -115,20 +143,36 @@ def test_blocks_are_fixed_length_windows_on_the_running_text_and_cached(text_fil
         tokenize_split(data.test, tokenizer, data.task, 5000, cache_dir=None)
 
 
-@pytest.mark.parametrize(("extra", "message"), [
-    (["--dataset", "text", "--train-file", "EMPTY"], "is empty"),
-    (["--dataset", "text", "--train-file", "TRAIN", "--text-columns", "a"], "text_columns only apply to classification data"),
-    (["--dataset", "text", "--train-file", "TRAIN", "--label-column", "y"], "label_column only apply to classification data"),
-    (["--dataset", "rte", "--test-file", "TRAIN"], "test_file only applies to language modelling"),
-    (["--dataset", "text"], "dataset 'text' needs a plain-text training file"),
-    (["--dataset", "text", "--train-file", "TRAIN", "--max-seq-length", "100000"], "fewer than one block of 100000"),
-])
-def test_bad_text_input_is_one_sentence_exit_2_and_nothing_written(capsys, tmp_path, text_files, tiny_decoder_dir, extra, message):
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--dataset", "text", "--train-file", "EMPTY"], "is empty"),
+        (
+            ["--dataset", "text", "--train-file", "TRAIN", "--text-columns", "a"],
+            "text_columns only apply to classification data",
+        ),
+        (
+            ["--dataset", "text", "--train-file", "TRAIN", "--label-column", "y"],
+            "label_column only apply to classification data",
+        ),
+        (["--dataset", "rte", "--test-file", "TRAIN"], "test_file only applies to language modelling"),
+        (["--dataset", "text"], "dataset 'text' needs a plain-text training file"),
+        (
+            ["--dataset", "text", "--train-file", "TRAIN", "--max-seq-length", "100000"],
+            "fewer than one block of 100000",
+        ),
+    ],
+)
+def test_bad_text_input_is_one_sentence_exit_2_and_nothing_written(
+    capsys, tmp_path, text_files, tiny_decoder_dir, extra, message
+):
     empty = tmp_path / "empty.txt"
     empty.write_text("\n\n")
     argv = [{"EMPTY": str(empty), "TRAIN": str(text_files["train"])}.get(a, a) for a in extra]
     output = tmp_path / "run"
-    code, _, err = run(capsys, "finetune", "--model", str(tiny_decoder_dir), "--output", str(output), "--max-steps", "1", *argv)
+    code, _, err = run(
+        capsys, "finetune", "--model", str(tiny_decoder_dir), "--output", str(output), "--max-steps", "1", *argv
+    )
     assert code == 2 and message in err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert not output.exists()
@@ -180,8 +224,16 @@ def test_token_distillation_is_the_mean_kl_over_predicted_positions():
     student, teacher = torch.randn(2, 4, 6), torch.randn(2, 4, 6)
     mask = torch.tensor([[True, True, False, True], [True, False, False, False]])
     t = 2.0
-    expected = np.mean([F.kl_div(F.log_softmax(student[i, j] / t, -1), F.softmax(teacher[i, j] / t, -1), reduction="sum").item()
-                        for i, j in mask.nonzero().tolist()]) * t * t
+    expected = (
+        np.mean(
+            [
+                F.kl_div(F.log_softmax(student[i, j] / t, -1), F.softmax(teacher[i, j] / t, -1), reduction="sum").item()
+                for i, j in mask.nonzero().tolist()
+            ]
+        )
+        * t
+        * t
+    )
     assert distillation_loss(student, teacher, t, False, mask=mask).item() == pytest.approx(expected, rel=1e-5)
     assert distillation_loss(student, student, t, False, mask=mask).abs().item() < 1e-6
 
@@ -193,7 +245,9 @@ def test_lm_strategies_train_on_next_tokens_and_distil_token_distributions(tiny_
     space = make_search_space("small", adapter.shape(model))
     blocks = torch.randint(1000, 1100, (4, 10), generator=torch.Generator().manual_seed(0))
     batch = {"input_ids": blocks, "attention_mask": torch.ones_like(blocks), "labels": blocks.clone()}
-    strategy = make_strategy("sandwich_kd", adapter, space, np.random.default_rng(0), StrategyOptions(num_random_subnets=0))
+    strategy = make_strategy(
+        "sandwich_kd", adapter, space, np.random.default_rng(0), StrategyOptions(num_random_subnets=0)
+    )
     with torch.no_grad():
         reference = model(input_ids=blocks, labels=blocks).loss.item()  # transformers' own shifted LM loss
         assert strategy._label_loss(model(input_ids=blocks).logits, blocks).item() == pytest.approx(reference, rel=1e-5)
@@ -210,23 +264,66 @@ def test_label_prior_head_init_never_runs_for_a_causal_lm(tiny_decoder_dir):
     loaded = load_model(str(tiny_decoder_dir), causal_lm=True)
     assert not loaded.head_is_new
     bias = loaded.model.cls.predictions.bias.detach().clone()
-    assert initialise_head_bias(loaded, torch.zeros(4, 10, dtype=torch.long)) is False  # BertLMHeadModel has no .classifier
+    assert (
+        initialise_head_bias(loaded, torch.zeros(4, 10, dtype=torch.long)) is False
+    )  # BertLMHeadModel has no .classifier
     assert torch.equal(loaded.model.cls.predictions.bias, bias)
 
 
 def test_finetune_then_evaluate_a_sub_network_of_a_decoder_on_text(capsys, tmp_path, text_files, tiny_decoder_dir):
-    files = ["--dataset", "text", "--train-file", str(text_files["train"]), "--validation-file", str(text_files["validation"]),
-             "--test-file", str(text_files["test"]), "--max-seq-length", "16", "--max-validation-samples", "8", "--max-test-samples", "8"]
-    code, out, err = run(capsys, "finetune", "--model", str(tiny_decoder_dir), *files, "--output", str(tmp_path / "supernet"),
-                         "--max-steps", "2", "--batch-size", "4")
+    files = [
+        "--dataset",
+        "text",
+        "--train-file",
+        str(text_files["train"]),
+        "--validation-file",
+        str(text_files["validation"]),
+        "--test-file",
+        str(text_files["test"]),
+        "--max-seq-length",
+        "16",
+        "--max-validation-samples",
+        "8",
+        "--max-test-samples",
+        "8",
+    ]
+    code, out, err = run(
+        capsys,
+        "finetune",
+        "--model",
+        str(tiny_decoder_dir),
+        *files,
+        "--output",
+        str(tmp_path / "supernet"),
+        "--max-steps",
+        "2",
+        "--batch-size",
+        "4",
+    )
     assert code == 0, err
     assert "validation largest_perplexity" in out
     meta = json.loads((tmp_path / "supernet" / "supernet.json").read_text())
-    assert meta["task"] == "text" and meta["final_metrics"]["largest_error"] == pytest.approx(1 - 1 / meta["final_metrics"]["largest_perplexity"])
-    code, out, err = run(capsys, "evaluate", "--model", str(tmp_path / "supernet"), *files, "--split", "test", "--config", "smallest", "--json")
+    assert meta["task"] == "text" and meta["final_metrics"]["largest_error"] == pytest.approx(
+        1 - 1 / meta["final_metrics"]["largest_perplexity"]
+    )
+    code, out, err = run(
+        capsys,
+        "evaluate",
+        "--model",
+        str(tmp_path / "supernet"),
+        *files,
+        "--split",
+        "test",
+        "--config",
+        "smallest",
+        "--json",
+    )
     assert code == 0, err
     result = json.loads(out)
-    assert result["metrics"]["error"] == pytest.approx(1 - 1 / result["metrics"]["perplexity"]) and result["layer_fraction"] < 0.5
+    assert (
+        result["metrics"]["error"] == pytest.approx(1 - 1 / result["metrics"]["perplexity"])
+        and result["layer_fraction"] < 0.5
+    )
     assert type(load_model(str(tmp_path / "supernet")).model).__name__ == "BertLMHeadModel"  # reloads as a causal LM
 
 

@@ -22,7 +22,9 @@ from nas_tune.errors import UserError
 from nas_tune.settings import BASELINE_NAMES
 
 BASELINES: dict[str, type[Baseline]] = {cls.name: cls for cls in (LayerDrop, Importance, RFP, StandardNAS)}
-assert tuple(BASELINES) == BASELINE_NAMES, "nas_tune.settings.BASELINE_NAMES lists every baseline, for the fast command line"
+assert tuple(BASELINES) == BASELINE_NAMES, (
+    "nas_tune.settings.BASELINE_NAMES lists every baseline, for the fast command line"
+)
 
 
 def baseline_class(name: str) -> type[Baseline]:
@@ -32,6 +34,15 @@ def baseline_class(name: str) -> type[Baseline]:
 
 
 __all__ = [
-    "BASELINES", "DEFAULT_BUDGETS", "Baseline", "BaselineInputs", "BaselineSettings", "Candidate", "GridBaseline", "Scorer",
-    "baseline_class", "load_inputs", "run_baseline",
+    "BASELINES",
+    "DEFAULT_BUDGETS",
+    "Baseline",
+    "BaselineInputs",
+    "BaselineSettings",
+    "Candidate",
+    "GridBaseline",
+    "Scorer",
+    "baseline_class",
+    "load_inputs",
+    "run_baseline",
 ]

@@ -45,12 +45,22 @@ class BaselineInputs:
     max_seq_length: int = 128
 
 
-def load_inputs(model: str | None, data_config: DataConfig, *, max_seq_length: int = 128, seed: int = 0,
-                trust_remote_code: bool = False) -> BaselineInputs:
+def load_inputs(
+    model: str | None,
+    data_config: DataConfig,
+    *,
+    max_seq_length: int = 128,
+    seed: int = 0,
+    trust_remote_code: bool = False,
+) -> BaselineInputs:
     data = load_task_data(data_config)
-    loaded = load_model(model, data.task.num_labels, seed=seed, trust_remote_code=trust_remote_code, causal_lm=data.task.causal_lm)
-    splits = [tokenize_split(frame, loaded.tokenizer, data.task, max_seq_length, cache_dir=default_cache_dir())
-              for frame in (data.train, data.validation, data.test)]
+    loaded = load_model(
+        model, data.task.num_labels, seed=seed, trust_remote_code=trust_remote_code, causal_lm=data.task.causal_lm
+    )
+    splits = [
+        tokenize_split(frame, loaded.tokenizer, data.task, max_seq_length, cache_dir=default_cache_dir())
+        for frame in (data.train, data.validation, data.test)
+    ]
     return BaselineInputs(loaded, data.task, *splits, max_seq_length=max_seq_length)
 
 
@@ -70,8 +80,10 @@ class Scorer:
 
     def __init__(self, inputs: BaselineInputs):
         model, adapter = inputs.loaded.model, inputs.loaded.adapter
-        self.validation, self.test = (Evaluator(model, adapter, None, inputs.task, split, flops_seq_len=inputs.max_seq_length)
-                                      for split in (inputs.validation, inputs.test))
+        self.validation, self.test = (
+            Evaluator(model, adapter, None, inputs.task, split, flops_seq_len=inputs.max_seq_length)
+            for split in (inputs.validation, inputs.test)
+        )
         self.reference = time_reference(self.validation)
 
     def measure(self, pruned: PreTrainedModel, subnet: SubNetwork) -> dict[str, float]:
@@ -86,7 +98,9 @@ class Baseline(ABC):
     """A pruning method that fills a results store with scored sub-networks of one model."""
 
     name: ClassVar[str]
-    prunes_finetuned: ClassVar[bool]  # True: prunes a fine-tuned classifier (or a causal LM); False: fine-tunes what it keeps
+    prunes_finetuned: ClassVar[
+        bool
+    ]  # True: prunes a fine-tuned classifier (or a causal LM); False: fine-tunes what it keeps
     adapters: ClassVar[tuple[type[ModelAdapter], ...]] = (BertFamilyAdapter,)  # model families it supports
     default_epochs: ClassVar[int] = 3
 
@@ -103,12 +117,21 @@ class Baseline(ABC):
         config = self.model.config
         if not isinstance(self.adapter, self.adapters):
             supported = sorted(t for t, family in ADAPTERS.items() if issubclass(family, self.adapters))
-            raise UserError(f"{self.name} supports {', '.join(supported)} models, not '{config.model_type}'; "
-                            f"use layer_drop or a model of a supported family.")
+            raise UserError(
+                f"{self.name} supports {', '.join(supported)} models, not '{config.model_type}'; "
+                f"use layer_drop or a model of a supported family."
+            )
         architectures = config.architectures or []
-        if self.prunes_finetuned and not inputs.task.causal_lm and architectures and not any(a.endswith("ForSequenceClassification") for a in architectures):
-            raise UserError(f"{self.name} prunes a model fine-tuned on the task, but '{inputs.loaded.source}' is a pre-trained "
-                            f"{architectures[0]}; fine-tune it first (nas-tune finetune --strategy standard --output CKPT) and pass --model CKPT.")
+        if (
+            self.prunes_finetuned
+            and not inputs.task.causal_lm
+            and architectures
+            and not any(a.endswith("ForSequenceClassification") for a in architectures)
+        ):
+            raise UserError(
+                f"{self.name} prunes a model fine-tuned on the task, but '{inputs.loaded.source}' is a pre-trained "
+                f"{architectures[0]}; fine-tune it first (nas-tune finetune --strategy standard --output CKPT) and pass --model CKPT."
+            )
         self.shape = self.adapter.shape(self.model)
 
     @property
@@ -123,14 +146,27 @@ class Baseline(ABC):
     def finetune_config(self) -> FinetuneConfig:
         """Plain fine-tuning of a pruned model (layer_drop, standard_nas trials)."""
         s = self.settings
-        return FinetuneConfig(strategy="standard", search_space="small", epochs=s.epochs or self.default_epochs,
-                              batch_size=s.batch_size, lr=s.lr, seed=s.seed)
+        return FinetuneConfig(
+            strategy="standard",
+            search_space="small",
+            epochs=s.epochs or self.default_epochs,
+            batch_size=s.batch_size,
+            lr=s.lr,
+            seed=s.seed,
+        )
 
     def metadata(self) -> dict[str, Any]:
         """What identifies the run (compared on --resume) and what `nas-tune report` reads."""
-        return {"checkpoint": self.inputs.loaded.source, "task": self.inputs.task.name, "search_space": self.search_space,
-                "searcher": self.name, "objectives": OBJECTIVES, "seed": self.settings.seed, "max_params": None,
-                "settings": asdict(self.settings)}
+        return {
+            "checkpoint": self.inputs.loaded.source,
+            "task": self.inputs.task.name,
+            "search_space": self.search_space,
+            "searcher": self.name,
+            "objectives": OBJECTIVES,
+            "seed": self.settings.seed,
+            "max_params": None,
+            "settings": asdict(self.settings),
+        }
 
 
 class GridBaseline(Baseline):
@@ -169,7 +205,9 @@ class GridBaseline(Baseline):
         store.write_metadata({**store.read_metadata(), "prepare_seconds": time.perf_counter() - start})
         scorer = Scorer(self.inputs)
         first_id = max((r.trial_id for r in store.records()), default=-1) + 1
-        for trial_id, config in enumerate(tqdm(todo, desc=self.name, unit="model", disable=not show_progress), start=first_id):
+        for trial_id, config in enumerate(
+            tqdm(todo, desc=self.name, unit="model", disable=not show_progress), start=first_id
+        ):
             started = time.time()
             candidate = self.prune(config)
             build_seconds = time.time() - started
@@ -177,20 +215,32 @@ class GridBaseline(Baseline):
             metrics = {**scorer.measure(pruned, candidate.subnet), **candidate.metrics}
             metrics["prune_seconds"] = build_seconds - metrics.get("finetune_seconds", 0.0)
             if "budget" in config and metrics["params"] > config["budget"] + 1e-12:
-                raise RuntimeError(f"{self.name} kept {metrics['params']:.4f} of the layer parameters, over its budget {config['budget']}")
+                raise RuntimeError(
+                    f"{self.name} kept {metrics['params']:.4f} of the layer parameters, over its budget {config['budget']}"
+                )
             if self.settings.export:
                 self.export(candidate, store.run_dir / "models" / "_".join(f"{k}-{v}" for k, v in config.items()))
-            store.append(TrialRecord(trial_id, config, metrics, worker=self.name, start_time=started, end_time=time.time()))
+            store.append(
+                TrialRecord(trial_id, config, metrics, worker=self.name, start_time=started, end_time=time.time())
+            )
 
     def export(self, candidate: Candidate, path: Path) -> None:
         loaded = self.inputs.loaded
-        export_subnetwork(candidate.model, loaded.tokenizer, self.adapter, candidate.subnet, path, overwrite=True,
-                          label_names=self.inputs.task.label_names,
-                          provenance={"baseline": self.name, "config": candidate.config, "source_model": loaded.source})
+        export_subnetwork(
+            candidate.model,
+            loaded.tokenizer,
+            self.adapter,
+            candidate.subnet,
+            path,
+            overwrite=True,
+            label_names=self.inputs.task.label_names,
+            provenance={"baseline": self.name, "config": candidate.config, "source_model": loaded.source},
+        )
 
 
-def run_baseline(baseline: Baseline, output: str | Path, *, resume: bool = False, overwrite: bool = False,
-                 show_progress: bool = True) -> ResultsStore:
+def run_baseline(
+    baseline: Baseline, output: str | Path, *, resume: bool = False, overwrite: bool = False, show_progress: bool = True
+) -> ResultsStore:
     """Run `baseline` into the run folder `output` (metadata.json, trials.jsonl, trials.csv)."""
     store = ResultsStore(output)
     metadata = baseline.metadata()

@@ -26,7 +26,14 @@ class SearchedFront(GridBaseline):
     name = "front"
     prunes_finetuned = True
 
-    def __init__(self, inputs: BaselineInputs, settings: BaselineSettings, search_space: str, configs: list[Config], searcher: str):
+    def __init__(
+        self,
+        inputs: BaselineInputs,
+        settings: BaselineSettings,
+        search_space: str,
+        configs: list[Config],
+        searcher: str,
+    ):
         self.space, self.searched, self.searcher = search_space, configs, searcher
         super().__init__(inputs, settings)
         self.search = make_search_space(search_space, self.shape)
@@ -46,7 +53,14 @@ class Repair(SearchedFront):
 
     name = "repair"
 
-    def __init__(self, inputs: BaselineInputs, settings: BaselineSettings, search_space: str, configs: list[Config], searcher: str):
+    def __init__(
+        self,
+        inputs: BaselineInputs,
+        settings: BaselineSettings,
+        search_space: str,
+        configs: list[Config],
+        searcher: str,
+    ):
         super().__init__(inputs, settings, search_space, configs, searcher)
         check_reconstructable(self.model, self.adapter, "--repair", "drop --repair")  # fail before any work
         training_sample(inputs.train, settings.tune_samples, settings.seed, "--repair")
@@ -54,23 +68,41 @@ class Repair(SearchedFront):
     def prune(self, config: Config) -> Candidate:
         subnet = self.search.to_subnetwork(config)
         s = self.settings
-        repaired = repair_subnetwork(self.inputs.loaded, subnet, self.inputs.train, num_samples=s.tune_samples, seed=s.seed,
-                                     batch_size=s.batch_size)
+        repaired = repair_subnetwork(
+            self.inputs.loaded,
+            subnet,
+            self.inputs.train,
+            num_samples=s.tune_samples,
+            seed=s.seed,
+            batch_size=s.batch_size,
+        )
         return Candidate(config, subnet, repaired.model, repaired.summary())
 
     def metadata(self) -> dict[str, Any]:
         return {**super().metadata(), "searcher": f"{self.searcher}+repair"}
 
 
-def score_front(run_dir: str | Path, output: str | Path, *, repair: bool = False, settings: BaselineSettings | None = None,
-                data_dir: str | None = None, resume: bool = False, overwrite: bool = False, show_progress: bool = True) -> ResultsStore:
+def score_front(
+    run_dir: str | Path,
+    output: str | Path,
+    *,
+    repair: bool = False,
+    settings: BaselineSettings | None = None,
+    data_dir: str | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    show_progress: bool = True,
+) -> ResultsStore:
     """Score every Pareto sub-network of the search run `run_dir` (repaired first when `repair`) into `output`."""
     _, metadata, trials = load_run(run_dir)
     front = pareto_front(trials, metadata["objectives"])
     trained = read_checkpoint(metadata["checkpoint"])
     settings = settings or BaselineSettings(seed=metadata.get("seed", 0))
-    inputs = load_inputs(metadata["checkpoint"], trained.data_config(data_dir), max_seq_length=trained.max_seq_length,
-                         seed=settings.seed)
+    inputs = load_inputs(
+        metadata["checkpoint"], trained.data_config(data_dir), max_seq_length=trained.max_seq_length, seed=settings.seed
+    )
     configs = [config_of(row) for _, row in front.iterrows()]
-    method = (Repair if repair else SearchedFront)(inputs, settings, metadata["search_space"], configs, metadata["searcher"])
+    method = (Repair if repair else SearchedFront)(
+        inputs, settings, metadata["search_space"], configs, metadata["searcher"]
+    )
     return run_baseline(method, output, resume=resume, overwrite=overwrite, show_progress=show_progress)

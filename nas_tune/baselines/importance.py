@@ -62,8 +62,15 @@ def _best_attention(layer_choices: list[list[_AttentionChoice]], allowed: int) -
     for each reachable cost the best score, cheaper states that score no less having removed dearer ones."""
     states: list[tuple[int, float, list[int]]] = [(0, 0.0, [])]
     for choices in layer_choices:
-        grown = sorted(((cost + c.cost, score + c.score, [*picked, k]) for cost, score, picked in states
-                        for k, c in enumerate(choices) if cost + c.cost <= allowed), key=lambda s: (s[0], -s[1]))
+        grown = sorted(
+            (
+                (cost + c.cost, score + c.score, [*picked, k])
+                for cost, score, picked in states
+                for k, c in enumerate(choices)
+                if cost + c.cost <= allowed
+            ),
+            key=lambda s: (s[0], -s[1]),
+        )
         states = []
         for state in grown:
             if not states or state[1] > states[-1][1]:
@@ -84,8 +91,10 @@ def search_mask(scores: Scores, shape: ModelShape, adapter: ModelAdapter, budget
         raise ValueError("mask search needs a layer size that is linear in its neurons")
     allowed = math.floor(budget * shape.num_layers * layer_full) - shape.num_layers * fixed
     if allowed < 0:
-        raise UserError(f"budget {budget} is below the size of the layers without any head or neuron "
-                        f"({fixed / layer_full:.4f}); pick a larger budget.")
+        raise UserError(
+            f"budget {budget} is below the size of the layers without any head or neuron "
+            f"({fixed / layer_full:.4f}); pick a larger budget."
+        )
     layer_choices = [_attention_choices(scores.heads[i], shape, adapter) for i in range(shape.num_layers)]
     unit_scores, unit_order = scores.units.flatten().double().sort(descending=True, stable=True)
     unit_sum = torch.cat([torch.zeros(1, dtype=torch.float64), unit_scores.cumsum(0)]).tolist()

@@ -32,7 +32,9 @@ from nas_tune.settings import FinetuneConfig
 from nas_tune.supernet import finetune
 
 
-def block_influence(model: PreTrainedModel, adapter: ModelAdapter, data: TokenizedSplit, *, batch_size: int = 32) -> torch.Tensor:
+def block_influence(
+    model: PreTrainedModel, adapter: ModelAdapter, data: TokenizedSplit, *, batch_size: int = 32
+) -> torch.Tensor:
     """ShortGPT's block influence of every layer, [layers]: 1 - the mean cosine similarity of each token's hidden
     state before and after the layer (padding skipped). Near 0: the layer barely changes what flows through it."""
     causal_lm = is_causal_lm(data)
@@ -62,15 +64,22 @@ class LayerDrop(GridBaseline):
         self.epochs = settings.epochs if settings.epochs is not None else (self.default_epochs if top else 0)
         self.prunes_finetuned = self.epochs == 0  # without retraining the task head must already be trained
         super().__init__(inputs, settings)
-        self.samples = None if top else training_sample(inputs.train, settings.num_samples, settings.seed,
-                                                        "layer_drop --layer-choice block_influence")
+        self.samples = (
+            None
+            if top
+            else training_sample(
+                inputs.train, settings.num_samples, settings.seed, "layer_drop --layer-choice block_influence"
+            )
+        )
 
     def configs(self) -> list[Config]:
         layers = self.shape.num_layers
         kept = sorted({math.floor(budget * layers + 1e-9) for budget in self.settings.budgets} - {0})
         if not kept:
-            raise UserError(f"layer_drop keeps whole layers, and every budget is below one of the {layers} layers; "
-                            f"use budgets of at least {1 / layers:.3f}.")
+            raise UserError(
+                f"layer_drop keeps whole layers, and every budget is below one of the {layers} layers; "
+                f"use budgets of at least {1 / layers:.3f}."
+            )
         return [{"num_layers": k} for k in kept]
 
     def finetune_config(self) -> FinetuneConfig:
@@ -86,15 +95,25 @@ class LayerDrop(GridBaseline):
 
     def prune(self, config: Config) -> Candidate:
         shape = self.shape
-        subnet = SubNetwork.from_layers(self.ranking[: config["num_layers"]], [range(shape.num_heads)] * shape.num_layers,
-                                        [range(shape.ffn_size)] * shape.num_layers)
+        subnet = SubNetwork.from_layers(
+            self.ranking[: config["num_layers"]],
+            [range(shape.num_heads)] * shape.num_layers,
+            [range(shape.ffn_size)] * shape.num_layers,
+        )
         if self.epochs == 0:
             return Candidate(config, subnet, self.model)
         loaded = self.inputs.loaded
         small = self.adapter.extract(self.model, subnet)
         with tempfile.TemporaryDirectory(prefix="nas-tune-layer-drop-") as output:  # its checkpoint is not kept
-            result = finetune(LoadedModel(small, loaded.tokenizer, self.adapter, loaded.source, loaded.head_is_new), self.inputs.task,
-                              self.inputs.train, self.inputs.validation, self.finetune_config(), output, show_progress=False)
+            result = finetune(
+                LoadedModel(small, loaded.tokenizer, self.adapter, loaded.source, loaded.head_is_new),
+                self.inputs.task,
+                self.inputs.train,
+                self.inputs.validation,
+                self.finetune_config(),
+                output,
+                show_progress=False,
+            )
         return Candidate(config, subnet, self._full_size(small, subnet).eval(), {"finetune_seconds": result.seconds})
 
     def _full_size(self, small: PreTrainedModel, subnet: SubNetwork) -> PreTrainedModel:
@@ -102,7 +121,11 @@ class LayerDrop(GridBaseline):
         model = copy.deepcopy(self.model)
         small_layers = self.adapter.layers(small)
         in_layers = {id(tensor) for tensor in small_layers.state_dict(keep_vars=True).values()}
-        outside = {name: tensor.detach() for name, tensor in small.state_dict(keep_vars=True).items() if id(tensor) not in in_layers}
+        outside = {
+            name: tensor.detach()
+            for name, tensor in small.state_dict(keep_vars=True).items()
+            if id(tensor) not in in_layers
+        }
         unexpected = model.load_state_dict(outside, strict=False).unexpected_keys
         if unexpected:
             raise RuntimeError(f"fine-tuned parameters without a place in the full model: {unexpected[:3]}")

@@ -44,8 +44,10 @@ class FisherBlocks:
             g = g.double()
             return g.T @ g
 
-        return cls([gram(grads.heads[:, i]) for i in range(grads.heads.shape[1])],
-                   [gram(grads.units[:, i]) for i in range(grads.units.shape[1])])
+        return cls(
+            [gram(grads.heads[:, i]) for i in range(grads.heads.shape[1])],
+            [gram(grads.units[:, i]) for i in range(grads.units.shape[1])],
+        )
 
 
 def pruned_fisher_loss(gram: torch.Tensor, kept: list[int] | tuple[int, ...]) -> float:
@@ -66,7 +68,7 @@ def greedy_rearrange(gram: torch.Tensor, keep: int) -> list[int]:
     pruned = order[: n - keep]
     dots = gram[:, pruned].sum(1)  # g_j . S for every j, S = sum of pruned gradients
     total = float(dots[pruned].sum())  # ||S||^2
-    for index in order[n - keep:]:
+    for index in order[n - keep :]:
         total += 2 * float(dots[index]) + float(diagonal[index])
         dots += gram[:, index]
         pruned.append(index)

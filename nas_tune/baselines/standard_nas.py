@@ -35,12 +35,16 @@ class StandardNAS(Baseline):
     def __init__(self, inputs: BaselineInputs, settings: BaselineSettings):
         super().__init__(inputs, settings)
         if settings.search_space not in UNIFORM_SPACES:
-            raise UserError(f"standard_nas fine-tunes each sub-network as a model of its own, which needs the same heads and "
-                            f"units in every layer; use --search-space {' or '.join(UNIFORM_SPACES)}, not {settings.search_space}.")
+            raise UserError(
+                f"standard_nas fine-tunes each sub-network as a model of its own, which needs the same heads and "
+                f"units in every layer; use --search-space {' or '.join(UNIFORM_SPACES)}, not {settings.search_space}."
+            )
         if searcher_class(settings.search.searcher).multi_fidelity:
             single = ", ".join(name for name, cls in SEARCHERS.items() if not cls.multi_fidelity)
-            raise UserError(f"standard_nas trains every candidate in full; use a single-fidelity searcher "
-                            f"({single}), not {settings.search.searcher}.")
+            raise UserError(
+                f"standard_nas trains every candidate in full; use a single-fidelity searcher "
+                f"({single}), not {settings.search.searcher}."
+            )
         self.search = make_search_space(settings.search_space, self.shape)
 
     @property
@@ -49,8 +53,12 @@ class StandardNAS(Baseline):
 
     def metadata(self) -> dict[str, Any]:
         search = self.settings.search
-        return {**super().metadata(), "objectives": search.objectives, "max_params": search.max_params,
-                "inner_searcher": search.searcher}
+        return {
+            **super().metadata(),
+            "objectives": search.objectives,
+            "max_params": search.max_params,
+            "inner_searcher": search.searcher,
+        }
 
     def trial(self, scorer: Scorer, config: Config) -> dict[str, float]:
         """Slice the sub-network out of the pre-trained model, fine-tune it, score it."""
@@ -58,8 +66,15 @@ class StandardNAS(Baseline):
         subnet = self.search.to_subnetwork(config)
         small = self.adapter.extract(self.model, subnet)
         with tempfile.TemporaryDirectory(prefix="nas-tune-standard-nas-") as output:  # its checkpoint is not kept
-            result = finetune(LoadedModel(small, loaded.tokenizer, self.adapter, loaded.source, loaded.head_is_new), self.inputs.task,
-                              self.inputs.train, self.inputs.validation, self.finetune_config(), output, show_progress=False)
+            result = finetune(
+                LoadedModel(small, loaded.tokenizer, self.adapter, loaded.source, loaded.head_is_new),
+                self.inputs.task,
+                self.inputs.train,
+                self.inputs.validation,
+                self.finetune_config(),
+                output,
+                show_progress=False,
+            )
         return {**scorer.measure(small.eval(), subnet), "finetune_seconds": result.seconds, "prune_seconds": 0.0}
 
     def run(self, store: ResultsStore, *, show_progress: bool = True) -> None:

@@ -15,7 +15,9 @@ COMMANDS = ("finetune", "search", "report", "show", "select", "evaluate", "expor
 def build_parser() -> argparse.ArgumentParser:
     from importlib import import_module
 
-    parser = argparse.ArgumentParser(prog="nas-tune", description="Structural pruning of pre-trained transformers by multi-objective NAS.")
+    parser = argparse.ArgumentParser(
+        prog="nas-tune", description="Structural pruning of pre-trained transformers by multi-objective NAS."
+    )
     parser.add_argument("--version", action="version", version=f"nas-tune {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:

@@ -17,7 +17,13 @@ from nas_tune.settings import BASELINE_NAMES, BaselineSettings
 if TYPE_CHECKING:
     from nas_tune.data import DataConfig
 
-SPLIT_FIELDS = ("dataset", "train_file", "validation_fraction", "max_validation_samples", "seed")  # what fixes the validation split
+SPLIT_FIELDS = (
+    "dataset",
+    "train_file",
+    "validation_fraction",
+    "max_validation_samples",
+    "seed",
+)  # what fixes the validation split
 
 
 def add_parser(subparsers) -> None:
@@ -25,9 +31,9 @@ def add_parser(subparsers) -> None:
         "baseline",
         help="prune with a baseline method (layer_drop, importance, rfp, standard_nas)",
         description="Prune with a reference method and store every pruned model as a trial row, so `nas-tune report` "
-                    "and the Pareto code compare it with a search. importance, rfp and layer_drop --layer-choice block_influence "
-                    "prune a fine-tuned model (--model CKPT; on text, the pre-trained causal LM itself); layer_drop --layer-choice "
-                    "top and standard_nas fine-tune what they keep of a pre-trained model.",
+        "and the Pareto code compare it with a search. importance, rfp and layer_drop --layer-choice block_influence "
+        "prune a fine-tuned model (--model CKPT; on text, the pre-trained causal LM itself); layer_drop --layer-choice "
+        "top and standard_nas fine-tune what they keep of a pre-trained model.",
     )
     parser.add_argument("name", metavar="NAME", help=f"one of: {', '.join(BASELINE_NAMES)}")
     add_model_options(parser)
@@ -51,13 +57,20 @@ def check_checkpoint_split(model: str | None, data: DataConfig) -> None:
     ours = asdict(data)
     for name in SPLIT_FIELDS if trained else ():
         if trained.get(name) != ours[name]:
-            raise UserError(f"{model} was fine-tuned with {name}={trained.get(name)!r} but this run uses {ours[name]!r}, so its "
-                            f"validation split would overlap the checkpoint's training data; pass the checkpoint's data options.")
+            raise UserError(
+                f"{model} was fine-tuned with {name}={trained.get(name)!r} but this run uses {ours[name]!r}, so its "
+                f"validation split would overlap the checkpoint's training data; pass the checkpoint's data options."
+            )
 
 
 def run(args: argparse.Namespace) -> int:
-    refuse_existing_output(args.output, resume=args.resume, overwrite=args.overwrite, what="a search or baseline run",
-                           markers=SEARCH_MARKERS)
+    refuse_existing_output(
+        args.output,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        what="a search or baseline run",
+        markers=SEARCH_MARKERS,
+    )
     settings = from_args(BaselineSettings, args)  # its own flags checked before the search's, whose check loads torch
     settings = replace(settings, search=search_settings(args))
     data = data_config(args, args.seed)
@@ -66,11 +79,15 @@ def run(args: argparse.Namespace) -> int:
 
     cls = baseline_class(args.name)
     check_checkpoint_split(args.model, data)
-    inputs = load_inputs(args.model, data, max_seq_length=args.max_seq_length, seed=args.seed, trust_remote_code=args.trust_remote_code)
+    inputs = load_inputs(
+        args.model, data, max_seq_length=args.max_seq_length, seed=args.seed, trust_remote_code=args.trust_remote_code
+    )
     store = run_baseline(cls(inputs, settings), args.output, resume=args.resume, overwrite=args.overwrite)
     save_run_config(args.command_parser, args, store.run_dir)
     report = report_run(store.run_dir)
     print(format_table(report.front, inputs.task.metric))
-    print(f"{args.name}: {len(report.trials)} pruned models, {len(report.front)} on the Pareto front, hypervolume {report.hypervolume:.4f}")
+    print(
+        f"{args.name}: {len(report.trials)} pruned models, {len(report.front)} on the Pareto front, hypervolume {report.hypervolume:.4f}"
+    )
     print(f"results in {store.run_dir} (trials.csv, pareto.csv, pareto.png)")
     return 0

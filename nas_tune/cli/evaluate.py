@@ -26,10 +26,26 @@ def add_parser(subparsers) -> None:
     add_model_options(parser)
     add_data_options(parser)
     add_search_space_option(parser)
-    parser.add_argument("--config", default="largest", help="sub-network as JSON, a JSON file, 'largest' or 'smallest' (default: largest)")
-    parser.add_argument("--split", choices=SPLITS, default="validation", help="validation (carved from train; what search sees) or test (GLUE dev)")
-    parser.add_argument("--batch-size", type=positive_int, default=EVAL_BATCH_SIZE, help=f"evaluation batch size (default: {EVAL_BATCH_SIZE})")
-    parser.add_argument("--latency", action="store_true", help="also measure latency of the sliced sub-network (see --latency-*)")
+    parser.add_argument(
+        "--config",
+        default="largest",
+        help="sub-network as JSON, a JSON file, 'largest' or 'smallest' (default: largest)",
+    )
+    parser.add_argument(
+        "--split",
+        choices=SPLITS,
+        default="validation",
+        help="validation (carved from train; what search sees) or test (GLUE dev)",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=EVAL_BATCH_SIZE,
+        help=f"evaluation batch size (default: {EVAL_BATCH_SIZE})",
+    )
+    parser.add_argument(
+        "--latency", action="store_true", help="also measure latency of the sliced sub-network (see --latency-*)"
+    )
     add_latency_options(parser)
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON on stdout")
     parser.set_defaults(run=run)
@@ -40,8 +56,14 @@ def run(args: argparse.Namespace) -> int:
     from nas_tune.evaluate.setup import build_evaluator
 
     setup = build_evaluator(
-        args.model, data_config(args, args.seed), args.search_space, split=args.split,
-        max_seq_length=args.max_seq_length, batch_size=args.batch_size, seed=args.seed, trust_remote_code=args.trust_remote_code,
+        args.model,
+        data_config(args, args.seed),
+        args.search_space,
+        split=args.split,
+        max_seq_length=args.max_seq_length,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        trust_remote_code=args.trust_remote_code,
     )
     config = parse_config(args.config, setup.evaluator.search_space)
     result = setup.evaluator.evaluate(config, latency=latency)

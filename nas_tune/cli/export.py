@@ -27,9 +27,13 @@ def add_parser(subparsers) -> None:
 
 
 def add_format_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--format", choices=("pytorch", "onnx"), default="pytorch",
-                        help="onnx: also write model.onnx (dynamic batch and sequence axes) into the folder, checked in ONNX Runtime "
-                             "against the PyTorch model and timed beside it (needs the [onnx] extra)")
+    parser.add_argument(
+        "--format",
+        choices=("pytorch", "onnx"),
+        default="pytorch",
+        help="onnx: also write model.onnx (dynamic batch and sequence axes) into the folder, checked in ONNX Runtime "
+        "against the PyTorch model and timed beside it (needs the [onnx] extra)",
+    )
 
 
 def onnx_stage(args: argparse.Namespace, model, adapter, subnet, tokenizer):
@@ -43,8 +47,10 @@ def onnx_stage(args: argparse.Namespace, model, adapter, subnet, tokenizer):
 
 def describe_onnx(result) -> str:
     timing = result.latency
-    return (f"  ONNX: {result.path} (opset {result.opset}, logits within {result.max_abs_difference:.1g} of PyTorch); "
-            f"batch {timing.batch_size} x {timing.seq_len} tokens: ONNX Runtime {timing.onnxruntime_ms:.2f} ms, PyTorch {timing.pytorch_ms:.2f} ms")
+    return (
+        f"  ONNX: {result.path} (opset {result.opset}, logits within {result.max_abs_difference:.1g} of PyTorch); "
+        f"batch {timing.batch_size} x {timing.seq_len} tokens: ONNX Runtime {timing.onnxruntime_ms:.2f} ms, PyTorch {timing.pytorch_ms:.2f} ms"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -52,25 +58,47 @@ def run(args: argparse.Namespace) -> int:
     from nas_tune.export import export_subnetwork
     from nas_tune.models import load_model
     from nas_tune.search_space import make_search_space
+
     loaded = load_model(args.model, trust_remote_code=args.trust_remote_code)
     space = make_search_space(args.search_space, loaded.adapter.shape(loaded.model))
     config = parse_config(args.config, space)
     subnet = space.to_subnetwork(config)
     with onnx_stage(args, loaded.model, loaded.adapter, subnet, loaded.tokenizer) as onnx:
         result = export_subnetwork(
-            loaded.model, loaded.tokenizer, loaded.adapter, subnet, args.output,
-            provenance={"source_model": loaded.source, "search_space": space.name, "config": config}, overwrite=args.overwrite,
+            loaded.model,
+            loaded.tokenizer,
+            loaded.adapter,
+            subnet,
+            args.output,
+            provenance={"source_model": loaded.source, "search_space": space.name, "config": config},
+            overwrite=args.overwrite,
         )
         onnx_result = onnx.install(result.path) if onnx else None
     if args.json:
-        print(json.dumps({"path": str(result.path), "layer_params": result.layer_params, "layer_fraction": result.layer_fraction,
-                          "total_params": result.total_params, "needs_trust_remote_code": result.needs_remote_code,
-                          "onnx": None if onnx_result is None else {"path": str(onnx_result.path), "opset": onnx_result.opset,
-                                                                    "max_abs_difference": onnx_result.max_abs_difference,
-                                                                    "latency": vars(onnx_result.latency)}}))
+        print(
+            json.dumps(
+                {
+                    "path": str(result.path),
+                    "layer_params": result.layer_params,
+                    "layer_fraction": result.layer_fraction,
+                    "total_params": result.total_params,
+                    "needs_trust_remote_code": result.needs_remote_code,
+                    "onnx": None
+                    if onnx_result is None
+                    else {
+                        "path": str(onnx_result.path),
+                        "opset": onnx_result.opset,
+                        "max_abs_difference": onnx_result.max_abs_difference,
+                        "latency": vars(onnx_result.latency),
+                    },
+                }
+            )
+        )
         return 0
     print(f"exported to {result.path}")
-    print(f"  layer params {result.layer_params:,} ({result.layer_fraction:.1%} of the layers), total {result.total_params:,}")
+    print(
+        f"  layer params {result.layer_params:,} ({result.layer_fraction:.1%} of the layers), total {result.total_params:,}"
+    )
     auto_class = "AutoModelForCausalLM" if loaded.model.can_generate() else "AutoModelForSequenceClassification"
     how = f"{auto_class}.from_pretrained(path{', trust_remote_code=True' if result.needs_remote_code else ''})"
     print(f"  load it with {how}")

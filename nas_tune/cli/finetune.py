@@ -38,10 +38,16 @@ def add_parser(subparsers) -> None:
     add_search_space_option(parser)
     add_finetune_options(parser)
     two_stage = parser.add_argument_group("two-stage training (start from a standard fine-tuned model)")
-    two_stage.add_argument("--init-from", metavar="FINETUNED_DIR",
-                           help="start the super-network from this classifier, fine-tuned on the task from --model")
-    two_stage.add_argument("--teacher", metavar="FINETUNED_DIR",
-                           help="distil every sub-network from this fixed fine-tuned classifier (strategies kd, sandwich_kd)")
+    two_stage.add_argument(
+        "--init-from",
+        metavar="FINETUNED_DIR",
+        help="start the super-network from this classifier, fine-tuned on the task from --model",
+    )
+    two_stage.add_argument(
+        "--teacher",
+        metavar="FINETUNED_DIR",
+        help="distil every sub-network from this fixed fine-tuned classifier (strategies kd, sandwich_kd)",
+    )
     parser.add_argument("--output", required=True, help="checkpoint folder to write")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run in --output")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --output")
@@ -55,9 +61,17 @@ def run(args: argparse.Namespace) -> int:
     from nas_tune.supernet.run import finetune_supernet
 
     result = finetune_supernet(
-        args.model, data_config(args, args.seed), config, args.output, max_seq_length=args.max_seq_length,
-        resume=args.resume, overwrite=args.overwrite, trust_remote_code=args.trust_remote_code, reorder=args.reorder,
-        init_from=args.init_from, teacher=args.teacher,
+        args.model,
+        data_config(args, args.seed),
+        config,
+        args.output,
+        max_seq_length=args.max_seq_length,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        trust_remote_code=args.trust_remote_code,
+        reorder=args.reorder,
+        init_from=args.init_from,
+        teacher=args.teacher,
     )
     save_run_config(args.command_parser, args, result.output_dir)
     print(f"super-network checkpoint written to {result.output_dir} ({result.steps} steps, {result.seconds:.0f} s)")

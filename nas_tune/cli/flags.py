@@ -49,8 +49,15 @@ def _shown(default: Any) -> bool:
     return default is not None and default is not False and default not in ((), [], "")
 
 
-def add_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls: type, *, only: tuple[str, ...] | None = None,
-              skip: tuple[str, ...] = (), defaults: Mapping[str, Any] | None = None, prefix: str = "") -> None:
+def add_flags(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+    cls: type,
+    *,
+    only: tuple[str, ...] | None = None,
+    skip: tuple[str, ...] = (),
+    defaults: Mapping[str, Any] | None = None,
+    prefix: str = "",
+) -> None:
     """Add a flag for each `option` field of `cls` (only / skip: field names) that `parser` does not have yet.
 
     `defaults` replaces a field's default on this command line (the launchers' shorter runs); `prefix` names
@@ -74,7 +81,9 @@ def add_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls: ty
             continue
         sequence = typing.get_origin(kind) in SEQUENCES
         parse = f.metadata["parse"] or (str if sequence else positive_int if kind is int else kind)
-        parser.add_argument(flag, dest=dest, type=parse, default=_as_text(default), choices=f.metadata["choices"], help=help_text)
+        parser.add_argument(
+            flag, dest=dest, type=parse, default=_as_text(default), choices=f.metadata["choices"], help=help_text
+        )
 
 
 def _split(text: str, hint: Any, flag: str) -> Any:

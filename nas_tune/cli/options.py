@@ -24,7 +24,9 @@ from nas_tune.settings import (
 if TYPE_CHECKING:
     from nas_tune.search_space import Config, SearchSpace
 
-VALIDATION_CAP = DataConfig.max_validation_samples  # validation examples every trial is scored on, without a training budget
+VALIDATION_CAP = (
+    DataConfig.max_validation_samples
+)  # validation examples every trial is scored on, without a training budget
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -56,21 +58,42 @@ def evaluation_caps(max_train: int | None, max_validation: int | None, max_test:
 
 
 def data_config(args: argparse.Namespace, seed: int) -> DataConfig:
-    max_validation, max_test = evaluation_caps(args.max_train_samples, args.max_validation_samples, args.max_test_samples)
-    return from_args(DataConfig, args, dataset="custom" if args.train_file and not is_text_dataset(args.dataset) else args.dataset,
-                     max_validation_samples=max_validation, max_test_samples=max_test, seed=seed)
+    max_validation, max_test = evaluation_caps(
+        args.max_train_samples, args.max_validation_samples, args.max_test_samples
+    )
+    return from_args(
+        DataConfig,
+        args,
+        dataset="custom" if args.train_file and not is_text_dataset(args.dataset) else args.dataset,
+        max_validation_samples=max_validation,
+        max_test_samples=max_test,
+        seed=seed,
+    )
 
 
 def add_search_space_option(parser: argparse.ArgumentParser) -> None:
     add_flags(parser, FinetuneConfig, only=("search_space",))
 
 
-def refuse_existing_output(output: str | Path, *, resume: bool, overwrite: bool, what: str, markers: tuple[str, ...] = (),
-                           resume_may_start: bool = False) -> None:
+def refuse_existing_output(
+    output: str | Path,
+    *,
+    resume: bool,
+    overwrite: bool,
+    what: str,
+    markers: tuple[str, ...] = (),
+    resume_may_start: bool = False,
+) -> None:
     """The stage's own run-folder guard (`check_output_folder`), called before any slow import or load: `markers`
     are the files that say a run is there; without them, any content does. The stage checks again, in detail."""
-    check_output_folder(output, holds_run=occupied(output, markers), what=what, resume=resume, overwrite=overwrite,
-                        resume_may_start=resume_may_start)
+    check_output_folder(
+        output,
+        holds_run=occupied(output, markers),
+        what=what,
+        resume=resume,
+        overwrite=overwrite,
+        resume_may_start=resume_may_start,
+    )
 
 
 def parse_config(text: str, space: SearchSpace) -> Config:

@@ -23,8 +23,15 @@ if TYPE_CHECKING:
     from nas_tune.pipeline import PipelineResult
 
 # A first look: small data, short sequences, one epoch, few trials.
-QUICK = {"max_train_samples": 256, "max_validation_samples": 128, "max_test_samples": 128, "max_seq_length": 64,
-         "epochs": 1, "batch_size": 16, "num_trials": 16}
+QUICK = {
+    "max_train_samples": 256,
+    "max_validation_samples": 128,
+    "max_test_samples": 128,
+    "max_seq_length": 64,
+    "epochs": 1,
+    "batch_size": 16,
+    "num_trials": 16,
+}
 # The default: about 30 minutes on a 2-core CPU with the bundled MiniLM on RTE (estimated from measured step times);
 # every other option keeps the default of its settings dataclass.
 DEFAULT = {"epochs": 2}
@@ -38,7 +45,11 @@ def pipeline_parser(description: str | None) -> argparse.ArgumentParser:
     add_finetune_options(parser, defaults=DEFAULT)
     add_search_options(parser, defaults=DEFAULT)
     add_latency_options(parser)
-    parser.add_argument("--quick", action="store_true", help="tiny budget for a first look (" + ", ".join(f"{k}={v}" for k, v in QUICK.items()) + ")")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="tiny budget for a first look (" + ", ".join(f"{k}={v}" for k, v in QUICK.items()) + ")",
+    )
     add_config_option(parser)
     return parser
 
@@ -67,8 +78,14 @@ def parse_pipeline_args(parser: argparse.ArgumentParser, argv: list[str] | None)
 
 
 def pipeline_config(args: argparse.Namespace) -> PipelineConfig:
-    return from_args(PipelineConfig, args, data=data_config(args, args.seed), finetune=finetune_config(args),
-                     search=search_settings(args), latency=latency_settings(args))
+    return from_args(
+        PipelineConfig,
+        args,
+        data=data_config(args, args.seed),
+        finetune=finetune_config(args),
+        search=search_settings(args),
+        latency=latency_settings(args),
+    )
 
 
 def print_pipeline_result(result: PipelineResult) -> None:
@@ -78,5 +95,7 @@ def print_pipeline_result(result: PipelineResult) -> None:
     for item in result.exported:
         same = f" (the same sub-network as {item.same_as})" if item.same_as else ""
         print(f"{item.name:12s} {item.export.layer_fraction:6.1%} of the layers -> {item.export.path}{same}")
-    print(f"\nrun folder: {result.output} (report.html, summary.json, supernet/, search/, models/); "
-          f"`nas-tune show {result.output}` lists the picks")
+    print(
+        f"\nrun folder: {result.output} (report.html, summary.json, supernet/, search/, models/); "
+        f"`nas-tune show {result.output}` lists the picks"
+    )

@@ -11,20 +11,35 @@ if TYPE_CHECKING:
 
 
 def add_parser(subparsers) -> None:
-    parser = subparsers.add_parser("report", help="print the Pareto table of a run and write its plots and report.html",
-                                   description="Regenerate a run's pareto.csv (test metrics included), pareto.png (picks marked), "
-                                               "hypervolume.png and report.html. Several runs of one task (e.g. a search and "
-                                               "baseline runs) are also overlaid in one combined report.html.")
-    parser.add_argument("runs", nargs="+", metavar="RUN",
-                        help="run folder: the pipeline's (e.g. runs/rte-quick) or its search/ folder, or the --output of "
-                             "`nas-tune search` / `nas-tune baseline`")
-    parser.add_argument("--output", default="report.html", help="the combined report of several runs (default: report.html here)")
-    parser.add_argument("--json", action="store_true", help="print the hypervolume and Pareto set as JSON (a list for several runs)")
+    parser = subparsers.add_parser(
+        "report",
+        help="print the Pareto table of a run and write its plots and report.html",
+        description="Regenerate a run's pareto.csv (test metrics included), pareto.png (picks marked), "
+        "hypervolume.png and report.html. Several runs of one task (e.g. a search and "
+        "baseline runs) are also overlaid in one combined report.html.",
+    )
+    parser.add_argument(
+        "runs",
+        nargs="+",
+        metavar="RUN",
+        help="run folder: the pipeline's (e.g. runs/rte-quick) or its search/ folder, or the --output of "
+        "`nas-tune search` / `nas-tune baseline`",
+    )
+    parser.add_argument(
+        "--output", default="report.html", help="the combined report of several runs (default: report.html here)"
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="print the hypervolume and Pareto set as JSON (a list for several runs)"
+    )
     parser.set_defaults(run=run)
 
 
 def _as_json(report: RunReport) -> dict:
-    return {"run": str(report.folder.root), "hypervolume": report.hypervolume, "pareto": json.loads(report.front.to_json(orient="records"))}
+    return {
+        "run": str(report.folder.root),
+        "hypervolume": report.hypervolume,
+        "pareto": json.loads(report.front.to_json(orient="records")),
+    }
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,7 +56,9 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(records if combined else records[0], indent=2))
         return 0
     for report in reports:
-        print(f"{report.label}: {len(report.trials)} trials, {len(report.front)} on the Pareto front, hypervolume {report.hypervolume:.4f}")
+        print(
+            f"{report.label}: {len(report.trials)} trials, {len(report.front)} on the Pareto front, hypervolume {report.hypervolume:.4f}"
+        )
         print(format_table(report.front, report.metric))
         print("wrote " + ", ".join(str(path) for path in report.files) + "\n")
     if combined:

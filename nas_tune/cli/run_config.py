@@ -22,15 +22,21 @@ NOT_IN_FILE = frozenset({"help", "version", "run_config", "output", "resume", "o
 
 
 def add_config_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", dest="run_config", metavar="RUN.yaml",
-                        help="take the options from a YAML file whose keys are this command's flag names without the dashes "
-                             f"(max-train-samples: 256); flags given here win over it; a finished run saves its options as {RUN_FILE}")
+    parser.add_argument(
+        "--config",
+        dest="run_config",
+        metavar="RUN.yaml",
+        help="take the options from a YAML file whose keys are this command's flag names without the dashes "
+        f"(max-train-samples: 256); flags given here win over it; a finished run saves its options as {RUN_FILE}",
+    )
     parser.set_defaults(command_parser=parser)  # `nas_tune.cli.main` re-parses a sub-command with the file's values
 
 
 def _options(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
     """The options a run file may set, by destination."""
-    return {action.dest: action for action in parser._actions if action.option_strings and action.dest not in NOT_IN_FILE}
+    return {
+        action.dest: action for action in parser._actions if action.option_strings and action.dest not in NOT_IN_FILE
+    }
 
 
 def _value(action: argparse.Action, key: str, value: Any, error) -> Any:
@@ -58,6 +64,7 @@ def _value(action: argparse.Action, key: str, value: Any, error) -> Any:
 def read_run_config(parser: argparse.ArgumentParser, path: str) -> dict[str, Any]:
     """The option values in the run file `path`, checked like flags; any problem ends the command (exit 2) in one
     sentence, without the usage block argparse prints for a bad flag: the flags were fine."""
+
     def error(problem: str) -> None:
         parser.exit(2, f"{parser.prog}: error: --config {path}: {problem}.\n")
 
@@ -77,7 +84,11 @@ def read_run_config(parser: argparse.ArgumentParser, path: str) -> dict[str, Any
     for key, value in data.items():
         dest = str(key).replace("-", "_")
         if dest not in options:
-            where = "where the run goes is given on the command line" if dest in NOT_IN_FILE else f"see {parser.prog} --help"
+            where = (
+                "where the run goes is given on the command line"
+                if dest in NOT_IN_FILE
+                else f"see {parser.prog} --help"
+            )
             error(f"unknown key '{key}' ({where})")
         values[dest] = _value(options[dest], key, value, error)
     return values

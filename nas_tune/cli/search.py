@@ -31,10 +31,17 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--checkpoint", required=True, help="super-network folder written by `nas-tune finetune`")
     add_search_options(parser)
     add_latency_options(parser)
-    parser.add_argument("--search-space", choices=SEARCH_SPACE_NAMES, help="default: the space the checkpoint was trained for")
+    parser.add_argument(
+        "--search-space", choices=SEARCH_SPACE_NAMES, help="default: the space the checkpoint was trained for"
+    )
     parser.add_argument("--force", action="store_true", help="search a space the checkpoint was not trained for")
     add_flags(parser, DataConfig, only=("data_dir",))
-    parser.add_argument("--batch-size", type=positive_int, default=EVAL_BATCH_SIZE, help=f"evaluation batch size (default: {EVAL_BATCH_SIZE})")
+    parser.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=EVAL_BATCH_SIZE,
+        help=f"evaluation batch size (default: {EVAL_BATCH_SIZE})",
+    )
     parser.add_argument("--output", required=True, help="run folder for trials.jsonl, trials.csv, pareto.* and plots")
     parser.add_argument("--resume", action="store_true", help="continue a killed search in --output")
     parser.add_argument("--overwrite", action="store_true", help="replace the search in --output")
@@ -43,15 +50,29 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    refuse_existing_output(args.output, resume=args.resume, overwrite=args.overwrite, what="a search or baseline run",
-                           markers=SEARCH_MARKERS)
+    refuse_existing_output(
+        args.output,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        what="a search or baseline run",
+        markers=SEARCH_MARKERS,
+    )
     settings, latency = search_settings(args), latency_settings(args)
     from nas_tune.report.summary import format_table, report_run
     from nas_tune.search.run import search_checkpoint
 
-    store, setup = search_checkpoint(args.checkpoint, args.output, settings, search_space=args.search_space, force=args.force,
-                                     data_dir=args.data_dir, batch_size=args.batch_size, latency=latency,
-                                     resume=args.resume, overwrite=args.overwrite)
+    store, setup = search_checkpoint(
+        args.checkpoint,
+        args.output,
+        settings,
+        search_space=args.search_space,
+        force=args.force,
+        data_dir=args.data_dir,
+        batch_size=args.batch_size,
+        latency=latency,
+        resume=args.resume,
+        overwrite=args.overwrite,
+    )
     save_run_config(args.command_parser, args, store.run_dir)
     report = report_run(store.run_dir)
     print(format_table(report.front, setup.data.task.metric))

@@ -31,7 +31,9 @@ def unpack_checkpoint(folder: Path) -> Path:
     tarball = folder / ARTIFACT
     if not (folder / SUPERNET_FILE).is_file():
         if not tarball.is_file():
-            raise UserError(f"The checkpoint channel {folder} holds neither {ARTIFACT} nor {SUPERNET_FILE}: pass job 1's model artifact as --checkpoint-s3.")
+            raise UserError(
+                f"The checkpoint channel {folder} holds neither {ARTIFACT} nor {SUPERNET_FILE}: pass job 1's model artifact as --checkpoint-s3."
+            )
         with tarfile.open(tarball) as archive:
             archive.extractall(folder, filter="data")
         tarball.unlink()

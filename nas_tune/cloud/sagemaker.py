@@ -60,15 +60,25 @@ class JobSettings:
 
     def __post_init__(self) -> None:
         if not self.role:
-            raise UserError("No IAM role given: pass --role with the ARN of a role SageMaker can assume, e.g. arn:aws:iam::123456789012:role/SageMakerRole.")
+            raise UserError(
+                "No IAM role given: pass --role with the ARN of a role SageMaker can assume, e.g. arn:aws:iam::123456789012:role/SageMakerRole."
+            )
         if not _ROLE.fullmatch(self.role):
-            raise UserError(f"--role {self.role!r} is not an IAM role ARN: pass one like arn:aws:iam::123456789012:role/SageMakerRole.")
+            raise UserError(
+                f"--role {self.role!r} is not an IAM role ARN: pass one like arn:aws:iam::123456789012:role/SageMakerRole."
+            )
         if not self.bucket:
-            raise UserError("No S3 bucket given: pass --bucket with the name of a bucket you can write to (data and results go there).")
+            raise UserError(
+                "No S3 bucket given: pass --bucket with the name of a bucket you can write to (data and results go there)."
+            )
         if not _BUCKET.fullmatch(self.bucket):
-            raise UserError(f"--bucket {self.bucket!r} is not a valid S3 bucket name: pass just the name (3-63 lowercase letters, digits, dots or hyphens), without s3:// or a path.")
+            raise UserError(
+                f"--bucket {self.bucket!r} is not a valid S3 bucket name: pass just the name (3-63 lowercase letters, digits, dots or hyphens), without s3:// or a path."
+            )
         if not self.region:
-            raise UserError("No AWS region given: pass --region (e.g. us-east-1) or set AWS_REGION or AWS_DEFAULT_REGION.")
+            raise UserError(
+                "No AWS region given: pass --region (e.g. us-east-1) or set AWS_REGION or AWS_DEFAULT_REGION."
+            )
         if not self.image_uri:
             raise UserError("No container image given: pass --image-uri with an ECR image that has nas-tune installed.")
 
@@ -87,8 +97,11 @@ class JobSettings:
 
 def to_hyperparameters(values: Mapping[str, object]) -> dict[str, str]:
     """Parsed option values, keyed by argparse destination (`search_space`), as SageMaker hyper-parameters."""
-    return {dest.replace("_", "-"): FLAG if value is True else str(value)
-            for dest, value in values.items() if value is not None and value is not False}
+    return {
+        dest.replace("_", "-"): FLAG if value is True else str(value)
+        for dest, value in values.items()
+        if value is not None and value is not False
+    }
 
 
 def to_argv(hyperparameters: Mapping[str, str]) -> list[str]:
@@ -118,30 +131,50 @@ def glue_uploads(data_dir: str | Path, task: TaskSpec, settings: JobSettings) ->
     files = [folder / "train.tsv", folder / layout.dev_file]
     missing = [str(f) for f in files if not f.is_file()]
     if missing:
-        raise UserError(f"No {task.name} data to upload ({', '.join(missing)} missing): point --data-dir (or $GLUE_DIR) at a "
-                        f"GLUE folder holding {layout.directory}/train.tsv and {layout.dev_file}, or pass --s3-data.")
+        raise UserError(
+            f"No {task.name} data to upload ({', '.join(missing)} missing): point --data-dir (or $GLUE_DIR) at a "
+            f"GLUE folder holding {layout.directory}/train.tsv and {layout.dev_file}, or pass --s3-data."
+        )
     key_prefix = settings.data_uri.removeprefix(f"s3://{settings.bucket}/")
-    return [{"Filename": str(f.resolve()), "Bucket": settings.bucket, "Key": f"{key_prefix}{layout.directory}/{f.name}"}
-            for f in files]
+    return [
+        {"Filename": str(f.resolve()), "Bucket": settings.bucket, "Key": f"{key_prefix}{layout.directory}/{f.name}"}
+        for f in files
+    ]
 
 
-def training_job_request(settings: JobSettings, name: str, stage: str, hyperparameters: Mapping[str, str],
-                         channels: Mapping[str, str]) -> dict[str, Any]:
+def training_job_request(
+    settings: JobSettings, name: str, stage: str, hyperparameters: Mapping[str, str], channels: Mapping[str, str]
+) -> dict[str, Any]:
     """The CreateTrainingJob request of one stage; each channel (name -> S3 URI) appears at /opt/ml/input/data/<name>."""
     return {
         "TrainingJobName": name,
         "RoleArn": settings.role,
-        "AlgorithmSpecification": {"TrainingImage": settings.image_uri, "TrainingInputMode": "File",
-                                   "ContainerEntrypoint": ENTRYPOINT, "ContainerArguments": [stage]},
+        "AlgorithmSpecification": {
+            "TrainingImage": settings.image_uri,
+            "TrainingInputMode": "File",
+            "ContainerEntrypoint": ENTRYPOINT,
+            "ContainerArguments": [stage],
+        },
         "HyperParameters": dict(hyperparameters),
         "InputDataConfig": [
-            {"ChannelName": channel, "DataSource": {"S3DataSource": {
-                "S3DataType": "S3Prefix", "S3Uri": uri, "S3DataDistributionType": "FullyReplicated"}}}
+            {
+                "ChannelName": channel,
+                "DataSource": {
+                    "S3DataSource": {
+                        "S3DataType": "S3Prefix",
+                        "S3Uri": uri,
+                        "S3DataDistributionType": "FullyReplicated",
+                    }
+                },
+            }
             for channel, uri in channels.items()
         ],
         "OutputDataConfig": {"S3OutputPath": settings.s3_uri()},
-        "ResourceConfig": {"InstanceType": settings.instance_type, "InstanceCount": settings.instance_count,
-                           "VolumeSizeInGB": VOLUME_GB},
+        "ResourceConfig": {
+            "InstanceType": settings.instance_type,
+            "InstanceCount": settings.instance_count,
+            "VolumeSizeInGB": VOLUME_GB,
+        },
         "StoppingCondition": {"MaxRuntimeInSeconds": settings.max_run},
     }
 
@@ -160,12 +193,16 @@ def aws_errors(action: str) -> Iterator[None]:
     try:
         yield
     except NoCredentialsError:
-        raise UserError(f"No AWS credentials found to {action}: configure the standard AWS chain "
-                        "(aws configure, AWS_PROFILE, SSO or an instance role).") from None
+        raise UserError(
+            f"No AWS credentials found to {action}: configure the standard AWS chain "
+            "(aws configure, AWS_PROFILE, SSO or an instance role)."
+        ) from None
     except ClientError as error:
         detail = error.response.get("Error", {})
-        raise UserError(f"AWS refused to {action} ({detail.get('Code')}: {detail.get('Message')}); "
-                        "check --role, --bucket, --region and your permissions.") from None
+        raise UserError(
+            f"AWS refused to {action} ({detail.get('Code')}: {detail.get('Message')}); "
+            "check --role, --bucket, --region and your permissions."
+        ) from None
     except (S3UploadFailedError, BotoCoreError) as error:
         raise UserError(f"Could not {action} ({error}); check the bucket, --region and your network.") from None
 
@@ -200,6 +237,8 @@ def wait_for_job(name: str, region: str) -> dict[str, Any]:
             break
         time.sleep(POLL_SECONDS)
     if status != "Completed":
-        raise JobFailed(f"training job {name} ended {status}: {job.get('FailureReason', 'no reason given')} "
-                        "(see its CloudWatch log stream /aws/sagemaker/TrainingJobs).")
+        raise JobFailed(
+            f"training job {name} ended {status}: {job.get('FailureReason', 'no reason given')} "
+            "(see its CloudWatch log stream /aws/sagemaker/TrainingJobs)."
+        )
     return job

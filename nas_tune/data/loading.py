@@ -94,7 +94,9 @@ def _check(config: DataConfig) -> None:
     if is_text_dataset(config.dataset):
         _check_text(config)
     elif config.test_file:
-        raise UserError("test_file only applies to language modelling on plain text: use dataset 'text', or drop test_file.")
+        raise UserError(
+            "test_file only applies to language modelling on plain text: use dataset 'text', or drop test_file."
+        )
     if config.validation_file and not config.train_file:
         raise UserError(
             "validation_file only applies to custom data: pass train_file as well, or drop validation_file."
@@ -103,17 +105,26 @@ def _check(config: DataConfig) -> None:
 
 def _check_text(config: DataConfig) -> None:
     """Refuse the classification options a causal LM task would silently ignore, and a text task without text."""
-    given = [name for name, value in (("text_columns", config.text_columns), ("label_column", config.label_column != "label"))
-             if value]
+    given = [
+        name
+        for name, value in (("text_columns", config.text_columns), ("label_column", config.label_column != "label"))
+        if value
+    ]
     if given:
-        raise UserError(f"{' and '.join(given)} only apply to classification data, not to language modelling on "
-                        f"'{config.dataset}'; drop them.")
+        raise UserError(
+            f"{' and '.join(given)} only apply to classification data, not to language modelling on "
+            f"'{config.dataset}'; drop them."
+        )
     name = config.dataset.strip().lower()
     if name == "text" and not config.train_file:
-        raise UserError("dataset 'text' needs a plain-text training file: pass train_file (and validation_file, test_file).")
+        raise UserError(
+            "dataset 'text' needs a plain-text training file: pass train_file (and validation_file, test_file)."
+        )
     if name in CORPORA and (config.train_file or config.validation_file or config.test_file):
-        raise UserError(f"the {name} corpus brings its own files; drop train_file / validation_file / test_file, "
-                        "or use dataset 'text' for your own.")
+        raise UserError(
+            f"the {name} corpus brings its own files; drop train_file / validation_file / test_file, "
+            "or use dataset 'text' for your own."
+        )
 
 
 # --- GLUE ------------------------------------------------------------------------------------------------------
@@ -221,7 +232,9 @@ def _load_text(config: DataConfig) -> TaskData:
     else:
         train, validation = _split(train, config)
     test = validation if test_path is None else read_paragraphs(test_path)
-    held_out = f"validation = {validation_path or 'a hold-out of the training paragraphs'}, test = {test_path or 'validation'}"
+    held_out = (
+        f"validation = {validation_path or 'a hold-out of the training paragraphs'}, test = {test_path or 'validation'}"
+    )
     return TaskData(
         task=language_modelling_task(name),
         train=_subsample(train, config.max_train_samples, config.seed),
@@ -276,8 +289,10 @@ def _read_table(path_text: str) -> pd.DataFrame:
         raise UserError(f"The data file {path} does not exist; check the path.")
     suffix = path.suffix.lower()
     if suffix not in (".csv", ".tsv", ".json", ".jsonl"):
-        raise UserError(f"Unsupported data file type {suffix!r} for {path}: use .csv, .tsv, .json or .jsonl "
-                        "(plain text for language modelling: dataset 'text').")
+        raise UserError(
+            f"Unsupported data file type {suffix!r} for {path}: use .csv, .tsv, .json or .jsonl "
+            "(plain text for language modelling: dataset 'text')."
+        )
     try:
         if suffix in (".csv", ".tsv"):
             # Like GLUE, tsv text is taken verbatim (quotes are characters); csv uses standard quoting.

@@ -17,7 +17,9 @@ from nas_tune.errors import UserError
 from nas_tune.settings import TEXT_DATASETS, TEXT_DIR_VARIABLE, is_text_dataset  # noqa: F401  (re-exported)
 
 CORPORA = {"shakespeare": "shakespeare"}  # --dataset name -> its folder (train.txt, validation.txt, test.txt)
-assert TEXT_DATASETS == ("text", *CORPORA), "nas_tune.settings.TEXT_DATASETS lists every corpus, for the fast command line"
+assert TEXT_DATASETS == ("text", *CORPORA), (
+    "nas_tune.settings.TEXT_DATASETS lists every corpus, for the fast command line"
+)
 _PARAGRAPH_END = re.compile(r"(?<=\n\n)(?=[^\n])")  # after a blank line, before the next paragraph's text
 
 
@@ -42,12 +44,16 @@ def corpus_files(name: str, data_dir: str | None) -> tuple[Path, Path, Path]:
     elif os.environ.get(TEXT_DIR_VARIABLE):
         root, origin = Path(os.environ[TEXT_DIR_VARIABLE]).expanduser(), f"${TEXT_DIR_VARIABLE}"
     else:
-        raise UserError(f"No folder given for the {name} corpus: set {TEXT_DIR_VARIABLE} or --data-dir to the folder "
-                        f"that holds {CORPORA[name]}/train.txt, validation.txt and test.txt.")
+        raise UserError(
+            f"No folder given for the {name} corpus: set {TEXT_DIR_VARIABLE} or --data-dir to the folder "
+            f"that holds {CORPORA[name]}/train.txt, validation.txt and test.txt."
+        )
     folder = root / CORPORA[name]
     files = tuple(folder / f"{split}.txt" for split in ("train", "validation", "test"))
     missing = [str(path) for path in files if not path.is_file()]
     if missing:
-        raise UserError(f"The {name} corpus is incomplete under {root} (from {origin}): missing {', '.join(missing)}; "
-                        f"point {origin} at the folder that holds {CORPORA[name]}/.")
+        raise UserError(
+            f"The {name} corpus is incomplete under {root} (from {origin}): missing {', '.join(missing)}; "
+            f"point {origin} at the folder that holds {CORPORA[name]}/."
+        )
     return files

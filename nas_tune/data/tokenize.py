@@ -110,10 +110,14 @@ def _encode_blocks(text: str, tokenizer, block_length: int) -> TokenizedSplit:
     ids = tokenizer(text, add_special_tokens=False, return_attention_mask=False, verbose=False)["input_ids"]
     count = len(ids) // block_length
     if count == 0:
-        raise UserError(f"The text has {len(ids)} tokens, fewer than one block of {block_length} (--max-seq-length); "
-                        "use a longer file, more paragraphs (--max-*-samples) or a smaller --max-seq-length.")
+        raise UserError(
+            f"The text has {len(ids)} tokens, fewer than one block of {block_length} (--max-seq-length); "
+            "use a longer file, more paragraphs (--max-*-samples) or a smaller --max-seq-length."
+        )
     blocks = torch.tensor(ids[: count * block_length], dtype=torch.int64).view(count, block_length)
-    return TokenizedSplit(input_ids=blocks, attention_mask=torch.ones_like(blocks), token_type_ids=None, labels=blocks.clone())
+    return TokenizedSplit(
+        input_ids=blocks, attention_mask=torch.ones_like(blocks), token_type_ids=None, labels=blocks.clone()
+    )
 
 
 def _encode(texts: list[list[str]], labels: torch.Tensor, tokenizer, max_seq_length: int) -> TokenizedSplit:
@@ -134,9 +138,7 @@ def _encode(texts: list[list[str]], labels: torch.Tensor, tokenizer, max_seq_len
     )
 
 
-def _cache_key(
-    texts: list[list[str]], labels: torch.Tensor, tokenizer, task: TaskSpec, max_seq_length: int
-) -> str:
+def _cache_key(texts: list[list[str]], labels: torch.Tensor, tokenizer, task: TaskSpec, max_seq_length: int) -> str:
     data = hashlib.sha256(json.dumps(texts).encode("utf-8"))
     data.update(str(labels.dtype).encode("utf-8"))
     data.update(labels.numpy().tobytes())

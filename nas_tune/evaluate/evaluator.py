@@ -46,9 +46,16 @@ class EvaluationResult:
 
     def objectives(self) -> dict[str, float]:
         """The flat metric dict a searcher and the results store see."""
-        values = {**self.metrics, "params": self.layer_fraction, "layer_params": self.layer_params,
-                  "total_params": self.total_params, "total_fraction": self.total_fraction, "flops": self.flops,
-                  "num_examples": self.num_examples, "eval_seconds": self.seconds}
+        values = {
+            **self.metrics,
+            "params": self.layer_fraction,
+            "layer_params": self.layer_params,
+            "total_params": self.total_params,
+            "total_fraction": self.total_fraction,
+            "flops": self.flops,
+            "num_examples": self.num_examples,
+            "eval_seconds": self.seconds,
+        }
         if self.latency_seconds is not None:
             values["latency_seconds"] = self.latency_seconds
         return values
@@ -121,10 +128,13 @@ class Evaluator:
         """`latency` with this evaluator's sequence length and the current thread count filled in."""
         return latency.resolved(self.flops_seq_len)
 
-    def evaluate(self, config: Config, *, fidelity: float = 1.0, latency: LatencySettings | None = None) -> EvaluationResult:
+    def evaluate(
+        self, config: Config, *, fidelity: float = 1.0, latency: LatencySettings | None = None
+    ) -> EvaluationResult:
         """Score a config of the search space."""
-        return self.evaluate_subnetwork(self.search_space.to_subnetwork(config), fidelity=fidelity, latency=latency,
-                                        config=config)
+        return self.evaluate_subnetwork(
+            self.search_space.to_subnetwork(config), fidelity=fidelity, latency=latency, config=config
+        )
 
     def evaluate_subnetwork(
         self,

@@ -40,11 +40,22 @@ def build_evaluator(
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}")
     data = load_task_data(data_config)
-    loaded = load_model(model, data.task.num_labels, seed=seed, trust_remote_code=trust_remote_code, causal_lm=data.task.causal_lm)
+    loaded = load_model(
+        model, data.task.num_labels, seed=seed, trust_remote_code=trust_remote_code, causal_lm=data.task.causal_lm
+    )
     space = make_search_space(search_space, loaded.adapter.shape(loaded.model))
     frame = data.validation if split == "validation" else data.test
     tokenized = tokenize_split(frame, loaded.tokenizer, data.task, max_seq_length, cache_dir=default_cache_dir())
-    evaluator = Evaluator(loaded.model, loaded.adapter, space, data.task, tokenized, batch_size=batch_size, flops_seq_len=max_seq_length, seed=seed)
+    evaluator = Evaluator(
+        loaded.model,
+        loaded.adapter,
+        space,
+        data.task,
+        tokenized,
+        batch_size=batch_size,
+        flops_seq_len=max_seq_length,
+        seed=seed,
+    )
     return EvaluationSetup(evaluator=evaluator, loaded=loaded, data=data)
 
 
@@ -85,5 +96,12 @@ def checkpoint_evaluator(
     seed: int = 0,
 ) -> EvaluationSetup:
     """The evaluator of `checkpoint` on its own data and sequence length, over its search space unless another is named."""
-    return build_evaluator(str(checkpoint.path), checkpoint.data_config(data_dir), search_space or checkpoint.search_space,
-                           split=split, max_seq_length=checkpoint.max_seq_length, batch_size=batch_size, seed=seed)
+    return build_evaluator(
+        str(checkpoint.path),
+        checkpoint.data_config(data_dir),
+        search_space or checkpoint.search_space,
+        split=split,
+        max_seq_length=checkpoint.max_seq_length,
+        batch_size=batch_size,
+        seed=seed,
+    )

@@ -37,8 +37,10 @@ def _structure(subnet: SubNetwork, kv_heads: list[int] | None) -> str:
     heads = [len(h) for h in subnet.kept_heads()]
     units = [len(u) for u in subnet.kept_units()]
     groups = f"; key/value heads per kept layer: {_per_layer(kv_heads)}" if kv_heads else ""
-    return (f"{len(subnet.layers)} of {total_layers} layers kept ({', '.join(map(str, subnet.layers))}); "
-            f"attention heads per kept layer: {_per_layer(heads)}{groups}; FFN neurons per kept layer: {_per_layer(units)}")
+    return (
+        f"{len(subnet.layers)} of {total_layers} layers kept ({', '.join(map(str, subnet.layers))}); "
+        f"attention heads per kept layer: {_per_layer(heads)}{groups}; FFN neurons per kept layer: {_per_layer(units)}"
+    )
 
 
 def _kv_heads(config: PretrainedConfig, subnet: SubNetwork) -> list[int] | None:
@@ -52,48 +54,62 @@ def _kv_heads(config: PretrainedConfig, subnet: SubNetwork) -> list[int] | None:
 
 def _metric_rows(split: str, metrics: dict[str, float] | None, causal_lm: bool) -> list[tuple[str, str]]:
     names = LM_METRIC_NAMES if causal_lm else {}
-    ordered = sorted((metrics or {}).items(), key=lambda item: causal_lm and item[0] != "perplexity")  # perplexity first
+    ordered = sorted(
+        (metrics or {}).items(), key=lambda item: causal_lm and item[0] != "perplexity"
+    )  # perplexity first
     return [(f"{split} {names.get(name, name.replace('_', ' '))}", f"{value:.4f}") for name, value in ordered]
 
 
 def _latency_row(latency: dict[str, Any] | None) -> list[tuple[str, str]]:
     if not latency:
         return [("latency", "not measured")]
-    return [("latency", f"{latency['seconds'] * 1000:.1f} ms per forward (batch {latency['batch_size']}, {latency['seq_len']} tokens, "
-                        f"PyTorch on {latency['device']}, {latency['threads']} thread{'s' if latency['threads'] != 1 else ''}; "
-                        "measured on the exporting machine)")]
+    return [
+        (
+            "latency",
+            f"{latency['seconds'] * 1000:.1f} ms per forward (batch {latency['batch_size']}, {latency['seq_len']} tokens, "
+            f"PyTorch on {latency['device']}, {latency['threads']} thread{'s' if latency['threads'] != 1 else ''}; "
+            "measured on the exporting machine)",
+        )
+    ]
 
 
 def _usage(folder_name: str, remote: bool, config: PretrainedConfig, pair: bool) -> str:
     remote_arg = ", trust_remote_code=True" if remote else ""
     if is_causal_lm(config):
-        return "\n".join([
-            "```python",
-            "from transformers import AutoModelForCausalLM, AutoTokenizer",
-            "",
-            f'path = "path/to/{folder_name}"',
-            f"model = AutoModelForCausalLM.from_pretrained(path{remote_arg}).eval()",
-            "tokenizer = AutoTokenizer.from_pretrained(path)",
-            'inputs = tokenizer("To be, or not to be", return_tensors="pt")',
-            "tokens = model.generate(**inputs, max_new_tokens=20, do_sample=False)  # greedy, with the KV cache",
-            "print(tokenizer.decode(tokens[0], skip_special_tokens=True))",
-            "```",
-        ])
+        return "\n".join(
+            [
+                "```python",
+                "from transformers import AutoModelForCausalLM, AutoTokenizer",
+                "",
+                f'path = "path/to/{folder_name}"',
+                f"model = AutoModelForCausalLM.from_pretrained(path{remote_arg}).eval()",
+                "tokenizer = AutoTokenizer.from_pretrained(path)",
+                'inputs = tokenizer("To be, or not to be", return_tensors="pt")',
+                "tokens = model.generate(**inputs, max_new_tokens=20, do_sample=False)  # greedy, with the KV cache",
+                "print(tokenizer.decode(tokens[0], skip_special_tokens=True))",
+                "```",
+            ]
+        )
     texts = '"A first sentence.", "A second sentence."' if pair else '"A sentence to classify."'
     regression = config.num_labels == 1
-    predict = ("score = model(**inputs).logits.item()" if regression
-               else "label = model.config.id2label[model(**inputs).logits.argmax(-1).item()]")
-    return "\n".join([
-        "```python",
-        "from transformers import AutoModelForSequenceClassification, AutoTokenizer",
-        "",
-        f'path = "path/to/{folder_name}"',
-        f"model = AutoModelForSequenceClassification.from_pretrained(path{remote_arg}).eval()",
-        "tokenizer = AutoTokenizer.from_pretrained(path)",
-        f'inputs = tokenizer({texts}, return_tensors="pt")',
-        predict,
-        "```",
-    ])
+    predict = (
+        "score = model(**inputs).logits.item()"
+        if regression
+        else "label = model.config.id2label[model(**inputs).logits.argmax(-1).item()]"
+    )
+    return "\n".join(
+        [
+            "```python",
+            "from transformers import AutoModelForSequenceClassification, AutoTokenizer",
+            "",
+            f'path = "path/to/{folder_name}"',
+            f"model = AutoModelForSequenceClassification.from_pretrained(path{remote_arg}).eval()",
+            "tokenizer = AutoTokenizer.from_pretrained(path)",
+            f'inputs = tokenizer({texts}, return_tensors="pt")',
+            predict,
+            "```",
+        ]
+    )
 
 
 def model_card(folder_name: str, subnet: SubNetwork, record: dict[str, Any], config: PretrainedConfig) -> ModelCard:
@@ -104,14 +120,32 @@ def model_card(folder_name: str, subnet: SubNetwork, record: dict[str, Any], con
     labels = [config.id2label[i] for i in sorted(config.id2label)] if config.num_labels > 1 else []
     rows = [("base model", f"`{base}`")]
     if task:
-        kind = " (causal language modelling)" if causal_lm else f" (labels: {', '.join(labels)})" if labels else " (regression)"
+        kind = (
+            " (causal language modelling)"
+            if causal_lm
+            else f" (labels: {', '.join(labels)})"
+            if labels
+            else " (regression)"
+        )
         rows.append(("task", task + kind))
     if "config" in record:
         space = record.get("search_space")
-        rows.append(("sub-network", f"`{json.dumps(record['config'])}`" + (f" (search space `{space}`)" if space else "")))
+        rows.append(
+            ("sub-network", f"`{json.dumps(record['config'])}`" + (f" (search space `{space}`)" if space else ""))
+        )
     rows.append(("structure", _structure(subnet, _kv_heads(config, subnet))))
-    rows.append(("layer parameters", f"{record['layer_params']:,} ({record['layer_fraction']:.1%} of the unpruned model's layers)"))
-    rows.append(("total parameters", f"{record['total_params']:,} ({record['total_fraction']:.1%} of the unpruned model, embeddings included)"))
+    rows.append(
+        (
+            "layer parameters",
+            f"{record['layer_params']:,} ({record['layer_fraction']:.1%} of the unpruned model's layers)",
+        )
+    )
+    rows.append(
+        (
+            "total parameters",
+            f"{record['total_params']:,} ({record['total_fraction']:.1%} of the unpruned model, embeddings included)",
+        )
+    )
     rows += _metric_rows("validation", record.get("validation_metrics"), causal_lm)
     rows += _metric_rows("test", record.get("test_metrics"), causal_lm)
     rows += _latency_row(record.get("latency"))
@@ -126,31 +160,42 @@ def model_card(folder_name: str, subnet: SubNetwork, record: dict[str, Any], con
     remote = bool(record.get("needs_trust_remote_code"))
     notes = []
     if remote:
-        modeling_file = next(iter(config.auto_map.values())).split(".")[0] + ".py"  # auto_map: {"AutoModel...": "file.Class"}
-        notes.append(f"The stock `{config.model_type}` config cannot describe this sub-network (e.g. fewer heads, or widths that differ "
-                     f"per layer), so the folder carries its own modeling code (`{modeling_file}`, torch and transformers only): load "
-                     "it with `trust_remote_code=True`; nas-tune need not be installed.")
+        modeling_file = (
+            next(iter(config.auto_map.values())).split(".")[0] + ".py"
+        )  # auto_map: {"AutoModel...": "file.Class"}
+        notes.append(
+            f"The stock `{config.model_type}` config cannot describe this sub-network (e.g. fewer heads, or widths that differ "
+            f"per layer), so the folder carries its own modeling code (`{modeling_file}`, torch and transformers only): load "
+            "it with `trust_remote_code=True`; nas-tune need not be installed."
+        )
     if record.get("no_better_than_trivial"):
         notes.append(f"**Warning**: on the test split this model is no better than {record['no_better_than_trivial']}.")
     table = "\n".join(["| | |", "| --- | --- |", *(f"| {name} | {value} |" for name, value in rows)])
-    body = "\n\n".join([
-        f"# {folder_name}: a pruned `{base}`" + (f" for {task}" if task else ""),
-        "A sub-network cut out of a fine-tuned super-network by nas-tune (structural pruning by "
-        "multi-objective neural architecture search): layers, attention heads and FFN neurons were removed physically, "
-        "so the model is smaller and faster, not masked.",
-        table,
-        *notes,
-        "## How to load",
-        _usage(folder_name, remote, config, pair=len(record.get("text_columns") or ()) == 2),
-        f"Written by nas-tune {record.get('nas_tune_version', '')}; `nas_tune_export.json` holds the full record.",
-    ])
-    data = ModelCardData(library_name="transformers", pipeline_tag="text-generation" if causal_lm else "text-classification",
-                         tags=["nas-tune", "pruned"],
-                         base_model=None if Path(base).exists() else base)  # the hub's field names a hub model, not a folder
+    body = "\n\n".join(
+        [
+            f"# {folder_name}: a pruned `{base}`" + (f" for {task}" if task else ""),
+            "A sub-network cut out of a fine-tuned super-network by nas-tune (structural pruning by "
+            "multi-objective neural architecture search): layers, attention heads and FFN neurons were removed physically, "
+            "so the model is smaller and faster, not masked.",
+            table,
+            *notes,
+            "## How to load",
+            _usage(folder_name, remote, config, pair=len(record.get("text_columns") or ()) == 2),
+            f"Written by nas-tune {record.get('nas_tune_version', '')}; `nas_tune_export.json` holds the full record.",
+        ]
+    )
+    data = ModelCardData(
+        library_name="transformers",
+        pipeline_tag="text-generation" if causal_lm else "text-classification",
+        tags=["nas-tune", "pruned"],
+        base_model=None if Path(base).exists() else base,
+    )  # the hub's field names a hub model, not a folder
     return ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body}\n")
 
 
-def write_model_card(folder: Path, subnet: SubNetwork, record: dict[str, Any], config: PretrainedConfig, *, name: str) -> Path:
+def write_model_card(
+    folder: Path, subnet: SubNetwork, record: dict[str, Any], config: PretrainedConfig, *, name: str
+) -> Path:
     """`name`: the folder's final name (`folder` may be a staging folder that is renamed afterwards)."""
     path = folder / "README.md"
     model_card(name, subnet, record, config).save(path)

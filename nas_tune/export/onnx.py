@@ -50,14 +50,20 @@ class OnnxExport:
     latency: OnnxLatency
 
 
-def _inputs(model: PreTrainedModel, input_names: tuple[str, ...], batch_size: int, seq_len: int, *, pad: bool, seed: int = 0) -> dict[str, torch.Tensor]:
+def _inputs(
+    model: PreTrainedModel, input_names: tuple[str, ...], batch_size: int, seq_len: int, *, pad: bool, seed: int = 0
+) -> dict[str, torch.Tensor]:
     """Random token ids (as `measure_latency` uses); with `pad`, the first row is half padding."""
     generator = torch.Generator().manual_seed(seed)
     input_ids = torch.randint(1000, model.config.vocab_size, (batch_size, seq_len), generator=generator)
     attention_mask = torch.ones_like(input_ids)
     if pad:
-        attention_mask[0, seq_len // 2:] = 0
-    available = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": torch.zeros_like(input_ids)}
+        attention_mask[0, seq_len // 2 :] = 0
+    available = {
+        "input_ids": input_ids,
+        "attention_mask": attention_mask,
+        "token_type_ids": torch.zeros_like(input_ids),
+    }
     return {name: available[name] for name in input_names}
 
 
@@ -72,8 +78,16 @@ def _write_onnx(model: PreTrainedModel, input_names: tuple[str, ...], path: Path
     example = _inputs(model, input_names, *TRACE_SHAPE, pad=False)
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):  # the exporter narrates every pass
         warnings.simplefilter("ignore")
-        program = torch.onnx.export(model, (), kwargs=example, input_names=list(input_names), output_names=["logits"],
-                                    dynamic_shapes={name: {0: batch, 1: sequence} for name in input_names}, dynamo=True, verbose=False)
+        program = torch.onnx.export(
+            model,
+            (),
+            kwargs=example,
+            input_names=list(input_names),
+            output_names=["logits"],
+            dynamic_shapes={name: {0: batch, 1: sequence} for name in input_names},
+            dynamo=True,
+            verbose=False,
+        )
         program.save(path)
 
 
@@ -101,11 +115,22 @@ def _largest_difference(model: PreTrainedModel, session, input_names: tuple[str,
 def _median_seconds(call: Callable[[], object], threads: int, min_run_time: float) -> float:
     from torch.utils import benchmark
 
-    return benchmark.Timer(stmt="call()", globals={"call": call}, num_threads=threads).blocked_autorange(min_run_time=min_run_time).median
+    return (
+        benchmark.Timer(stmt="call()", globals={"call": call}, num_threads=threads)
+        .blocked_autorange(min_run_time=min_run_time)
+        .median
+    )
 
 
-def measure_onnx_latency(model: PreTrainedModel, session, input_names: tuple[str, ...], *, batch_size: int = 1, seq_len: int = 128,
-                         min_run_time: float = 0.5) -> OnnxLatency:
+def measure_onnx_latency(
+    model: PreTrainedModel,
+    session,
+    input_names: tuple[str, ...],
+    *,
+    batch_size: int = 1,
+    seq_len: int = 128,
+    min_run_time: float = 0.5,
+) -> OnnxLatency:
     """PyTorch and ONNX Runtime timed the same way, on the same inputs and thread count."""
     seq_len = min(seq_len, model.config.max_position_embeddings - 2)  # RoBERTa offsets positions by 2
     threads = torch.get_num_threads()
@@ -124,7 +149,9 @@ def measure_onnx_latency(model: PreTrainedModel, session, input_names: tuple[str
 class StagedOnnx:
     """An exported and verified ONNX model waiting in a staging folder beside its destination."""
 
-    def __init__(self, model: PreTrainedModel, input_names: tuple[str, ...], staging: Path, max_abs_difference: float, opset: int):
+    def __init__(
+        self, model: PreTrainedModel, input_names: tuple[str, ...], staging: Path, max_abs_difference: float, opset: int
+    ):
         self.model, self.input_names, self.staging = model, input_names, staging
         self.max_abs_difference, self.opset = max_abs_difference, opset
 
@@ -133,20 +160,35 @@ class StagedOnnx:
         folder = Path(folder)
         for item in sorted(self.staging.iterdir()):  # model.onnx, plus model.onnx.data for models over 2 GB
             os.replace(item, folder / item.name)
-        latency = measure_onnx_latency(self.model, onnx_session(folder / ONNX_FILE, torch.get_num_threads()), self.input_names, seq_len=seq_len)
+        latency = measure_onnx_latency(
+            self.model, onnx_session(folder / ONNX_FILE, torch.get_num_threads()), self.input_names, seq_len=seq_len
+        )
         result = OnnxExport(folder / ONNX_FILE, self.input_names, self.opset, self.max_abs_difference, latency)
         import onnxruntime
 
-        atomic_write_json(folder / ONNX_REPORT, {
-            "file": ONNX_FILE, "exporter": "torch.onnx.export(dynamo=True)", "opset": self.opset, "inputs": list(self.input_names),
-            "outputs": ["logits"], "dynamic_axes": {"0": "batch", "1": "sequence"}, "max_abs_difference": self.max_abs_difference,
-            "tolerance": TOLERANCE, "latency": asdict(latency), "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
-        })
+        atomic_write_json(
+            folder / ONNX_REPORT,
+            {
+                "file": ONNX_FILE,
+                "exporter": "torch.onnx.export(dynamo=True)",
+                "opset": self.opset,
+                "inputs": list(self.input_names),
+                "outputs": ["logits"],
+                "dynamic_axes": {"0": "batch", "1": "sequence"},
+                "max_abs_difference": self.max_abs_difference,
+                "tolerance": TOLERANCE,
+                "latency": asdict(latency),
+                "torch": torch.__version__,
+                "onnxruntime": onnxruntime.__version__,
+            },
+        )
         return result
 
 
 @contextlib.contextmanager
-def staged_onnx(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, destination: str | Path) -> Iterator[StagedOnnx]:
+def staged_onnx(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, destination: str | Path
+) -> Iterator[StagedOnnx]:
     """Export `model` (an extracted sub-network) to ONNX and check it, before the caller writes anything.
 
     Raises UserError when the exporter fails or ONNX Runtime disagrees with PyTorch: the caller's
@@ -157,7 +199,9 @@ def staged_onnx(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, dest
         import onnxruntime  # noqa: F401 - fail here, not after the export
         import onnxscript  # noqa: F401 - the dynamo exporter needs it
     except ImportError as exc:
-        raise UserError(f"--format onnx needs the ONNX extra ({exc.name} is missing); install it with pip install 'nas-tune[onnx]'.") from None
+        raise UserError(
+            f"--format onnx needs the ONNX extra ({exc.name} is missing); install it with pip install 'nas-tune[onnx]'."
+        ) from None
     model = model.eval()
     input_names = _input_names(tokenizer)
     parent = Path(destination).parent
@@ -168,11 +212,19 @@ def staged_onnx(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, dest
             _write_onnx(model, input_names, path)
         except Exception as exc:  # noqa: BLE001 - any exporter failure means this sub-network has no ONNX form here
             first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise UserError(f"this sub-network cannot be written as ONNX ({type(exc).__name__}: {first_line[:200]}); "
-                            "export it without --format onnx.") from None
+            raise UserError(
+                f"this sub-network cannot be written as ONNX ({type(exc).__name__}: {first_line[:200]}); "
+                "export it without --format onnx."
+            ) from None
         difference = _largest_difference(model, onnx_session(path, torch.get_num_threads()), input_names)
         if not difference <= TOLERANCE:
-            raise UserError(f"ONNX Runtime's logits differ from PyTorch's by {difference:.2g} (more than {TOLERANCE:g}) for this sub-network; "
-                            "export it without --format onnx.")
-        opset = next(o.version for o in onnx.load(str(path), load_external_data=False).opset_import if o.domain in ("", "ai.onnx"))
+            raise UserError(
+                f"ONNX Runtime's logits differ from PyTorch's by {difference:.2g} (more than {TOLERANCE:g}) for this sub-network; "
+                "export it without --format onnx."
+            )
+        opset = next(
+            o.version
+            for o in onnx.load(str(path), load_external_data=False).opset_import
+            if o.domain in ("", "ai.onnx")
+        )
         yield StagedOnnx(model, input_names, Path(staging), difference, opset)

@@ -13,8 +13,14 @@ _ONE_TIMING_AT_A_TIME = threading.Lock()
 
 
 def measure_latency(
-    model: PreTrainedModel, *, batch_size: int = 1, seq_len: int = 128, warmup: int = 3, repeats: int = 10,
-    threads: int | None = None, seed: int = 0,
+    model: PreTrainedModel,
+    *,
+    batch_size: int = 1,
+    seq_len: int = 128,
+    warmup: int = 3,
+    repeats: int = 10,
+    threads: int | None = None,
+    seed: int = 0,
 ) -> float:
     """Mean seconds per forward of a batch of random token ids over `repeats` forwards after `warmup`, with
     `threads` intra-op threads (default: torch's current setting): compare only numbers timed alike."""

@@ -22,9 +22,13 @@ class ParameterCount:
 
 def _layer_counts(adapter: ModelAdapter, shape: ModelShape, subnet: SubNetwork) -> tuple[int, int]:
     """(layer parameters of `subnet`, layer parameters of the full model)."""
-    full_layers = shape.num_layers * adapter.layer_parameter_count(shape, shape.num_heads, shape.ffn_size, shape.kv_heads)
-    layers = sum(adapter.layer_parameter_count(shape, len(h), len(u), len(kv))
-                 for h, u, kv in zip(subnet.kept_heads(), subnet.kept_units(), subnet.kept_kv_heads(shape)))
+    full_layers = shape.num_layers * adapter.layer_parameter_count(
+        shape, shape.num_heads, shape.ffn_size, shape.kv_heads
+    )
+    layers = sum(
+        adapter.layer_parameter_count(shape, len(h), len(u), len(kv))
+        for h, u, kv in zip(subnet.kept_heads(), subnet.kept_units(), subnet.kept_kv_heads(shape))
+    )
     return layers, full_layers
 
 

@@ -29,7 +29,9 @@ def score(task: TaskSpec, predictions: np.ndarray | torch.Tensor, labels) -> dic
     for causal LM, logits [N, T, vocabulary] with labels [N, T] (see `language_model_score`).
     """
     if task.causal_lm:
-        return language_model_score(*next_token_nll(torch.as_tensor(predictions), torch.as_tensor(labels), reduction="sum"))
+        return language_model_score(
+            *next_token_nll(torch.as_tensor(predictions), torch.as_tensor(labels), reduction="sum")
+        )
     values = _numpy(predictions)
     truth = _numpy(labels).reshape(-1)
     if task.is_regression:
@@ -80,7 +82,9 @@ def next_token_nll(logits: torch.Tensor, labels: torch.Tensor, reduction: str = 
     Positions labelled IGNORED_LABEL are skipped; `reduction` is "mean" (the training loss) or "sum".
     """
     targets = labels[:, 1:]
-    nll = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORED_LABEL, reduction=reduction)
+    nll = F.cross_entropy(
+        logits[:, :-1].flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORED_LABEL, reduction=reduction
+    )
     return nll, int((targets != IGNORED_LABEL).sum())
 
 

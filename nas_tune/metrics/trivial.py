@@ -35,10 +35,14 @@ def trivial_predictor(task: TaskSpec, labels: np.ndarray) -> TrivialPredictor:
         targets = labels[:, 1:][labels[:, 1:] != IGNORED_LABEL]
         counts = np.unique(targets, return_counts=True)[1]
         nll = -(counts * np.log(counts / counts.sum())).sum()
-        return TrivialPredictor("the unigram distribution of the split's tokens", language_model_score(nll, counts.sum()), task.metric)
+        return TrivialPredictor(
+            "the unigram distribution of the split's tokens", language_model_score(nll, counts.sum()), task.metric
+        )
     if task.is_regression:
         constant = float(labels.mean())
-        return TrivialPredictor(f"always predicting {constant:.3g}", score(task, np.full(len(labels), constant), labels), task.metric)
+        return TrivialPredictor(
+            f"always predicting {constant:.3g}", score(task, np.full(len(labels), constant), labels), task.metric
+        )
     candidates = [(score(task, np.full(len(labels), label), labels), label) for label in range(task.num_labels)]
     metrics, best = max(candidates, key=lambda item: item[0][task.metric])
     name = task.label_names[best] if task.label_names else str(best)

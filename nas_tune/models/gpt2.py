@@ -30,8 +30,10 @@ class GPT2Adapter(DecoderAdapter):
     def _config_shape(self, model: PreTrainedModel) -> ModelShape:
         config = model.config
         if config.scale_attn_by_inverse_layer_idx:
-            raise UserError("GPT-2 models with scale_attn_by_inverse_layer_idx=True cannot be pruned: their attention scale depends on "
-                            "the layer's position, which dropping layers changes; use a checkpoint without it.")
+            raise UserError(
+                "GPT-2 models with scale_attn_by_inverse_layer_idx=True cannot be pruned: their attention scale depends on "
+                "the layer's position, which dropping layers changes; use a checkpoint without it."
+            )
         return ModelShape(
             num_layers=config.n_layer,
             num_heads=config.n_head,
@@ -58,20 +60,26 @@ class GPT2Adapter(DecoderAdapter):
 
     def residual_blocks(self, layer: nn.Module) -> tuple[ResidualBlock, ...]:
         """Pre-norm, like LLaMA: attention adds to the block's input (read by ln_2), the MLP to that."""
-        return (ResidualBlock("attention", layer.attn.c_proj, Tap(layer), Tap(layer.ln_2)),
-                ResidualBlock("ffn", layer.mlp.c_proj, Tap(layer.ln_2), Tap(layer, None)))
+        return (
+            ResidualBlock("attention", layer.attn.c_proj, Tap(layer), Tap(layer.ln_2)),
+            ResidualBlock("ffn", layer.mlp.c_proj, Tap(layer.ln_2), Tap(layer, None)),
+        )
 
     def _stock_sizes(self, shape: ModelShape, sizes: list[LayerSizes]) -> dict[str, Any] | None:
         if not is_homogeneous(sizes) or any(heads != shape.num_heads for heads, _, _ in sizes):
             return None
         return {"n_inner": sizes[0][2]} if sizes else {}
 
-    def layer_parameter_count(self, shape: ModelShape, num_heads: int, num_units: int, num_kv_heads: int | None = None) -> int:
+    def layer_parameter_count(
+        self, shape: ModelShape, num_heads: int, num_units: int, num_kv_heads: int | None = None
+    ) -> int:
         hidden, width = shape.hidden_size, num_heads * shape.head_dim
         attention = 3 * (hidden * width + width) + (width * hidden + hidden)
         feed_forward = (hidden * num_units + num_units) + (num_units * hidden + hidden)
         return attention + feed_forward + 4 * hidden  # two LayerNorms with weight and bias
 
-    def layer_flops(self, shape: ModelShape, num_heads: int, num_units: int, seq_len: int, num_kv_heads: int | None = None) -> int:
+    def layer_flops(
+        self, shape: ModelShape, num_heads: int, num_units: int, seq_len: int, num_kv_heads: int | None = None
+    ) -> int:
         width = num_heads * shape.head_dim
         return transformer_layer_flops(seq_len, shape.hidden_size, width, width, num_units, ffn_matrices=2)

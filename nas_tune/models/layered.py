@@ -27,7 +27,9 @@ SliceLinear = Callable[[nn.Linear, torch.Tensor | None, torch.Tensor | None], nn
 Replace = Callable[[nn.Module, str, nn.Module], None]
 
 
-def transformer_layer_flops(seq_len: int, hidden: int, query_width: int, kv_width: int, units: int, ffn_matrices: int) -> int:
+def transformer_layer_flops(
+    seq_len: int, hidden: int, query_width: int, kv_width: int, units: int, ffn_matrices: int
+) -> int:
     """FLOPs (2 per multiply-add) of one attention + FFN layer for one sequence, any family.
 
     `query_width` / `kv_width`: heads x head size of the queries (and output) and of the keys and values;
@@ -53,10 +55,18 @@ class LayeredAdapter(ModelAdapter):
             return shape
         units, kv_heads = config.nas_tune_layer_units, getattr(config, "nas_tune_layer_kv_heads", None)
         if len({*zip(heads, units, kv_heads or heads)}) != 1:
-            raise UserError(f"this {config.model_type} model was cut by nas-tune to different sizes per layer (or to no layer), so it is "
-                            "no super-network to prune again; pass the model it was cut from.")
-        return replace(shape, num_layers=len(heads), num_heads=heads[0], head_dim=config.nas_tune_head_dim, ffn_size=units[0],
-                       num_kv_heads=kv_heads[0] if kv_heads else shape.num_kv_heads)
+            raise UserError(
+                f"this {config.model_type} model was cut by nas-tune to different sizes per layer (or to no layer), so it is "
+                "no super-network to prune again; pass the model it was cut from."
+            )
+        return replace(
+            shape,
+            num_layers=len(heads),
+            num_heads=heads[0],
+            head_dim=config.nas_tune_head_dim,
+            ffn_size=units[0],
+            num_kv_heads=kv_heads[0] if kv_heads else shape.num_kv_heads,
+        )
 
     @abstractmethod
     def _set_layers(self, model: PreTrainedModel, layers: nn.ModuleList) -> None: ...
@@ -66,8 +76,15 @@ class LayeredAdapter(ModelAdapter):
         """The Linear that reads the concatenated heads, and the one that reads the FFN neurons."""
 
     @abstractmethod
-    def slice_layer(self, layer: nn.Module, heads: tuple[int, ...], units: tuple[int, ...], shape: ModelShape,
-                    slice_linear: SliceLinear, replace: Replace = setattr) -> None:
+    def slice_layer(
+        self,
+        layer: nn.Module,
+        heads: tuple[int, ...],
+        units: tuple[int, ...],
+        shape: ModelShape,
+        slice_linear: SliceLinear,
+        replace: Replace = setattr,
+    ) -> None:
         """Restrict one layer to `heads` and `units`; `slice_linear` decides copy (export) or view (training)."""
 
     @abstractmethod
@@ -103,8 +120,12 @@ class LayeredAdapter(ModelAdapter):
         return [a for a in attentions if getattr(a, "layer_idx", None) is not None]
 
     @contextmanager
-    def scaled(self, model: PreTrainedModel, head_scales: Sequence[torch.Tensor | None],
-               unit_scales: Sequence[torch.Tensor | None]) -> Iterator[PreTrainedModel]:
+    def scaled(
+        self,
+        model: PreTrainedModel,
+        head_scales: Sequence[torch.Tensor | None],
+        unit_scales: Sequence[torch.Tensor | None],
+    ) -> Iterator[PreTrainedModel]:
         head_dim = self.shape(model).head_dim
         handles = []
         try:
@@ -114,7 +135,11 @@ class LayeredAdapter(ModelAdapter):
                     hook = partial(mask_head_outputs, mask=head_scale.to(head_reader.weight.device), head_dim=head_dim)
                     handles.append(head_reader.register_forward_pre_hook(hook))
                 if unit_scale is not None:
-                    handles.append(unit_reader.register_forward_pre_hook(partial(mask_units, mask=unit_scale.to(unit_reader.weight.device))))
+                    handles.append(
+                        unit_reader.register_forward_pre_hook(
+                            partial(mask_units, mask=unit_scale.to(unit_reader.weight.device))
+                        )
+                    )
             yield model
         finally:
             for handle in handles:
@@ -142,8 +167,14 @@ class LayeredAdapter(ModelAdapter):
         self.check(shape, subnet)
         head_mask, unit_mask = subnet.head_mask(shape), subnet.unit_mask(shape)
         kept = set(subnet.layers)
-        head_scales = [head_mask[i] if i in kept and len(subnet.heads[i]) < shape.num_heads else None for i in range(shape.num_layers)]
-        unit_scales = [unit_mask[i] if i in kept and len(subnet.units[i]) < shape.ffn_size else None for i in range(shape.num_layers)]
+        head_scales = [
+            head_mask[i] if i in kept and len(subnet.heads[i]) < shape.num_heads else None
+            for i in range(shape.num_layers)
+        ]
+        unit_scales = [
+            unit_mask[i] if i in kept and len(subnet.units[i]) < shape.ffn_size else None
+            for i in range(shape.num_layers)
+        ]
         with self.scaled(model, head_scales, unit_scales), self._only_layers(model, subnet.layers):
             yield model
 
@@ -160,7 +191,9 @@ class LayeredAdapter(ModelAdapter):
         try:
             for i in subnet.layers:
                 if len(subnet.heads[i]) < shape.num_heads or len(subnet.units[i]) < shape.ffn_size:
-                    self.slice_layer(self.layers(model)[i], subnet.heads[i], subnet.units[i], shape, SlicedLinear, replace)
+                    self.slice_layer(
+                        self.layers(model)[i], subnet.heads[i], subnet.units[i], shape, SlicedLinear, replace
+                    )
             with self._only_layers(model, subnet.layers):
                 yield model
         finally:
@@ -196,6 +229,6 @@ def permutation_problem(shape: ModelShape, heads: tuple[int, ...], units: tuple[
     if sorted(heads) != list(range(shape.num_heads)) or sorted(units) != list(range(shape.ffn_size)):
         return f"the heads must be a permutation of 0..{shape.num_heads - 1} and the units of 0..{shape.ffn_size - 1}"
     size = shape.group_size
-    if any(len({h // size for h in heads[start:start + size]}) > 1 for start in range(0, len(heads), size)):
+    if any(len({h // size for h in heads[start : start + size]}) > 1 for start in range(0, len(heads), size)):
         return f"the query heads at the positions of each key/value group must come from one group of {size}"
     return None

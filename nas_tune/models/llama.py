@@ -69,8 +69,10 @@ class LlamaFamilyAdapter(DecoderAdapter):
         """Pre-norm: attention adds to the layer's input, which the post-attention norm reads; the FFN adds to
         that and gives the layer's output."""
         norm = layer.post_attention_layernorm
-        return (ResidualBlock("attention", layer.self_attn.o_proj, Tap(layer), Tap(norm)),
-                ResidualBlock("ffn", layer.mlp.down_proj, Tap(norm), Tap(layer, None)))
+        return (
+            ResidualBlock("attention", layer.self_attn.o_proj, Tap(layer), Tap(norm)),
+            ResidualBlock("ffn", layer.mlp.down_proj, Tap(norm), Tap(layer, None)),
+        )
 
     def _stock_sizes(self, shape: ModelShape, sizes: list[LayerSizes]) -> dict[str, Any] | None:
         """Uniformly fewer heads and KV groups fit: LLaMA-family configs carry an explicit `head_dim`."""
@@ -81,8 +83,14 @@ class LlamaFamilyAdapter(DecoderAdapter):
             stock["num_attention_heads"], stock["num_key_value_heads"], stock["intermediate_size"] = sizes[0]
         return stock
 
-    def layer_parameter_count(self, shape: ModelShape, num_heads: int, num_units: int, num_kv_heads: int | None = None) -> int:
-        hidden, queries, keys = shape.hidden_size, num_heads * shape.head_dim, self._kv_heads(shape, num_heads, num_kv_heads) * shape.head_dim
+    def layer_parameter_count(
+        self, shape: ModelShape, num_heads: int, num_units: int, num_kv_heads: int | None = None
+    ) -> int:
+        hidden, queries, keys = (
+            shape.hidden_size,
+            num_heads * shape.head_dim,
+            self._kv_heads(shape, num_heads, num_kv_heads) * shape.head_dim,
+        )
         features = shape.features
         attention = hidden * (queries + 2 * keys) + queries * hidden
         attention += (queries + 2 * keys) * ("qkv_bias" in features) + hidden * ("o_bias" in features)
@@ -90,9 +98,13 @@ class LlamaFamilyAdapter(DecoderAdapter):
         feed_forward = 3 * hidden * num_units + (2 * num_units + hidden) * ("mlp_bias" in features)
         return attention + feed_forward + 2 * hidden  # two RMSNorms
 
-    def layer_flops(self, shape: ModelShape, num_heads: int, num_units: int, seq_len: int, num_kv_heads: int | None = None) -> int:
+    def layer_flops(
+        self, shape: ModelShape, num_heads: int, num_units: int, seq_len: int, num_kv_heads: int | None = None
+    ) -> int:
         kv_width = self._kv_heads(shape, num_heads, num_kv_heads) * shape.head_dim
-        return transformer_layer_flops(seq_len, shape.hidden_size, num_heads * shape.head_dim, kv_width, num_units, ffn_matrices=3)
+        return transformer_layer_flops(
+            seq_len, shape.hidden_size, num_heads * shape.head_dim, kv_width, num_units, ffn_matrices=3
+        )
 
     @staticmethod
     def _kv_heads(shape: ModelShape, num_heads: int, num_kv_heads: int | None) -> int:

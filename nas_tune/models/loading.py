@@ -25,7 +25,9 @@ from nas_tune.models.gpt2 import GPT2Adapter
 from nas_tune.models.llama import LlamaFamilyAdapter
 from nas_tune.settings import DEFAULT_MODEL
 
-ADAPTERS: dict[str, type[ModelAdapter]] = {t: cls for cls in (BertFamilyAdapter, LlamaFamilyAdapter, GPT2Adapter) for t in cls.model_types}
+ADAPTERS: dict[str, type[ModelAdapter]] = {
+    t: cls for cls in (BertFamilyAdapter, LlamaFamilyAdapter, GPT2Adapter) for t in cls.model_types
+}
 
 
 def bundled_model_path() -> Path:
@@ -67,8 +69,14 @@ class LoadedModel:
     head_is_new: bool = False  # the task head was freshly initialised (a base checkpoint), not fine-tuned
 
 
-def load_model(name: str | None, num_labels: int | None = None, *, seed: int = 0, trust_remote_code: bool = False,
-               causal_lm: bool | None = None) -> LoadedModel:
+def load_model(
+    name: str | None,
+    num_labels: int | None = None,
+    *,
+    seed: int = 0,
+    trust_remote_code: bool = False,
+    causal_lm: bool | None = None,
+) -> LoadedModel:
     """Load a sequence-classification model for a task with `num_labels` outputs (1 = regression).
 
     A base checkpoint (e.g. the bundled MiniLM, a `BertModel`) gets a fresh classifier, seeded for
@@ -82,61 +90,91 @@ def load_model(name: str | None, num_labels: int | None = None, *, seed: int = 0
     try:
         config = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as exc:
-        raise UserError(f"could not load a model config from '{source}'{offline_hint}: {str(exc).splitlines()[0]}") from None
+        raise UserError(
+            f"could not load a model config from '{source}'{offline_hint}: {str(exc).splitlines()[0]}"
+        ) from None
     adapter = adapter_for(config.model_type)
     if getattr(config, "nas_tune_layer_heads", None) is not None:
         raise UserError(f"'{source}' is an already pruned nas-tune export; prune the original super-network instead.")
     if causal_lm is None:
-        causal_lm = num_labels is None and MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.get(config.model_type) in (config.architectures or [])
+        causal_lm = num_labels is None and MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.get(config.model_type) in (
+            config.architectures or []
+        )
     if causal_lm:  # its language-modelling head is pre-trained: nothing is freshly initialised
         model, tokenizer = _load_weights(AutoModelForCausalLM, adapter, source, offline_hint, trust_remote_code)
         return LoadedModel(model=model, tokenizer=tokenizer, adapter=adapter, source=source)
     is_classifier = any(a.endswith("ForSequenceClassification") for a in (config.architectures or []))
     num_labels = config.num_labels if num_labels is None else num_labels
     if is_classifier and config.num_labels != num_labels:
-        raise UserError(f"'{source}' is a classifier with {config.num_labels} labels but the task needs {num_labels}; pick a checkpoint fine-tuned on this task or a base model.")
+        raise UserError(
+            f"'{source}' is a classifier with {config.num_labels} labels but the task needs {num_labels}; pick a checkpoint fine-tuned on this task or a base model."
+        )
     kwargs = {"num_labels": num_labels}
     if num_labels == 1:
         kwargs["problem_type"] = "regression"
     torch.manual_seed(seed)
-    model, tokenizer = _load_weights(AutoModelForSequenceClassification, adapter, source, offline_hint, trust_remote_code, **kwargs)
+    model, tokenizer = _load_weights(
+        AutoModelForSequenceClassification, adapter, source, offline_hint, trust_remote_code, **kwargs
+    )
     return LoadedModel(model=model, tokenizer=tokenizer, adapter=adapter, source=source, head_is_new=not is_classifier)
 
 
-def _load_weights(auto_class, adapter: ModelAdapter, source: str, offline_hint: str, trust_remote_code: bool, **kwargs) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+def _load_weights(
+    auto_class, adapter: ModelAdapter, source: str, offline_hint: str, trust_remote_code: bool, **kwargs
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     try:
         model = auto_class.from_pretrained(source, trust_remote_code=trust_remote_code, **kwargs)
         tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
     except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
-        raise UserError(f"could not load the model weights in '{source}' as {auto_class.__name__} ({str(exc).splitlines()[0]}){offline_hint}; "
-                        "the folder may be corrupted.") from None
+        raise UserError(
+            f"could not load the model weights in '{source}' as {auto_class.__name__} ({str(exc).splitlines()[0]}){offline_hint}; "
+            "the folder may be corrupted."
+        ) from None
     model.eval()
     adapter.prepare_tokenizer(tokenizer, model)
     return model, tokenizer
 
 
+ARCHITECTURE_KEYS = (
+    "model_type",
+    "vocab_size",
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "intermediate_size",
+)
 
 
-ARCHITECTURE_KEYS = ("model_type", "vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
-                     "intermediate_size")
-
-
-def load_finetuned(name: str, num_labels: int, like: str | None, *, option: str, trust_remote_code: bool = False,
-                   causal_lm: bool = False) -> LoadedModel:
+def load_finetuned(
+    name: str,
+    num_labels: int,
+    like: str | None,
+    *,
+    option: str,
+    trust_remote_code: bool = False,
+    causal_lm: bool = False,
+) -> LoadedModel:
     """A classifier already fine-tuned for the task, with the same architecture as the model `like` names.
 
     For `--init-from` / `--teacher`: a base checkpoint (fresh head), another label count, family or shape
     is refused before any work, since a super-network started from it would silently be another experiment.
     """
     if not Path(name).expanduser().is_dir():
-        raise UserError(f"{option} {name} is not a folder; pass a model folder written by `nas-tune finetune --strategy standard`.")
+        raise UserError(
+            f"{option} {name} is not a folder; pass a model folder written by `nas-tune finetune --strategy standard`."
+        )
     loaded = load_model(name, num_labels, trust_remote_code=trust_remote_code, causal_lm=causal_lm)
     if loaded.head_is_new:
-        raise UserError(f"{option} {name} is not a fine-tuned classifier (it has no task head); fine-tune it first with `nas-tune finetune --strategy standard`.")
+        raise UserError(
+            f"{option} {name} is not a fine-tuned classifier (it has no task head); fine-tune it first with `nas-tune finetune --strategy standard`."
+        )
     expected = AutoConfig.from_pretrained(resolve_model(like), trust_remote_code=trust_remote_code).to_dict()
     found = loaded.model.config.to_dict()
     differing = [k for k in ARCHITECTURE_KEYS if expected.get(k) != found.get(k)]
     if differing:
         shown = ", ".join(f"{k} {found.get(k)} vs {expected.get(k)}" for k in differing)
-        raise UserError(f"{option} {name} has another architecture than --model ({shown}); fine-tune it from the same --model.")
+        raise UserError(
+            f"{option} {name} has another architecture than --model ({shown}); fine-tune it from the same --model."
+        )
     return loaded

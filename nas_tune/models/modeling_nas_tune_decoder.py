@@ -91,7 +91,9 @@ def _pruned(stock: type, decoder: str, layers: str, attention: str, resize) -> t
             sizes = zip(config.nas_tune_layer_heads, config.nas_tune_layer_kv_heads, config.nas_tune_layer_units)
             for block, (heads, kv_heads, units) in zip(blocks, sizes):
                 resize(block, heads, kv_heads, units, config.nas_tune_head_dim)
-            attending = [getattr(block, attention) for block in blocks if hasattr(getattr(block, attention), "layer_idx")]
+            attending = [
+                getattr(block, attention) for block in blocks if hasattr(getattr(block, attention), "layer_idx")
+            ]
             for slot, module in enumerate(attending):
                 module.layer_idx = slot
             self.post_init()

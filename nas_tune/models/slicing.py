@@ -29,7 +29,9 @@ def head_rows(heads: tuple[int, ...], head_dim: int) -> torch.Tensor:
     return torch.tensor([h * head_dim + j for h in heads for j in range(head_dim)], dtype=torch.long)
 
 
-def slice_weights(linear: nn.Linear | Conv1D, rows: torch.Tensor | None, cols: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+def slice_weights(
+    linear: nn.Linear | Conv1D, rows: torch.Tensor | None, cols: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The weight ([out, in], as nn.Linear stores it) and bias of `linear` restricted to output `rows` / input `cols` (differentiable)."""
     weight, bias = (linear.weight.t() if isinstance(linear, Conv1D) else linear.weight), linear.bias
     if rows is not None:
@@ -48,7 +50,9 @@ def sliced_copy(linear: nn.Linear | Conv1D, rows: torch.Tensor | None, cols: tor
     with torch.no_grad():
         weight, bias = slice_weights(linear, rows, cols)
     if isinstance(linear, Conv1D) and weight.shape[1] == 0:
-        linear = nn.Linear(1, weight.shape[0], bias=bias is not None)  # placeholder: weight, bias and sizes are set below
+        linear = nn.Linear(
+            1, weight.shape[0], bias=bias is not None
+        )  # placeholder: weight, bias and sizes are set below
     if bias is not None:
         linear.bias = nn.Parameter(bias.clone())
     if isinstance(linear, Conv1D):

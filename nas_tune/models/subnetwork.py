@@ -43,7 +43,9 @@ class SubNetwork:
 
     @classmethod
     def full(cls, shape: ModelShape) -> SubNetwork:
-        return cls.first_k(shape, shape.num_layers, [shape.num_heads] * shape.num_layers, [shape.ffn_size] * shape.num_layers)
+        return cls.first_k(
+            shape, shape.num_layers, [shape.num_heads] * shape.num_layers, [shape.ffn_size] * shape.num_layers
+        )
 
     @classmethod
     def first_k(cls, shape: ModelShape, num_layers: int, heads: list[int], units: list[int]) -> SubNetwork:
@@ -85,8 +87,10 @@ class SubNetwork:
                 per_group[h // shape.group_size] = per_group.get(h // shape.group_size, 0) + 1
             if len(set(per_group.values())) > 1:
                 counts = ", ".join(f"group {g}: {n}" for g, n in sorted(per_group.items()))
-                return (f"layer {layer} keeps unequal numbers of query heads per key/value group ({counts}); "
-                        f"grouped-query attention needs the same number (at most {shape.group_size}) in every kept group")
+                return (
+                    f"layer {layer} keeps unequal numbers of query heads per key/value group ({counts}); "
+                    f"grouped-query attention needs the same number (at most {shape.group_size}) in every kept group"
+                )
         return None
 
     def head_mask(self, shape: ModelShape) -> torch.Tensor:
@@ -106,7 +110,11 @@ class SubNetwork:
         return self == SubNetwork.full(shape)
 
     def to_json(self) -> dict[str, Any]:
-        return {"layers": list(self.layers), "heads": [list(h) for h in self.heads], "units": [list(u) for u in self.units]}
+        return {
+            "layers": list(self.layers),
+            "heads": [list(h) for h in self.heads],
+            "units": [list(u) for u in self.units],
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> SubNetwork:

@@ -42,15 +42,19 @@ class MaskTuning:
     fits: list[BlockFit]
 
     def summary(self) -> dict[str, float]:
-        return {"reconstruction_before": sum(f.before for f in self.fits) / max(1, len(self.fits)),
-                "reconstruction_after": sum(f.after for f in self.fits) / max(1, len(self.fits))}
+        return {
+            "reconstruction_before": sum(f.before for f in self.fits) / max(1, len(self.fits)),
+            "reconstruction_after": sum(f.after for f in self.fits) / max(1, len(self.fits)),
+        }
 
 
 def check_reconstructable(model: PreTrainedModel, adapter: ModelAdapter, method: str, alternative: str) -> None:
     """Refuse a family whose adapter does not describe its layers as projection + residual blocks."""
     if not adapter.residual_blocks(adapter.layers(model)[0]):
-        raise UserError(f"{method} refits each layer's attention and FFN outputs, which the adapter of '{model.config.model_type}' "
-                        f"models does not describe; {alternative}.")
+        raise UserError(
+            f"{method} refits each layer's attention and FFN outputs, which the adapter of '{model.config.model_type}' "
+            f"models does not describe; {alternative}."
+        )
 
 
 class _Stop(Exception):
@@ -68,17 +72,26 @@ def _tapped(taps: dict[str, Tap], seen: dict[str, torch.Tensor]) -> Iterator[Non
     try:
         for name, tap in taps.items():
             if tap.argument is None:
-                handles.append(tap.module.register_forward_hook(lambda module, args, out, name=name: seen.__setitem__(name, _output(out))))
+                handles.append(
+                    tap.module.register_forward_hook(
+                        lambda module, args, out, name=name: seen.__setitem__(name, _output(out))
+                    )
+                )
             else:
-                handles.append(tap.module.register_forward_pre_hook(
-                    lambda module, args, name=name, index=tap.argument: seen.__setitem__(name, args[index])))
+                handles.append(
+                    tap.module.register_forward_pre_hook(
+                        lambda module, args, name=name, index=tap.argument: seen.__setitem__(name, args[index])
+                    )
+                )
         yield
     finally:
         for handle in handles:
             handle.remove()
 
 
-def _layer_calls(model: PreTrainedModel, layers: nn.ModuleList, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, list[Call]]:
+def _layer_calls(
+    model: PreTrainedModel, layers: nn.ModuleList, batch: dict[str, torch.Tensor]
+) -> tuple[torch.Tensor, list[Call]]:
     """The first layer's hidden states and every layer's other arguments (attention masks, positions), from one
     forward pass that stops before the last layer. No KV cache: the layers are then run again on their own."""
     calls: list[tuple[tuple, dict]] = []
@@ -101,7 +114,9 @@ def _layer_calls(model: PreTrainedModel, layers: nn.ModuleList, batch: dict[str,
     return calls[0][0][0], [(args[1:], kwargs) for args, kwargs in calls]
 
 
-def _block_inputs(layer: nn.Module, block: ResidualBlock, state: torch.Tensor, call: Call) -> tuple[torch.Tensor, torch.Tensor]:
+def _block_inputs(
+    layer: nn.Module, block: ResidualBlock, state: torch.Tensor, call: Call
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Run `layer` up to `block`'s projection; return the projection's input and the block's residual."""
     seen: dict[str, torch.Tensor] = {}
 
@@ -122,8 +137,13 @@ def _block_inputs(layer: nn.Module, block: ResidualBlock, state: torch.Tensor, c
     return seen["input"], seen["residual"]
 
 
-def _run_with_totals(layer: nn.Module, blocks: tuple[ResidualBlock, ...], states: list[torch.Tensor], calls: list[Call],
-                     tokens: list[torch.Tensor]) -> tuple[list[torch.Tensor], dict[str, list[torch.Tensor]]]:
+def _run_with_totals(
+    layer: nn.Module,
+    blocks: tuple[ResidualBlock, ...],
+    states: list[torch.Tensor],
+    calls: list[Call],
+    tokens: list[torch.Tensor],
+) -> tuple[list[torch.Tensor], dict[str, list[torch.Tensor]]]:
     """The unpruned layer's outputs, per batch, and its blocks' totals on real tokens, per block and batch."""
     outputs, totals = [], {block.kind: [] for block in blocks}
     seen: dict[str, torch.Tensor] = {}
@@ -177,8 +197,9 @@ class _LeastSquares:
         return before, after
 
 
-def tune_masks(teacher: PreTrainedModel, adapter: ModelAdapter, subnet: SubNetwork, data: TokenizedSplit, *,
-               batch_size: int = 32) -> MaskTuning:
+def tune_masks(
+    teacher: PreTrainedModel, adapter: ModelAdapter, subnet: SubNetwork, data: TokenizedSplit, *, batch_size: int = 32
+) -> MaskTuning:
     """A copy of `teacher` whose sub-network `subnet` reproduces the teacher's block outputs as closely as
     per-head / per-neuron output scales allow (least squares, one layer block at a time)."""
     check_reconstructable(teacher, adapter, "mask tuning", "use a supported family")
@@ -199,13 +220,16 @@ def tune_masks(teacher: PreTrainedModel, adapter: ModelAdapter, subnet: SubNetwo
             for index in range(shape.num_layers):
                 layer_calls = [per_layer[index] for per_layer in calls]
                 teacher_layer = teacher_layers[index]
-                teacher_states, targets = _run_with_totals(teacher_layer, adapter.residual_blocks(teacher_layer), teacher_states,
-                                                           layer_calls, tokens)
+                teacher_states, targets = _run_with_totals(
+                    teacher_layer, adapter.residual_blocks(teacher_layer), teacher_states, layer_calls, tokens
+                )
                 if index not in subnet.layers:
                     continue
                 layer = student_layers[index]
                 for block in adapter.residual_blocks(layer):
-                    groups, size = (subnet.heads[index], shape.head_dim) if block.kind == "attention" else (subnet.units[index], 1)
+                    groups, size = (
+                        (subnet.heads[index], shape.head_dim) if block.kind == "attention" else (subnet.units[index], 1)
+                    )
                     if not groups:
                         continue
                     problem = _LeastSquares(block.projection, groups, size)
@@ -214,5 +238,7 @@ def tune_masks(teacher: PreTrainedModel, adapter: ModelAdapter, subnet: SubNetwo
                         problem.add(x[mask], residual[mask], target)
                     before, after = problem.solve_and_fold()
                     fits.append(BlockFit(index, block.kind, len(groups), before, after))
-                student_states = [_output(layer(state, *args, **kwargs)) for state, (args, kwargs) in zip(student_states, layer_calls)]
+                student_states = [
+                    _output(layer(state, *args, **kwargs)) for state, (args, kwargs) in zip(student_states, layer_calls)
+                ]
     return MaskTuning(student, fits)

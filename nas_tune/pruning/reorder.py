@@ -45,8 +45,9 @@ def apply_reordering(model: PreTrainedModel, adapter: ModelAdapter, reordering: 
         adapter.permute_layer(model, index, heads, units)
 
 
-def reorder_by_importance(loaded: LoadedModel, train: TokenizedSplit, *, num_samples: int = 2048, seed: int = 0,
-                          batch_size: int = 32) -> Reordering:
+def reorder_by_importance(
+    loaded: LoadedModel, train: TokenizedSplit, *, num_samples: int = 2048, seed: int = 0, batch_size: int = 32
+) -> Reordering:
     """Score heads and neurons by first-order importance on training examples (the task loss with the model's
     current classifier) and permute `loaded.model` so each layer's most important come first."""
     samples = training_sample(train, num_samples, seed, "--reorder importance")

@@ -22,12 +22,21 @@ DEFAULT_SAMPLES = 256
 def check_repair_samples(max_train_samples: int | None) -> None:
     """Refuse a training split capped below what the fit needs, before any work."""
     if (max_train_samples or MIN_SAMPLES) < MIN_SAMPLES:
-        raise UserError(f"--repair needs at least {MIN_SAMPLES} training examples but --max-train-samples is {max_train_samples}; "
-                        "raise it or drop --repair.")
+        raise UserError(
+            f"--repair needs at least {MIN_SAMPLES} training examples but --max-train-samples is {max_train_samples}; "
+            "raise it or drop --repair."
+        )
 
 
-def repair_subnetwork(loaded: LoadedModel, subnet: SubNetwork, train: TokenizedSplit, *, num_samples: int = DEFAULT_SAMPLES,
-                      seed: int = 0, batch_size: int = 32) -> MaskTuning:
+def repair_subnetwork(
+    loaded: LoadedModel,
+    subnet: SubNetwork,
+    train: TokenizedSplit,
+    *,
+    num_samples: int = DEFAULT_SAMPLES,
+    seed: int = 0,
+    batch_size: int = 32,
+) -> MaskTuning:
     """A full-size copy of `loaded.model` whose `subnet` is fitted to the full model's block outputs; export it
     with `export_subnetwork(result.model, ..., subnet, ...)`."""
     check_reconstructable(loaded.model, loaded.adapter, "--repair", "drop --repair")
@@ -37,4 +46,6 @@ def repair_subnetwork(loaded: LoadedModel, subnet: SubNetwork, train: TokenizedS
 
 def repair_training_split(setup: EvaluationSetup, max_seq_length: int) -> TokenizedSplit:
     """The searched checkpoint's training split, tokenised like the search's: what `repair_subnetwork` fits on."""
-    return tokenize_split(setup.data.train, setup.loaded.tokenizer, setup.data.task, max_seq_length, cache_dir=default_cache_dir())
+    return tokenize_split(
+        setup.data.train, setup.loaded.tokenizer, setup.data.task, max_seq_length, cache_dir=default_cache_dir()
+    )

@@ -39,9 +39,15 @@ def training_sample(train: TokenizedSplit, num_samples: int, seed: int, method: 
     """A seeded subset of at most `num_samples` training examples; too few examples is a user error."""
     if num_samples < MIN_SAMPLES or len(train) < MIN_SAMPLES:
         unit = "blocks of text" if is_causal_lm(train) else "examples"
-        have = f"--num-samples is {num_samples}" if num_samples < MIN_SAMPLES else f"the training split has only {len(train)} {unit}"
-        raise UserError(f"{method} needs at least {MIN_SAMPLES} training examples for its importance estimate "
-                        f"(2048 recommended) but {have}; raise --num-samples or --max-train-samples.")
+        have = (
+            f"--num-samples is {num_samples}"
+            if num_samples < MIN_SAMPLES
+            else f"the training split has only {len(train)} {unit}"
+        )
+        raise UserError(
+            f"{method} needs at least {MIN_SAMPLES} training examples for its importance estimate "
+            f"(2048 recommended) but {have}; raise --num-samples or --max-train-samples."
+        )
     count = min(num_samples, len(train))
     return train.subset(np.sort(np.random.default_rng(seed).choice(len(train), size=count, replace=False)))
 
@@ -51,7 +57,9 @@ def is_causal_lm(data: TokenizedSplit) -> bool:
     return data.labels.ndim == 2
 
 
-def mask_gradients(model: PreTrainedModel, adapter: ModelAdapter, data: TokenizedSplit, *, batch_size: int = 32) -> MaskGradients:
+def mask_gradients(
+    model: PreTrainedModel, adapter: ModelAdapter, data: TokenizedSplit, *, batch_size: int = 32
+) -> MaskGradients:
     """Per-example gradients of the task loss (cross-entropy, MSE, or the next-token NLL of a causal LM) w.r.t. head
     and neuron masks; a causal LM's batches hold at most LM_TOKENS_PER_BATCH tokens, as in evaluation."""
     shape = adapter.shape(model)
@@ -68,12 +76,16 @@ def mask_gradients(model: PreTrainedModel, adapter: ModelAdapter, data: Tokenize
             unit_mask = torch.ones(n, shape.num_layers, shape.ffn_size, device=device, requires_grad=True)
             # [n, 1, heads] and [n, 1, ffn] broadcast over the tokens of each example
             with adapter.scaled(model, head_mask[:, :, None, :].unbind(1), unit_mask[:, :, None, :].unbind(1)):
-                if causal_lm:  # every block predicts the same number of tokens, so n x the mean is a sum of per-block means
+                if (
+                    causal_lm
+                ):  # every block predicts the same number of tokens, so n x the mean is a sum of per-block means
                     labels = batch.pop("labels")
                     loss = next_token_nll(model(**batch, use_cache=False).logits, labels)[0]
                 else:
                     loss = model(**batch).loss
-            head_grad, unit_grad = torch.autograd.grad(loss * n, [head_mask, unit_mask])  # each example's mask gets its own gradient
+            head_grad, unit_grad = torch.autograd.grad(
+                loss * n, [head_mask, unit_mask]
+            )  # each example's mask gets its own gradient
             heads.append(head_grad.cpu())
             units.append(unit_grad.cpu())
     finally:

@@ -37,14 +37,22 @@ def _color(index: int) -> str:
 def _hover(rows: pd.DataFrame, report: RunReport, split: str) -> list[str]:
     configs = rows.filter(like="config_")
     error = "error" if split == "validation" else "test_error"
-    return [f"trial {int(row.trial_id)}<br>{PARAMS_LABEL} {row.params:.3f}<br>{report.error_label(split)} {getattr(row, error):.4f}<br>"
-            + ", ".join(f"{key[len('config_'):]}={value:g}" for key, value in config.items() if pd.notna(value))
-            for row, (_, config) in zip(rows.itertuples(), configs.iterrows())]
+    return [
+        f"trial {int(row.trial_id)}<br>{PARAMS_LABEL} {row.params:.3f}<br>{report.error_label(split)} {getattr(row, error):.4f}<br>"
+        + ", ".join(f"{key[len('config_') :]}={value:g}" for key, value in config.items() if pd.notna(value))
+        for row, (_, config) in zip(rows.itertuples(), configs.iterrows())
+    ]
 
 
 def _axes(figure: go.Figure, title: str, x: str, y: str) -> go.Figure:
-    figure.update_layout(title=title, xaxis_title=x, yaxis_title=y, template="plotly_white", height=520,
-                         legend={"orientation": "h", "y": -0.2})
+    figure.update_layout(
+        title=title,
+        xaxis_title=x,
+        yaxis_title=y,
+        template="plotly_white",
+        height=520,
+        legend={"orientation": "h", "y": -0.2},
+    )
     return figure
 
 
@@ -59,25 +67,52 @@ def pareto_figure(reports: list[RunReport], split: str) -> go.Figure:
             continue
         rows = rows.dropna(subset=[error])
         if split == "validation":
-            figure.add_scatter(x=rows["params"], y=rows[error], mode="markers", name=f"{name}: trials", hovertext=_hover(rows, report, split),
-                               hoverinfo="text", marker={"color": color, "size": 6, "opacity": 0.35})
+            figure.add_scatter(
+                x=rows["params"],
+                y=rows[error],
+                mode="markers",
+                name=f"{name}: trials",
+                hovertext=_hover(rows, report, split),
+                hoverinfo="text",
+                marker={"color": color, "size": 6, "opacity": 0.35},
+            )
         front = (report.front if split == "validation" else rows).sort_values("params")
-        figure.add_scatter(x=front["params"], y=front[error], mode="lines+markers", line_shape="hv" if split == "validation" else "linear",
-                           name=f"{name}: Pareto front" + (" (validation) on test" if split == "test" else ""),
-                           hovertext=_hover(front, report, split), hoverinfo="text", marker={"color": color, "size": 8}, line={"color": color})
+        figure.add_scatter(
+            x=front["params"],
+            y=front[error],
+            mode="lines+markers",
+            line_shape="hv" if split == "validation" else "linear",
+            name=f"{name}: Pareto front" + (" (validation) on test" if split == "test" else ""),
+            hovertext=_hover(front, report, split),
+            hoverinfo="text",
+            marker={"color": color, "size": 8},
+            line={"color": color},
+        )
         unpruned = report.unpruned()
         if len(unpruned) and error in unpruned.columns and unpruned[error].notna().all():
-            figure.add_scatter(x=unpruned["params"], y=unpruned[error], mode="markers", name=f"{name}: unpruned model", hoverinfo="text",
-                               hovertext=_hover(unpruned, report, split), marker={"color": color, "symbol": "diamond", "size": 13,
-                                                                                 "line": {"color": "black", "width": 1}})
+            figure.add_scatter(
+                x=unpruned["params"],
+                y=unpruned[error],
+                mode="markers",
+                name=f"{name}: unpruned model",
+                hoverinfo="text",
+                hovertext=_hover(unpruned, report, split),
+                marker={"color": color, "symbol": "diamond", "size": 13, "line": {"color": "black", "width": 1}},
+            )
         picks = report.picks.drop_duplicates("trial_id") if len(report.picks) else report.picks
         pick_error = "validation_error" if split == "validation" else "test_error"
         picks = picks.dropna(subset=[pick_error, "layer_fraction"])
         if len(picks):
             names = [", ".join(report.picks.loc[report.picks["trial_id"] == t, "name"]) for t in picks["trial_id"]]
-            figure.add_scatter(x=picks["layer_fraction"], y=picks[pick_error], mode="markers+text", text=names, textposition="top center",
-                               name=f"{name}: exported picks", marker={"color": color, "symbol": "star", "size": 16,
-                                                                       "line": {"color": "black", "width": 1}})
+            figure.add_scatter(
+                x=picks["layer_fraction"],
+                y=picks[pick_error],
+                mode="markers+text",
+                text=names,
+                textposition="top center",
+                name=f"{name}: exported picks",
+                marker={"color": color, "symbol": "star", "size": 16, "line": {"color": "black", "width": 1}},
+            )
     return _axes(figure, f"Pareto front on the {split} split", PARAMS_LABEL, reports[0].error_label(split))
 
 
@@ -85,8 +120,15 @@ def hypervolume_figure(reports: list[RunReport]) -> go.Figure:
     figure = go.Figure()
     for index, report in enumerate(reports):
         seconds, trace = report.hypervolume_over_time()
-        figure.add_scatter(x=seconds, y=trace, mode="lines+markers", line_shape="hv", name=report.label, marker={"color": _color(index)},
-                           line={"color": _color(index)})
+        figure.add_scatter(
+            x=seconds,
+            y=trace,
+            mode="lines+markers",
+            line_shape="hv",
+            name=report.label,
+            marker={"color": _color(index)},
+            line={"color": _color(index)},
+        )
     return _axes(figure, "Hypervolume over time", "seconds since the first trial started", HYPERVOLUME_LABEL)
 
 
@@ -95,7 +137,9 @@ def cost_split(report: RunReport) -> dict[str, float]:
     trials, costs = report.trials, {}
     if "finetune_seconds" in trials.columns:  # a baseline: every model is fine-tuned and pruned on its own
         costs["fine-tuning"] = float(trials["finetune_seconds"].sum())
-        costs["pruning"] = float(trials.get("prune_seconds", pd.Series(dtype=float)).sum()) + float(report.metadata.get("prepare_seconds", 0.0))
+        costs["pruning"] = float(trials.get("prune_seconds", pd.Series(dtype=float)).sum()) + float(
+            report.metadata.get("prepare_seconds", 0.0)
+        )
     else:
         supernet = Path(str(report.metadata.get("checkpoint", ""))) / SUPERNET_FILE
         if supernet.is_file() and "train_seconds" in (meta := read_json(supernet)):
@@ -117,11 +161,23 @@ def _runs_table(reports: list[RunReport]) -> pd.DataFrame:
     for report in reports:
         unpruned = report.unpruned()
         test_column = f"test_{report.metric}"
-        rows.append({"run": report.label, "task": report.metadata.get("task"), "method": report.metadata.get("searcher"),
-                     "objectives": ", ".join(report.objectives), "trials": len(report.trials), "Pareto front": len(report.front),
-                     "hypervolume": report.hypervolume, "best validation error": report.trials["error"].min(),
-                     f"unpruned test {report.metric}": unpruned[test_column].iloc[0] if len(unpruned) and test_column in unpruned else None,
-                     **{f"{stage} (s)": value for stage, value in cost_split(report).items()}, "folder": str(report.folder.root)})
+        rows.append(
+            {
+                "run": report.label,
+                "task": report.metadata.get("task"),
+                "method": report.metadata.get("searcher"),
+                "objectives": ", ".join(report.objectives),
+                "trials": len(report.trials),
+                "Pareto front": len(report.front),
+                "hypervolume": report.hypervolume,
+                "best validation error": report.trials["error"].min(),
+                f"unpruned test {report.metric}": unpruned[test_column].iloc[0]
+                if len(unpruned) and test_column in unpruned
+                else None,
+                **{f"{stage} (s)": value for stage, value in cost_split(report).items()},
+                "folder": str(report.folder.root),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -131,14 +187,21 @@ def _picks_table(reports: list[RunReport]) -> str:
         return "<p class='note'>No exported picks: a search or baseline run; export one with <code>nas-tune select RUN --max-params F --output DIR</code>.</p>"
     parts = []
     for report, picks in shown:
-        parts.append(f"<h3>{html.escape(report.label)}</h3>" + picks_display(picks, report.metric).to_html(index=False, border=0))
+        parts.append(
+            f"<h3>{html.escape(report.label)}</h3>" + picks_display(picks, report.metric).to_html(index=False, border=0)
+        )
     return "".join(parts)
 
 
 def _settings(report: RunReport) -> str:
-    settings = {"search": report.metadata, **({"pipeline": report.folder.summary.get("config")} if report.folder.summary else {})}
-    return (f"<details><summary>{html.escape(report.label)}</summary><pre>"
-            f"{html.escape(json.dumps(settings, indent=2, sort_keys=True, default=str))}</pre></details>")
+    settings = {
+        "search": report.metadata,
+        **({"pipeline": report.folder.summary.get("config")} if report.folder.summary else {}),
+    }
+    return (
+        f"<details><summary>{html.escape(report.label)}</summary><pre>"
+        f"{html.escape(json.dumps(settings, indent=2, sort_keys=True, default=str))}</pre></details>"
+    )
 
 
 def check_comparable(reports: list[RunReport]) -> None:
@@ -156,16 +219,24 @@ def write_html_report(reports: list[RunReport], path: str | Path) -> Path:
     figures.append(hypervolume_figure(reports))
     plots = [figure.to_html(full_html=False, include_plotlyjs=index == 0) for index, figure in enumerate(figures)]
     title = "nas-tune report: " + ", ".join(report.label for report in reports)
-    page = "\n".join([
-        "<!DOCTYPE html>", "<html><head><meta charset='utf-8'>", f"<title>{html.escape(title)}</title>", f"<style>{STYLE}</style></head><body>",
-        f"<h1>{html.escape(title)}</h1>",
-        "<p class='note'>Every objective is minimised. Error is 1 - the task metric on the validation split carved out of the "
-        "training data (what the search optimised); the test split (GLUE dev) is used for reporting only.</p>",
-        "<h2>Runs and cost split</h2>", _runs_table(reports).to_html(index=False, float_format=lambda v: f"{v:.4g}", border=0, na_rep=""),
-        *plots,
-        "<h2>Exported picks</h2>", _picks_table(reports),
-        "<h2>Settings</h2>", *(_settings(report) for report in reports),
-        "</body></html>",
-    ])
+    page = "\n".join(
+        [
+            "<!DOCTYPE html>",
+            "<html><head><meta charset='utf-8'>",
+            f"<title>{html.escape(title)}</title>",
+            f"<style>{STYLE}</style></head><body>",
+            f"<h1>{html.escape(title)}</h1>",
+            "<p class='note'>Every objective is minimised. Error is 1 - the task metric on the validation split carved out of the "
+            "training data (what the search optimised); the test split (GLUE dev) is used for reporting only.</p>",
+            "<h2>Runs and cost split</h2>",
+            _runs_table(reports).to_html(index=False, float_format=lambda v: f"{v:.4g}", border=0, na_rep=""),
+            *plots,
+            "<h2>Exported picks</h2>",
+            _picks_table(reports),
+            "<h2>Settings</h2>",
+            *(_settings(report) for report in reports),
+            "</body></html>",
+        ]
+    )
     atomic_write_text(path, page)
     return path

@@ -7,17 +7,42 @@ import json
 import numpy as np
 import pandas as pd
 
-PICK_COLUMNS = ["name", "same_as", "trial_id", "layer_fraction", "total_params", "validation_error", "test_error", "latency_ms",
-                "warning", "config", "path"]
+PICK_COLUMNS = [
+    "name",
+    "same_as",
+    "trial_id",
+    "layer_fraction",
+    "total_params",
+    "validation_error",
+    "test_error",
+    "latency_ms",
+    "warning",
+    "config",
+    "path",
+]
 
 
 def picks_frame(summary: dict | None, metric: str) -> pd.DataFrame:
     """One row per pick name; aliases (same sub-network as another pick) name it in `same_as`."""
     entries = (summary or {}).get("exported") or []
-    frame = pd.DataFrame(entries).reindex(columns=list(dict.fromkeys(
-        [*PICK_COLUMNS, f"validation_{metric}", f"test_{metric}", "latency_seconds", "no_better_than_trivial", "description"])))
+    frame = pd.DataFrame(entries).reindex(
+        columns=list(
+            dict.fromkeys(
+                [
+                    *PICK_COLUMNS,
+                    f"validation_{metric}",
+                    f"test_{metric}",
+                    "latency_seconds",
+                    "no_better_than_trivial",
+                    "description",
+                ]
+            )
+        )
+    )
     frame["latency_ms"] = frame["latency_seconds"] * 1000.0
-    frame["warning"] = frame["no_better_than_trivial"].map(lambda text: f"no better than {text}" if isinstance(text, str) else "")
+    frame["warning"] = frame["no_better_than_trivial"].map(
+        lambda text: f"no better than {text}" if isinstance(text, str) else ""
+    )
     frame["config"] = frame["config"].map(lambda config: json.dumps(config) if isinstance(config, dict) else "")
     frame["same_as"] = frame["same_as"].fillna("")
     return frame
@@ -36,10 +61,23 @@ def pick_highlights(picks: pd.DataFrame, trials: pd.DataFrame) -> pd.DataFrame:
 
 def picks_display(picks: pd.DataFrame, metric: str) -> pd.DataFrame:
     """The picks as text cells: sizes, metrics, latency, warnings, configs and paths (`show`, report.html)."""
-    columns = ["name", "trial_id", "layer_fraction", "total_params", f"validation_{metric}", f"test_{metric}", "latency_ms", "warning",
-               "config", "path"]
+    columns = [
+        "name",
+        "trial_id",
+        "layer_fraction",
+        "total_params",
+        f"validation_{metric}",
+        f"test_{metric}",
+        "latency_ms",
+        "warning",
+        "config",
+        "path",
+    ]
     shown = picks[columns].copy()
-    shown["path"] = [f"{path} (same sub-network as {alias})" if alias else path for path, alias in zip(picks["path"], picks["same_as"])]
+    shown["path"] = [
+        f"{path} (same sub-network as {alias})" if alias else path
+        for path, alias in zip(picks["path"], picks["same_as"])
+    ]
     for column in columns:
         if column in ("trial_id", "total_params"):
             shown[column] = shown[column].map(lambda v: "" if pd.isna(v) else f"{int(v):,}")

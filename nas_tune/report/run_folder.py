@@ -18,9 +18,13 @@ from nas_tune.io import atomic_write_json, read_json
 SUMMARY_FILE = "summary.json"
 SEARCH_DIR = "search"
 METADATA_FILE = "metadata.json"
-TEST_METRICS_FILE = "test_metrics.json"  # in the search folder: test-split metrics per trial id, written by the pipeline
-EXPECTED = (f"a pipeline run folder ({SUMMARY_FILE} and {SEARCH_DIR}/{METADATA_FILE}, as launchers/local.py writes) "
-            f"or a search run folder ({METADATA_FILE} and trials.jsonl, as `nas-tune search` and `nas-tune baseline` write)")
+TEST_METRICS_FILE = (
+    "test_metrics.json"  # in the search folder: test-split metrics per trial id, written by the pipeline
+)
+EXPECTED = (
+    f"a pipeline run folder ({SUMMARY_FILE} and {SEARCH_DIR}/{METADATA_FILE}, as launchers/local.py writes) "
+    f"or a search run folder ({METADATA_FILE} and trials.jsonl, as `nas-tune search` and `nas-tune baseline` write)"
+)
 
 
 @dataclass(frozen=True)
@@ -47,8 +51,10 @@ def resolve_run_folder(path: str | Path) -> RunFolder:
         summary = _read_summary(path) if (path / SUMMARY_FILE).is_file() else None
         return RunFolder(path, path / SEARCH_DIR, summary)
     if (path / "supernet").is_dir():
-        raise UserError(f"{path} holds a super-network but no search yet; continue the pipeline with --resume, "
-                        f"or search it with `nas-tune search --checkpoint {path / 'supernet'}`.")
+        raise UserError(
+            f"{path} holds a super-network but no search yet; continue the pipeline with --resume, "
+            f"or search it with `nas-tune search --checkpoint {path / 'supernet'}`."
+        )
     raise UserError(f"{path} is not a run folder: expected {EXPECTED}.")
 
 
@@ -56,9 +62,13 @@ def _read_summary(root: Path) -> dict[str, Any]:
     try:
         summary = read_json(root / SUMMARY_FILE)
     except ValueError as exc:
-        raise UserError(f"{root / SUMMARY_FILE} is not valid JSON ({exc}); rerun the pipeline with --resume to rewrite it.") from exc
+        raise UserError(
+            f"{root / SUMMARY_FILE} is not valid JSON ({exc}); rerun the pipeline with --resume to rewrite it."
+        ) from exc
     if not isinstance(summary, dict):
-        raise UserError(f"{root / SUMMARY_FILE} must hold a JSON object; rerun the pipeline with --resume to rewrite it.")
+        raise UserError(
+            f"{root / SUMMARY_FILE} must hold a JSON object; rerun the pipeline with --resume to rewrite it."
+        )
     return summary
 
 
@@ -74,7 +84,9 @@ def read_test_metrics(search_dir: Path) -> dict[int, dict[str, float]]:
     try:
         return {int(trial_id): metrics for trial_id, metrics in read_json(path).items()}
     except (ValueError, AttributeError) as exc:
-        raise UserError(f"{path} is not a JSON object of test metrics per trial ({exc}); delete it and rerun the pipeline with --resume.") from exc
+        raise UserError(
+            f"{path} is not a JSON object of test metrics per trial ({exc}); delete it and rerun the pipeline with --resume."
+        ) from exc
 
 
 def _test_columns_of_pareto_csv(path: Path) -> dict[int, dict[str, float]]:
@@ -84,9 +96,13 @@ def _test_columns_of_pareto_csv(path: Path) -> dict[int, dict[str, float]]:
     tests = [column for column in front.columns if column.startswith("test_")]
     if not tests or "trial_id" not in front.columns:
         return {}
-    renamed = front.set_index(front["trial_id"].astype(int))[tests].rename(columns=lambda column: column[len("test_"):])
+    renamed = front.set_index(front["trial_id"].astype(int))[tests].rename(
+        columns=lambda column: column[len("test_") :]
+    )
     return {trial_id: values.dropna().to_dict() for trial_id, values in renamed.iterrows()}
 
 
 def write_test_metrics(search_dir: Path, metrics: dict[int, dict[str, float]]) -> None:
-    atomic_write_json(search_dir / TEST_METRICS_FILE, {str(trial_id): values for trial_id, values in sorted(metrics.items())})
+    atomic_write_json(
+        search_dir / TEST_METRICS_FILE, {str(trial_id): values for trial_id, values in sorted(metrics.items())}
+    )

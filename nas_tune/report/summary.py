@@ -24,8 +24,14 @@ from nas_tune.report.run_folder import RunFolder, read_test_metrics, resolve_run
 from nas_tune.search.store import ResultsStore
 
 TABLE_COLUMNS = ["trial_id", "params", "total_fraction", "layer_params", "error", "latency", "test_error"]
-METRIC_WORDS = {"accuracy": "accuracy", "f1": "F1", "matthews_correlation": "Matthews correlation",
-                "spearman": "Spearman correlation", "pearson": "Pearson correlation", "perplexity": "1/perplexity"}
+METRIC_WORDS = {
+    "accuracy": "accuracy",
+    "f1": "F1",
+    "matthews_correlation": "Matthews correlation",
+    "spearman": "Spearman correlation",
+    "pearson": "Pearson correlation",
+    "perplexity": "1/perplexity",
+}
 
 
 @dataclass
@@ -75,7 +81,9 @@ def _load_search(folder: RunFolder) -> tuple[ResultsStore, dict, pd.DataFrame]:
     store = ResultsStore(folder.search)
     metadata = store.read_metadata()
     if metadata is None:
-        raise UserError(f"{folder.search} has no metadata.json; pass the --output of the pipeline, `nas-tune search` or `nas-tune baseline`.")
+        raise UserError(
+            f"{folder.search} has no metadata.json; pass the --output of the pipeline, `nas-tune search` or `nas-tune baseline`."
+        )
     trials = completed_trials(store)
     if trials.empty:
         raise UserError(f"{folder.search} has no completed trials yet; run or resume the search first.")
@@ -114,8 +122,17 @@ def load_report(run: str | Path) -> RunReport:
     objectives = metadata["objectives"]
     points = normalise_objectives(trials, objectives)
     metric = primary_metric(metadata.get("task", ""), trials.columns)
-    return RunReport(folder, metadata, trials, pareto_front(trials, objectives), objectives, hypervolume(points), metric,
-                     picks_frame(folder.summary, metric), [])
+    return RunReport(
+        folder,
+        metadata,
+        trials,
+        pareto_front(trials, objectives),
+        objectives,
+        hypervolume(points),
+        metric,
+        picks_frame(folder.summary, metric),
+        [],
+    )
 
 
 def write_report_files(report: RunReport) -> list[Path]:
@@ -125,10 +142,22 @@ def write_report_files(report: RunReport) -> list[Path]:
     atomic_write_text(csv_path, report.front.to_csv(index=False))
     highlight = pick_highlights(report.picks, report.trials)
     title = f"{report.metadata.get('task', '')}: {report.metadata.get('searcher', '')}"
-    pareto_png = plot_pareto(report.trials, "params", "error", search_dir / "pareto.png", title=title,
-                             highlight=highlight if len(highlight) else None, xlabel=PARAMS_LABEL, ylabel=report.error_label("validation"))
+    pareto_png = plot_pareto(
+        report.trials,
+        "params",
+        "error",
+        search_dir / "pareto.png",
+        title=title,
+        highlight=highlight if len(highlight) else None,
+        xlabel=PARAMS_LABEL,
+        ylabel=report.error_label("validation"),
+    )
     _, trace = report.hypervolume_over_time()
-    hv_png = plot_hypervolume({report.metadata.get("searcher", "search"): trace}, search_dir / "hypervolume.png", title="hypervolume over evaluations")
+    hv_png = plot_hypervolume(
+        {report.metadata.get("searcher", "search"): trace},
+        search_dir / "hypervolume.png",
+        title="hypervolume over evaluations",
+    )
     return [csv_path, pareto_png, hv_png]
 
 

@@ -16,6 +16,5 @@ def by_domain_type(registry: dict[type, Any], name: str, domain: Domain, searche
             return registry[cls]
     kinds = ", ".join(sorted(cls.__name__ for cls in registry))
     raise UserError(
-        f"{searcher} cannot search hyper-parameter {name!r} of type {type(domain).__name__}; "
-        f"use one of: {kinds}."
+        f"{searcher} cannot search hyper-parameter {name!r} of type {type(domain).__name__}; use one of: {kinds}."
     )

@@ -47,9 +47,15 @@ def _front_stats(records: list[TrialRecord], objectives: list[str]) -> tuple[int
 def outcome_record(outcome: TrialOutcome) -> TrialRecord:
     request = outcome.request
     return TrialRecord(
-        trial_id=request.trial_id, config=request.config, metrics=outcome.metrics or {},
-        status="completed" if outcome.metrics is not None else "failed", error_message=outcome.error,
-        fidelity=request.fidelity, worker=outcome.worker, start_time=outcome.start_time, end_time=outcome.end_time,
+        trial_id=request.trial_id,
+        config=request.config,
+        metrics=outcome.metrics or {},
+        status="completed" if outcome.metrics is not None else "failed",
+        error_message=outcome.error,
+        fidelity=request.fidelity,
+        worker=outcome.worker,
+        start_time=outcome.start_time,
+        end_time=outcome.end_time,
     )
 
 
@@ -123,7 +129,17 @@ class SearchDriver:
             size = self.size_of(config)
             if size > self.settings.max_params:
                 now = time.time()
-                return TrialRecord(trial_id, config, {"params": size}, "failed", f"over --max-params ({size:.3f})", fidelity, "driver", now, now)
+                return TrialRecord(
+                    trial_id,
+                    config,
+                    {"params": size},
+                    "failed",
+                    f"over --max-params ({size:.3f})",
+                    fidelity,
+                    "driver",
+                    now,
+                    now,
+                )
         return TrialRequest(trial_id, config, fidelity)
 
     def run(self) -> pd.DataFrame:
@@ -132,15 +148,24 @@ class SearchDriver:
         evaluated = sum(r.status == "completed" or r.worker != "driver" for r in records)
         start = time.time()
         skipped, exhausted = 0, False
-        bar = tqdm(total=settings.num_trials, initial=min(evaluated, settings.num_trials), desc=f"search ({settings.searcher})",
-                   unit="trial", disable=not self.show_progress)
+        bar = tqdm(
+            total=settings.num_trials,
+            initial=min(evaluated, settings.num_trials),
+            desc=f"search ({settings.searcher})",
+            unit="trial",
+            disable=not self.show_progress,
+        )
         last_postfix = float("-inf")
         try:
             while True:
                 out_of_time = settings.time_budget is not None and time.time() - start > settings.time_budget
                 started: list[StartedTrial] = []
-                while (self.executor.running < self.executor.num_workers and not out_of_time and not exhausted
-                       and evaluated + self.executor.running < settings.num_trials):
+                while (
+                    self.executor.running < self.executor.num_workers
+                    and not out_of_time
+                    and not exhausted
+                    and evaluated + self.executor.running < settings.num_trials
+                ):
                     if resumed:
                         self.executor.submit(resumed.pop(0))  # trials that were running when the search was killed
                         continue
@@ -190,13 +215,17 @@ def check_resumable(store: ResultsStore, metadata: dict[str, Any], *, resume: bo
     """Refuse to mix two different searches in one folder; never delete results without --overwrite."""
     stored = store.read_metadata()
     holds_run = stored is not None if resume else stored is not None or store.trials_path.exists()
-    check_output_folder(store.run_dir, holds_run=holds_run, what="a search or baseline run", resume=resume, overwrite=overwrite)
+    check_output_folder(
+        store.run_dir, holds_run=holds_run, what="a search or baseline run", resume=resume, overwrite=overwrite
+    )
     if resume:
         keys = ("checkpoint", "search_space", "searcher", "objectives", "seed", "max_params")
         mismatch = [k for k in keys if stored.get(k) != metadata.get(k)]
         if mismatch:
             k = mismatch[0]
-            raise UserError(f"--resume: {store.run_dir} is a different search ({k} was {stored.get(k)!r}, now {metadata.get(k)!r}); use a new --output.")
+            raise UserError(
+                f"--resume: {store.run_dir} is a different search ({k} was {stored.get(k)!r}, now {metadata.get(k)!r}); use a new --output."
+            )
         return
     if holds_run:  # and --overwrite
         for name in (store.trials_path.name, "trials.csv", store.started_path.name, "metadata.json"):

@@ -38,21 +38,39 @@ class Objective:
     direction: str = "min"
 
 
-OBJECTIVES: dict[str, Objective] = {o.name: o for o in (
-    Objective("error", "1 - the task's primary metric on the validation split (above 1 for a negative correlation)",
-              bounded=False, value=lambda result, _: result.error),
-    Objective("params", "fraction of the super-network's prunable layer parameters kept", bounded=True,
-              value=lambda result, _: result.layer_fraction),
-    Objective("latency", "seconds per forward as a fraction of the full model's, timed alike (above 1 when slower)",
-              bounded=False, timed=True, value=lambda result, reference: result.latency_seconds / reference.seconds),
-)}
+OBJECTIVES: dict[str, Objective] = {
+    o.name: o
+    for o in (
+        Objective(
+            "error",
+            "1 - the task's primary metric on the validation split (above 1 for a negative correlation)",
+            bounded=False,
+            value=lambda result, _: result.error,
+        ),
+        Objective(
+            "params",
+            "fraction of the super-network's prunable layer parameters kept",
+            bounded=True,
+            value=lambda result, _: result.layer_fraction,
+        ),
+        Objective(
+            "latency",
+            "seconds per forward as a fraction of the full model's, timed alike (above 1 when slower)",
+            bounded=False,
+            timed=True,
+            value=lambda result, reference: result.latency_seconds / reference.seconds,
+        ),
+    )
+}
 
 
 def parse_objectives(text: str | list[str] | tuple[str, ...]) -> list[str]:
     names = [n.strip() for n in text.split(",")] if isinstance(text, str) else list(text)
     unknown = [n for n in names if n not in OBJECTIVES]
     if unknown or len(names) < 2 or len(set(names)) != len(names):
-        raise UserError(f"--objectives must list two or three distinct names from {', '.join(OBJECTIVES)} (got {','.join(names)}).")
+        raise UserError(
+            f"--objectives must list two or three distinct names from {', '.join(OBJECTIVES)} (got {','.join(names)})."
+        )
     return names
 
 

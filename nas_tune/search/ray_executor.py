@@ -84,8 +84,16 @@ def build_trial_function(supernet: Supernet, data: TokenizedSplit, spec: Evaluat
     model = supernet.build()
     if ray.get_gpu_ids():
         model = model.to("cuda")
-    evaluator = Evaluator(model, supernet.adapter, spec.search_space, spec.task, data,
-                          batch_size=spec.batch_size, flops_seq_len=spec.flops_seq_len, seed=spec.seed)
+    evaluator = Evaluator(
+        model,
+        supernet.adapter,
+        spec.search_space,
+        spec.task,
+        data,
+        batch_size=spec.batch_size,
+        flops_seq_len=spec.flops_seq_len,
+        seed=spec.seed,
+    )
     return TrialFunction(evaluator, spec.objectives, spec.latency)
 
 
@@ -195,7 +203,9 @@ class RayExecutor(Executor):
         while not outcomes:
             refs = [*self._busy, *self._starting]
             if not refs:
-                raise RuntimeError(f"no Ray actor is left to run the {len(self._queue)} queued trials; last start failure: {self._start_error or 'none'}")
+                raise RuntimeError(
+                    f"no Ray actor is left to run the {len(self._queue)} queued trials; last start failure: {self._start_error or 'none'}"
+                )
             # With a trial running something will happen; with only actors starting, the cluster may lack room for them.
             ready, _ = ray.wait(refs, num_returns=1, timeout=None if self._busy else self.startup_timeout)
             if not ready:
@@ -229,7 +239,9 @@ class RayExecutor(Executor):
         except LOST as exc:
             return self._on_lost(attempt, exc)
         except RayError as exc:  # the actor lives, but the call itself failed (e.g. an unpicklable result)
-            outcome = TrialOutcome(attempt.request, None, f"{type(exc).__name__}: {exc}", attempt.actor.name, attempt.start, time.time())
+            outcome = TrialOutcome(
+                attempt.request, None, f"{type(exc).__name__}: {exc}", attempt.actor.name, attempt.start, time.time()
+            )
         self._idle.append(attempt.actor)
         return outcome
 
@@ -242,9 +254,14 @@ class RayExecutor(Executor):
         if attempt.retries < self.max_retries:
             self.retried += 1
             self._queue.appendleft((attempt.request, attempt.retries + 1))
-            print(f"warning: Ray actor {attempt.actor.name} died running trial {trial_id} ({reason}); running it again", file=sys.stderr)
+            print(
+                f"warning: Ray actor {attempt.actor.name} died running trial {trial_id} ({reason}); running it again",
+                file=sys.stderr,
+            )
             return None
-        message = f"the Ray actor died on each of {attempt.retries + 1} attempts (max_retries={self.max_retries}): {reason}"
+        message = (
+            f"the Ray actor died on each of {attempt.retries + 1} attempts (max_retries={self.max_retries}): {reason}"
+        )
         return TrialOutcome(attempt.request, None, message, attempt.actor.name, attempt.start, time.time())
 
     def _actors(self) -> list[_Actor]:
@@ -268,33 +285,56 @@ def connect(address: str | None = None, *, num_cpus: float = 1, num_gpus: float 
         ray.init(num_cpus=math.ceil(num_cpus), include_dashboard=False)  # GPUs: as many as Ray detects
         found = ray.cluster_resources().get("GPU", 0)
         if num_gpus > found:
-            raise UserError(f"the workers need {num_gpus:g} GPU(s) but this machine has {found:g}; lower --gpus-per-worker or --workers, or run on a GPU node.")
+            raise UserError(
+                f"the workers need {num_gpus:g} GPU(s) but this machine has {found:g}; lower --gpus-per-worker or --workers, or run on a GPU node."
+            )
         return
     host, _, port = address.rpartition(":")
     if port.isdigit():  # Ray itself retries a dead HOST:PORT for minutes
         try:
             socket.create_connection((host, int(port)), timeout=10).close()
         except OSError:
-            raise UserError(f"nothing answers at {address}; start the cluster with `ray start --head --port {port}` or fix --address.") from None
+            raise UserError(
+                f"nothing answers at {address}; start the cluster with `ray start --head --port {port}` or fix --address."
+            ) from None
     try:
         ray.init(address=address)
     except (ConnectionError, RuntimeError, ValueError) as exc:
-        raise UserError(f"could not connect to the Ray cluster at {address} ({str(exc).splitlines()[0]}); check --address and RAY_AUTH_MODE.") from None
+        raise UserError(
+            f"could not connect to the Ray cluster at {address} ({str(exc).splitlines()[0]}); check --address and RAY_AUTH_MODE."
+        ) from None
 
 
-def ray_executor(address: str | None = None, cpus_per_worker: float = 1, gpus_per_worker: float = 0, max_retries: int = 2) -> ExecutorFactory:
+def ray_executor(
+    address: str | None = None, cpus_per_worker: float = 1, gpus_per_worker: float = 0, max_retries: int = 2
+) -> ExecutorFactory:
     """An `ExecutorFactory` for `search_checkpoint`: one Ray actor per `settings.workers`, on `address` or a local cluster."""
     if cpus_per_worker <= 0 or gpus_per_worker < 0 or max_retries < 0:
-        raise UserError(f"--cpus-per-worker must be positive, --gpus-per-worker and --max-retries at least 0 (got {cpus_per_worker}, {gpus_per_worker}, {max_retries}).")
+        raise UserError(
+            f"--cpus-per-worker must be positive, --gpus-per-worker and --max-retries at least 0 (got {cpus_per_worker}, {gpus_per_worker}, {max_retries})."
+        )
 
     def factory(setup: EvaluationSetup, settings: SearchSettings, latency: LatencySettings | None) -> RayExecutor:
         connect(address, num_cpus=settings.workers * cpus_per_worker, num_gpus=settings.workers * gpus_per_worker)
         evaluator = setup.evaluator
         supernet = ray.put(Supernet.of(setup.loaded.model, setup.loaded.adapter))
         data = ray.put(evaluator.data)
-        spec = EvaluationSpec(evaluator.search_space, evaluator.task, evaluator.batch_size, evaluator.flops_seq_len,
-                              settings.seed, settings.objectives, latency)
-        return RayExecutor(build_trial_function, (supernet, data, spec), settings.workers, cpus_per_worker=cpus_per_worker,
-                           gpus_per_worker=gpus_per_worker, max_retries=max_retries)
+        spec = EvaluationSpec(
+            evaluator.search_space,
+            evaluator.task,
+            evaluator.batch_size,
+            evaluator.flops_seq_len,
+            settings.seed,
+            settings.objectives,
+            latency,
+        )
+        return RayExecutor(
+            build_trial_function,
+            (supernet, data, spec),
+            settings.workers,
+            cpus_per_worker=cpus_per_worker,
+            gpus_per_worker=gpus_per_worker,
+            max_retries=max_retries,
+        )
 
     return factory

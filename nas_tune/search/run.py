@@ -46,16 +46,29 @@ def search_checkpoint(
     space_name = search_space or trained_space
     if space_name != trained_space:
         if not force:
-            raise UserError(f"{checkpoint} was trained for the '{trained_space}' space, not '{space_name}'; pass --force to search it anyway.")
-        print(f"warning: searching the '{space_name}' space of a super-network trained for '{trained_space}'", file=sys.stderr)
+            raise UserError(
+                f"{checkpoint} was trained for the '{trained_space}' space, not '{space_name}'; pass --force to search it anyway."
+            )
+        print(
+            f"warning: searching the '{space_name}' space of a super-network trained for '{trained_space}'",
+            file=sys.stderr,
+        )
     store = ResultsStore(output)
     metadata = {
-        "checkpoint": str(Path(checkpoint).resolve()), "task": meta["task"], "search_space": space_name,
-        "searcher": settings.searcher, "objectives": settings.objectives, "seed": settings.seed,
-        "max_params": settings.max_params, "settings": asdict(settings), "strategy": meta.get("strategy"),
+        "checkpoint": str(Path(checkpoint).resolve()),
+        "task": meta["task"],
+        "search_space": space_name,
+        "searcher": settings.searcher,
+        "objectives": settings.objectives,
+        "seed": settings.seed,
+        "max_params": settings.max_params,
+        "settings": asdict(settings),
+        "strategy": meta.get("strategy"),
     }
     check_resumable(store, metadata, resume=resume, overwrite=overwrite)
-    setup = checkpoint_evaluator(trained, data_dir=data_dir, search_space=space_name, batch_size=batch_size, seed=settings.seed)
+    setup = checkpoint_evaluator(
+        trained, data_dir=data_dir, search_space=space_name, batch_size=batch_size, seed=settings.seed
+    )
     store.run_dir.mkdir(parents=True, exist_ok=True)
     store.write_metadata(metadata)
     space = setup.evaluator.search_space

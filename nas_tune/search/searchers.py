@@ -36,8 +36,9 @@ class RandomSearcher(SingleFidelitySearcher):
 
     name: ClassVar[str] = "random"
 
-    def __init__(self, config_space: Config, objectives: list[str], *, seed: int = 0,
-                 initial_configs: Sequence[Config] = ()) -> None:
+    def __init__(
+        self, config_space: Config, objectives: list[str], *, seed: int = 0, initial_configs: Sequence[Config] = ()
+    ) -> None:
         super().__init__(SeededRandomSearcher(config_space, list(initial_configs), random_seed=seed), objectives, seed)
 
 
@@ -47,10 +48,23 @@ class MOREASearcher(SingleFidelitySearcher):
 
     name: ClassVar[str] = "morea"
 
-    def __init__(self, config_space: Config, objectives: list[str], *, seed: int = 0,
-                 initial_configs: Sequence[Config] = (), population_size: int = 20, sample_size: int = 5) -> None:
-        searcher = SeededMOREA(config_space, points_to_evaluate=list(initial_configs), population_size=population_size,
-                               sample_size=sample_size, random_seed=seed)
+    def __init__(
+        self,
+        config_space: Config,
+        objectives: list[str],
+        *,
+        seed: int = 0,
+        initial_configs: Sequence[Config] = (),
+        population_size: int = 20,
+        sample_size: int = 5,
+    ) -> None:
+        searcher = SeededMOREA(
+            config_space,
+            points_to_evaluate=list(initial_configs),
+            population_size=population_size,
+            sample_size=sample_size,
+            random_seed=seed,
+        )
         super().__init__(searcher, objectives, seed)
 
 
@@ -59,10 +73,20 @@ class EHVISearcher(SingleFidelitySearcher):
 
     name: ClassVar[str] = "ehvi"
 
-    def __init__(self, config_space: Config, objectives: list[str], *, seed: int = 0,
-                 initial_configs: Sequence[Config] = (), num_init_random: int = 3, num_raw_samples: int = 200,
-                 num_restarts: int = 20, mc_samples: int = 128, max_num_observations: int | None = 200,
-                 noise_level: float = 1e-6) -> None:
+    def __init__(
+        self,
+        config_space: Config,
+        objectives: list[str],
+        *,
+        seed: int = 0,
+        initial_configs: Sequence[Config] = (),
+        num_init_random: int = 3,
+        num_raw_samples: int = 200,
+        num_restarts: int = 20,
+        mc_samples: int = 128,
+        max_num_observations: int | None = 200,
+        noise_level: float = 1e-6,
+    ) -> None:
         dims = sum(isinstance(domain, Domain) for domain in config_space.values())
         if dims > EHVI_MAX_DIMS:
             raise UserError(
@@ -78,9 +102,17 @@ class EHVISearcher(SingleFidelitySearcher):
         # pure-PyTorch path, about 1-2 s per suggestion.
         logei._load_attempted = True
         # noise_level 1e-6: gpytorch rounds smaller noise up to it anyway, with a warning per model.
-        searcher = SeededEHVI(config_space, points_to_evaluate=list(initial_configs), num_init_random=num_init_random,
-                              num_raw_samples=num_raw_samples, num_restarts=num_restarts, mc_samples=mc_samples,
-                              max_num_observations=max_num_observations, noise_level=noise_level, random_seed=seed)
+        searcher = SeededEHVI(
+            config_space,
+            points_to_evaluate=list(initial_configs),
+            num_init_random=num_init_random,
+            num_raw_samples=num_raw_samples,
+            num_restarts=num_restarts,
+            mc_samples=mc_samples,
+            max_num_observations=max_num_observations,
+            noise_level=noise_level,
+            random_seed=seed,
+        )
         super().__init__(searcher, objectives, seed)
 
 
@@ -89,10 +121,22 @@ class NSGA2Searcher(SingleFidelitySearcher):
 
     name: ClassVar[str] = "nsga2"
 
-    def __init__(self, config_space: Config, objectives: list[str], *, seed: int = 0,
-                 initial_configs: Sequence[Config] = (), population_size: int = 20) -> None:
-        searcher = NSGA2(config_space, num_objectives=len(objectives), points_to_evaluate=list(initial_configs),
-                         random_seed=seed, population_size=population_size)
+    def __init__(
+        self,
+        config_space: Config,
+        objectives: list[str],
+        *,
+        seed: int = 0,
+        initial_configs: Sequence[Config] = (),
+        population_size: int = 20,
+    ) -> None:
+        searcher = NSGA2(
+            config_space,
+            num_objectives=len(objectives),
+            points_to_evaluate=list(initial_configs),
+            random_seed=seed,
+            population_size=population_size,
+        )
         super().__init__(searcher, objectives, seed)
 
 
@@ -101,18 +145,34 @@ class LocalSearcher(SingleFidelitySearcher):
 
     name: ClassVar[str] = "local_search"
 
-    def __init__(self, config_space: Config, objectives: list[str], *, seed: int = 0,
-                 initial_configs: Sequence[Config] = (), num_changes: int = 1, step_fraction: float = 1.0,
-                 max_tries: int = 20) -> None:
-        searcher = LocalSearch(config_space, points_to_evaluate=list(initial_configs), random_seed=seed,
-                               num_changes=num_changes, step_fraction=step_fraction, max_tries=max_tries)
+    def __init__(
+        self,
+        config_space: Config,
+        objectives: list[str],
+        *,
+        seed: int = 0,
+        initial_configs: Sequence[Config] = (),
+        num_changes: int = 1,
+        step_fraction: float = 1.0,
+        max_tries: int = 20,
+    ) -> None:
+        searcher = LocalSearch(
+            config_space,
+            points_to_evaluate=list(initial_configs),
+            random_seed=seed,
+            num_changes=num_changes,
+            step_fraction=step_fraction,
+            max_tries=max_tries,
+        )
         super().__init__(searcher, objectives, seed)
 
 
 SEARCHERS: dict[str, type[Searcher]] = {
     cls.name: cls for cls in (RandomSearcher, MOREASearcher, EHVISearcher, NSGA2Searcher, LocalSearcher, MOASHASearcher)
 }
-assert tuple(SEARCHERS) == SEARCHER_NAMES, "nas_tune.settings.SEARCHER_NAMES lists every searcher, for the fast command line"
+assert tuple(SEARCHERS) == SEARCHER_NAMES, (
+    "nas_tune.settings.SEARCHER_NAMES lists every searcher, for the fast command line"
+)
 
 
 def searcher_class(name: str) -> type[Searcher]:
@@ -125,7 +185,8 @@ def _check_initial_configs(initial_configs: list[Config], config_space: Config) 
     for config in initial_configs:
         unknown = sorted(set(config) - set(config_space))
         invalid = sorted(
-            name for name, domain in config_space.items()
+            name
+            for name, domain in config_space.items()
             if isinstance(domain, Domain) and (name not in config or not domain.is_valid(config[name]))
         )
         if unknown or invalid:
@@ -175,4 +236,6 @@ def start_searcher(name: str, space: SearchSpace, objectives: list[str], *, seed
     A resumed run gets the same searcher: the driver replays the stored trials through it, so its
     random draws go on where the killed run's stopped instead of repeating them.
     """
-    return make_searcher(name, space.config_space(), objectives, seed=seed, initial_configs=[space.largest(), space.smallest()])
+    return make_searcher(
+        name, space.config_space(), objectives, seed=seed, initial_configs=[space.largest(), space.smallest()]
+    )

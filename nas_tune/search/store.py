@@ -215,7 +215,9 @@ class ResultsStore:
                 f"{self._metadata_path} is not valid JSON ({exc}); restore or delete it, or start a new run folder."
             ) from exc
         if not isinstance(metadata, dict):
-            raise UserError(f"{self._metadata_path} must hold a JSON object; restore or delete it, or start a new run folder.")
+            raise UserError(
+                f"{self._metadata_path} must hold a JSON object; restore or delete it, or start a new run folder."
+            )
         return metadata
 
     def append(self, record: TrialRecord) -> None:

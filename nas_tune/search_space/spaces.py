@@ -99,14 +99,21 @@ class SearchSpace(ABC):
         s = self.shape
         if not self._grouped:
             return {f"num_heads{suffix}": randint(lower, s.num_heads)}
-        return {f"num_kv_groups{suffix}": randint(lower, s.kv_heads), f"num_heads_per_group{suffix}": randint(1, s.group_size)}
+        return {
+            f"num_kv_groups{suffix}": randint(lower, s.kv_heads),
+            f"num_heads_per_group{suffix}": randint(1, s.group_size),
+        }
 
     def _first_heads(self, config: Config, suffix: str) -> tuple[int, ...]:
         """The heads a count keeps: the first n, or under GQA the first q query heads of each of the first g groups."""
         if not self._grouped:
             return tuple(range(config[f"num_heads{suffix}"]))
         size = self.shape.group_size
-        return tuple(g * size + j for g in range(config[f"num_kv_groups{suffix}"]) for j in range(config[f"num_heads_per_group{suffix}"]))
+        return tuple(
+            g * size + j
+            for g in range(config[f"num_kv_groups{suffix}"])
+            for j in range(config[f"num_heads_per_group{suffix}"])
+        )
 
 
 def _bound(domain: Domain, *, upper: bool):
@@ -119,16 +126,24 @@ def _bound(domain: Domain, *, upper: bool):
 
 class SmallSpace(SearchSpace):
     name = "small"
-    description = ("num_layers, num_heads (GQA: num_kv_groups, num_heads_per_group), num_units shared by all kept layers "
-                   "(the paper's best for weight sharing)")
+    description = (
+        "num_layers, num_heads (GQA: num_kv_groups, num_heads_per_group), num_units shared by all kept layers "
+        "(the paper's best for weight sharing)"
+    )
 
     def _build_domains(self):
         s = self.shape
-        return {"num_layers": randint(1, s.num_layers), **self._head_count_domains("", lower=1), "num_units": randint(1, s.ffn_size)}
+        return {
+            "num_layers": randint(1, s.num_layers),
+            **self._head_count_domains("", lower=1),
+            "num_units": randint(1, s.ffn_size),
+        }
 
     def _subnetwork(self, config):
         n = self.shape.num_layers
-        return SubNetwork.from_layers(range(config["num_layers"]), [self._first_heads(config, "")] * n, [range(config["num_units"])] * n)
+        return SubNetwork.from_layers(
+            range(config["num_layers"]), [self._first_heads(config, "")] * n, [range(config["num_units"])] * n
+        )
 
 
 class MediumSpace(SearchSpace):
@@ -166,8 +181,10 @@ class LayerSpace(SearchSpace):
 
 class LargeSpace(SearchSpace):
     name = "large"
-    description = ("head_i_j and unit_i_k in {0, 1}: every head and every FFN neuron on or off "
-                   "(GQA: group_i_g per key/value group, group_head_i_j per query head of a group, shared by the kept groups)")
+    description = (
+        "head_i_j and unit_i_k in {0, 1}: every head and every FFN neuron on or off "
+        "(GQA: group_i_g per key/value group, group_head_i_j per query head of a group, shared by the kept groups)"
+    )
 
     def _build_domains(self):
         s = self.shape
@@ -185,8 +202,13 @@ class LargeSpace(SearchSpace):
         s = self.shape
         if not self._grouped:
             return [j for j in range(s.num_heads) if config[f"head_{i}_{j}"]]
-        return [g * s.group_size + j for g in range(s.kv_heads) if config[f"group_{i}_{g}"]
-                for j in range(s.group_size) if config[f"group_head_{i}_{j}"]]
+        return [
+            g * s.group_size + j
+            for g in range(s.kv_heads)
+            if config[f"group_{i}_{g}"]
+            for j in range(s.group_size)
+            if config[f"group_head_{i}_{j}"]
+        ]
 
     def _subnetwork(self, config):
         s = self.shape
@@ -195,8 +217,12 @@ class LargeSpace(SearchSpace):
         return SubNetwork.from_layers(range(s.num_layers), heads, units)
 
 
-SEARCH_SPACES: dict[str, type[SearchSpace]] = {cls.name: cls for cls in (SmallSpace, MediumSpace, LayerSpace, LargeSpace)}
-assert tuple(SEARCH_SPACES) == SEARCH_SPACE_NAMES, "nas_tune.settings.SEARCH_SPACE_NAMES lists every space, for the fast command line"
+SEARCH_SPACES: dict[str, type[SearchSpace]] = {
+    cls.name: cls for cls in (SmallSpace, MediumSpace, LayerSpace, LargeSpace)
+}
+assert tuple(SEARCH_SPACES) == SEARCH_SPACE_NAMES, (
+    "nas_tune.settings.SEARCH_SPACE_NAMES lists every space, for the fast command line"
+)
 
 
 def make_search_space(name: str, shape: ModelShape) -> SearchSpace:

@@ -11,6 +11,15 @@ from nas_tune.supernet.strategies import (
 from nas_tune.supernet.train import SUPERNET_FILE, FinetuneConfig, FinetuneResult, finetune, read_supernet_meta
 
 __all__ = [
-    "ALIASES", "STRATEGIES", "SUPERNET_FILE", "FinetuneConfig", "FinetuneResult", "Strategy", "StrategyOptions",
-    "canonical_strategy", "finetune", "make_strategy", "read_supernet_meta",
+    "ALIASES",
+    "STRATEGIES",
+    "SUPERNET_FILE",
+    "FinetuneConfig",
+    "FinetuneResult",
+    "Strategy",
+    "StrategyOptions",
+    "canonical_strategy",
+    "finetune",
+    "make_strategy",
+    "read_supernet_meta",
 ]

@@ -41,15 +41,25 @@ def finetune_supernet(
         require_distillation(config.strategy)
     data = load_task_data(data_config)
     num_labels, causal_lm = data.task.num_labels, data.task.causal_lm
-    fixed_teacher = None if teacher is None else load_finetuned(teacher, num_labels, model, option="--teacher",
-                                                                 trust_remote_code=trust_remote_code, causal_lm=causal_lm).model
+    fixed_teacher = (
+        None
+        if teacher is None
+        else load_finetuned(
+            teacher, num_labels, model, option="--teacher", trust_remote_code=trust_remote_code, causal_lm=causal_lm
+        ).model
+    )
     if init_from is not None:
-        loaded = load_finetuned(init_from, num_labels, model, option="--init-from", trust_remote_code=trust_remote_code,
-                                causal_lm=causal_lm)
+        loaded = load_finetuned(
+            init_from, num_labels, model, option="--init-from", trust_remote_code=trust_remote_code, causal_lm=causal_lm
+        )
     else:
-        loaded = load_model(model, num_labels, seed=config.seed, trust_remote_code=trust_remote_code, causal_lm=causal_lm)
+        loaded = load_model(
+            model, num_labels, seed=config.seed, trust_remote_code=trust_remote_code, causal_lm=causal_lm
+        )
     make_search_space(config.search_space, loaded.adapter.shape(loaded.model))  # fail early on a bad space
-    set_label_names(loaded.model.config, data.task.label_names)  # the checkpoint, and every export cut from it, names its classes
+    set_label_names(
+        loaded.model.config, data.task.label_names
+    )  # the checkpoint, and every export cut from it, names its classes
     cache = default_cache_dir()
     train = tokenize_split(data.train, loaded.tokenizer, data.task, max_seq_length, cache_dir=cache)
     if config.head_init == "prior":  # before reordering, whose scores go through the head
@@ -57,8 +67,24 @@ def finetune_supernet(
     if reorder == "importance":
         reorder_by_importance(loaded, train, seed=config.seed)
     validation = tokenize_split(data.validation, loaded.tokenizer, data.task, max_seq_length, cache_dir=cache)
-    run_info = {"base_model": loaded.source, "max_seq_length": max_seq_length, "reorder": reorder,
-                "init_from": init_from and str(Path(init_from).resolve()), "teacher": teacher and str(Path(teacher).resolve()),
-                "data": {k: v for k, v in asdict(data_config).items() if k != "data_dir"}}
-    return finetune(loaded, data.task, train, validation, config, output, run_info=run_info, resume=resume,
-                    overwrite=overwrite, show_progress=show_progress, teacher=fixed_teacher)
+    run_info = {
+        "base_model": loaded.source,
+        "max_seq_length": max_seq_length,
+        "reorder": reorder,
+        "init_from": init_from and str(Path(init_from).resolve()),
+        "teacher": teacher and str(Path(teacher).resolve()),
+        "data": {k: v for k, v in asdict(data_config).items() if k != "data_dir"},
+    }
+    return finetune(
+        loaded,
+        data.task,
+        train,
+        validation,
+        config,
+        output,
+        run_info=run_info,
+        resume=resume,
+        overwrite=overwrite,
+        show_progress=show_progress,
+        teacher=fixed_teacher,
+    )

@@ -36,14 +36,17 @@ class StrategyOptions:
     sampling: SamplingOptions = field(default_factory=SamplingOptions)  # which random sub-networks are drawn
 
 
-def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float, regression: bool,
-                      mask: torch.Tensor | None = None) -> torch.Tensor:
+def distillation_loss(
+    student: torch.Tensor, teacher: torch.Tensor, temperature: float, regression: bool, mask: torch.Tensor | None = None
+) -> torch.Tensor:
     """T^2-scaled KL to the teacher's softened distributions over the last dim, averaged over the positions
     `mask` keeps (all when None: one per example for a classifier); MSE to its prediction for regression (STS-B)."""
     if regression:
         return F.mse_loss(student, teacher)
     t = temperature
-    kl = F.kl_div(F.log_softmax(student / t, dim=-1), F.log_softmax(teacher / t, dim=-1), reduction="none", log_target=True).sum(-1)
+    kl = F.kl_div(
+        F.log_softmax(student / t, dim=-1), F.log_softmax(teacher / t, dim=-1), reduction="none", log_target=True
+    ).sum(-1)
     return (kl if mask is None else kl[mask]).mean() * t * t
 
 
@@ -61,8 +64,14 @@ class Strategy(ABC):
 
     uses_teacher: ClassVar[bool] = False
 
-    def __init__(self, adapter: ModelAdapter, space: SearchSpace, rng: np.random.Generator, options: StrategyOptions | None = None,
-                 teacher: PreTrainedModel | None = None):
+    def __init__(
+        self,
+        adapter: ModelAdapter,
+        space: SearchSpace,
+        rng: np.random.Generator,
+        options: StrategyOptions | None = None,
+        teacher: PreTrainedModel | None = None,
+    ):
         """`teacher`: a fixed model (e.g. a standard fine-tuned one) that distils every sub-network, the largest
         included, instead of the in-place largest sub-network; only for strategies that distil."""
         self.adapter = adapter
@@ -73,7 +82,11 @@ class Strategy(ABC):
             require_distillation(self.name)
         self.teacher = teacher
         self.sampler = SubnetSampler(space, adapter, space.shape, self.options.sampling)
-        self.num_random = self.options.num_random_subnets if self.options.num_random_subnets is not None else self.default_random_subnets
+        self.num_random = (
+            self.options.num_random_subnets
+            if self.options.num_random_subnets is not None
+            else self.default_random_subnets
+        )
         self.largest = space.to_subnetwork(space.largest())
         self.smallest = space.to_subnetwork(space.smallest())
 
@@ -97,7 +110,9 @@ class Strategy(ABC):
 
     def _distillation_loss(self, logits: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         if labels.ndim == 2:  # the distributions over each next token that has a target, as in the label loss
-            return distillation_loss(logits[:, :-1], teacher[:, :-1], self.options.temperature, False, mask=labels[:, 1:] != IGNORED_LABEL)
+            return distillation_loss(
+                logits[:, :-1], teacher[:, :-1], self.options.temperature, False, mask=labels[:, 1:] != IGNORED_LABEL
+            )
         return distillation_loss(logits, teacher, self.options.temperature, teacher.shape[-1] == 1)
 
     def _train_on_labels(self, model, subnets: list[SubNetwork], batch) -> float:
@@ -195,17 +210,29 @@ class SandwichKD(Strategy):
         return self._train_with_teacher(model, [self.smallest, *self.random_subnets()], batch)
 
 
-STRATEGIES: dict[str, type[Strategy]] = {cls.name: cls for cls in (Standard, Random, LinearRandom, Sandwich, RandomKD, SandwichKD)}
+STRATEGIES: dict[str, type[Strategy]] = {
+    cls.name: cls for cls in (Standard, Random, LinearRandom, Sandwich, RandomKD, SandwichKD)
+}
 ALIASES = STRATEGY_ALIASES
-assert tuple(STRATEGIES) == STRATEGY_NAMES, "nas_tune.settings.STRATEGY_NAMES lists every strategy, for the fast command line"
+assert tuple(STRATEGIES) == STRATEGY_NAMES, (
+    "nas_tune.settings.STRATEGY_NAMES lists every strategy, for the fast command line"
+)
 
 
 def require_distillation(name: str) -> None:
     """Refuse a fixed teacher for a strategy that never distils (it would be ignored silently)."""
     if not STRATEGIES[canonical_strategy(name)].uses_teacher:
-        raise UserError(f"strategy '{name}' does not distil, so it cannot use --teacher; pick kd or sandwich_kd, or drop --teacher.")
+        raise UserError(
+            f"strategy '{name}' does not distil, so it cannot use --teacher; pick kd or sandwich_kd, or drop --teacher."
+        )
 
 
-def make_strategy(name: str, adapter: ModelAdapter, space: SearchSpace, rng: np.random.Generator, options: StrategyOptions | None = None,
-                  teacher: PreTrainedModel | None = None) -> Strategy:
+def make_strategy(
+    name: str,
+    adapter: ModelAdapter,
+    space: SearchSpace,
+    rng: np.random.Generator,
+    options: StrategyOptions | None = None,
+    teacher: PreTrainedModel | None = None,
+) -> Strategy:
     return STRATEGIES[canonical_strategy(name)](adapter, space, rng, options, teacher)

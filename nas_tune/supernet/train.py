@@ -51,8 +51,13 @@ def library_versions() -> dict[str, str]:
     import syne_tune
     import transformers
 
-    return {"nas_tune": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
-            "syne_tune": syne_tune.__version__, "python": platform.python_version()}
+    return {
+        "nas_tune": __version__,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "syne_tune": syne_tune.__version__,
+        "python": platform.python_version(),
+    }
 
 
 def read_supernet_meta(checkpoint: str | Path) -> dict[str, Any]:
@@ -69,14 +74,18 @@ def _check_output_dir(output_dir: Path, options: dict[str, Any], *, resume: bool
     """Return True when training continues from a saved state."""
     meta_path = output_dir / SUPERNET_FILE
     holds_run = meta_path.is_file() if resume else not is_empty(output_dir)
-    check_output_folder(output_dir, holds_run=holds_run, what="a super-network run", resume=resume,
-                        overwrite=overwrite)
+    check_output_folder(output_dir, holds_run=holds_run, what="a super-network run", resume=resume, overwrite=overwrite)
     if resume:
-        stored, options = read_supernet_meta(output_dir)["options"], as_json(options)  # compared as stored: tuples are lists
+        stored, options = (
+            read_supernet_meta(output_dir)["options"],
+            as_json(options),
+        )  # compared as stored: tuples are lists
         differing = sorted(k for k in set(stored) | set(options) if stored.get(k) != options.get(k))
         if differing:
             shown = ", ".join(f"{k}: {stored.get(k)!r} vs {options.get(k)!r}" for k in differing[:4])
-            raise UserError(f"--resume: {output_dir} was trained with other options ({shown}); use the same options or a new --output.")
+            raise UserError(
+                f"--resume: {output_dir} was trained with other options ({shown}); use the same options or a new --output."
+            )
         recover_folder(output_dir / STATE_DIR)  # a kill while the state was being replaced
         return (output_dir / STATE_DIR).is_dir()
     if holds_run:  # and --overwrite
@@ -114,12 +123,19 @@ class _Logs:
             self.tensorboard.close()
 
 
-def _save_state(output_dir: Path, model, optimizer, scheduler, rng: np.random.Generator, position: dict[str, int]) -> None:
+def _save_state(
+    output_dir: Path, model, optimizer, scheduler, rng: np.random.Generator, position: dict[str, int]
+) -> None:
     with atomic_folder(output_dir / STATE_DIR) as staging:
         save_model(model, str(staging / "model.safetensors"))  # tied weights (a decoder's LM head) are stored once
         torch.save(
-            {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state(),
-             "numpy_rng": rng.bit_generator.state, **position},
+            {
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "torch_rng": torch.get_rng_state(),
+                "numpy_rng": rng.bit_generator.state,
+                **position,
+            },
             staging / "state.pt",
         )
 
@@ -130,7 +146,9 @@ def _load_state(output_dir: Path, model, optimizer, scheduler, rng: np.random.Ge
         load_model(model, str(state_dir / "model.safetensors"))
         state = torch.load(state_dir / "state.pt", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any damage means the same thing to the user
-        raise UserError(f"the training state in {state_dir} is corrupted ({type(exc).__name__}); start again with --overwrite.") from None
+        raise UserError(
+            f"the training state in {state_dir} is corrupted ({type(exc).__name__}); start again with --overwrite."
+        ) from None
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     torch.set_rng_state(state["torch_rng"])
@@ -179,8 +197,15 @@ class _Training:
         _save_state(self.output_dir, self.model, self.optimizer, self.scheduler, self.rng, position)
 
 
-def _prepare(loaded: LoadedModel, task: TaskSpec, train: TokenizedSplit, validation: TokenizedSplit, config: FinetuneConfig,
-             output_dir: Path, teacher: PreTrainedModel | None) -> _Training:
+def _prepare(
+    loaded: LoadedModel,
+    task: TaskSpec,
+    train: TokenizedSplit,
+    validation: TokenizedSplit,
+    config: FinetuneConfig,
+    output_dir: Path,
+    teacher: PreTrainedModel | None,
+) -> _Training:
     """Seeded set-up of everything a run needs, in the same order on a fresh start and on a resume."""
     model, adapter = loaded.model, loaded.adapter
     if config.head_init == "prior":
@@ -190,8 +215,20 @@ def _prepare(loaded: LoadedModel, task: TaskSpec, train: TokenizedSplit, validat
     rng = np.random.default_rng(config.seed)
     if teacher is not None:
         teacher.to(next(model.parameters()).device).eval().requires_grad_(False)
-    strategy = make_strategy(config.strategy, adapter, space, rng, StrategyOptions(
-        config.num_random_subnets, config.temperature, config.label_weight, config.kd_weight, config.sampling_options()), teacher)
+    strategy = make_strategy(
+        config.strategy,
+        adapter,
+        space,
+        rng,
+        StrategyOptions(
+            config.num_random_subnets,
+            config.temperature,
+            config.label_weight,
+            config.kd_weight,
+            config.sampling_options(),
+        ),
+        teacher,
+    )
     steps_per_epoch = -(-len(train) // config.batch_size)
     total_steps = steps_per_epoch * config.epochs
     if config.max_steps is not None:
@@ -203,8 +240,21 @@ def _prepare(loaded: LoadedModel, task: TaskSpec, train: TokenizedSplit, validat
     optimizer = torch.optim.AdamW(groups, lr=config.lr)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * total_steps), total_steps)
     evaluator = Evaluator(model, adapter, space, task, validation, batch_size=config.eval_batch_size, seed=config.seed)
-    return _Training(loaded, task, train, config, output_dir, space, strategy, optimizer, scheduler, rng, evaluator, total_steps,
-                     epochs=-(-total_steps // steps_per_epoch))
+    return _Training(
+        loaded,
+        task,
+        train,
+        config,
+        output_dir,
+        space,
+        strategy,
+        optimizer,
+        scheduler,
+        rng,
+        evaluator,
+        total_steps,
+        epochs=-(-total_steps // steps_per_epoch),
+    )
 
 
 def _autocast(device: torch.device):
@@ -234,7 +284,11 @@ def _train_epoch(run: _Training, epoch: int, first_batch: int, step: int, logs: 
         step += 1
         bar.update(1)
         bar.set_postfix(loss=f"{loss:.4f}", epoch=epoch + 1)
-        logs.write("train_log.csv", {"step": step, "epoch": epoch + 1, "loss": loss, "lr": run.scheduler.get_last_lr()[0]}, step)
+        logs.write(
+            "train_log.csv",
+            {"step": step, "epoch": epoch + 1, "loss": loss, "lr": run.scheduler.get_last_lr()[0]},
+            step,
+        )
         if step % config.save_steps == 0:
             run.save({"epoch": epoch, "batch": index + 1, "global_step": step})
     return step
@@ -246,7 +300,13 @@ def _train(run: _Training, position: dict[str, int], *, show_progress: bool) -> 
     metric = run.task.metric
     logs = _Logs(run.output_dir)
     step, last_evaluation = position["global_step"], None
-    bar = tqdm(total=run.total_steps, initial=step, desc=f"fine-tuning ({run.config.strategy})", unit="step", disable=not show_progress)
+    bar = tqdm(
+        total=run.total_steps,
+        initial=step,
+        desc=f"fine-tuning ({run.config.strategy})",
+        unit="step",
+        disable=not show_progress,
+    )
     try:
         for epoch in range(position["epoch"], run.epochs):
             step = _train_epoch(run, epoch, position["batch"] if epoch == position["epoch"] else 0, step, logs, bar)
@@ -254,8 +314,10 @@ def _train(run: _Training, position: dict[str, int], *, show_progress: bool) -> 
             run.model.train()
             logs.write("eval_log.csv", last_evaluation, step)
             if show_progress:
-                bar.write(f"epoch {epoch + 1}: validation {metric} largest {last_evaluation['largest_' + metric]:.4f}, "
-                          f"smallest {last_evaluation['smallest_' + metric]:.4f}")
+                bar.write(
+                    f"epoch {epoch + 1}: validation {metric} largest {last_evaluation['largest_' + metric]:.4f}, "
+                    f"smallest {last_evaluation['smallest_' + metric]:.4f}"
+                )
             run.save({"epoch": epoch + 1, "batch": 0, "global_step": step})
     finally:
         bar.close()
@@ -285,8 +347,15 @@ def finetune(
     options = {**asdict(config), **(run_info or {})}
     continuing = _check_output_dir(output_dir, options, resume=resume, overwrite=overwrite)
     output_dir.mkdir(parents=True, exist_ok=True)
-    meta = {"task": task.name, "base_model": loaded.source, "search_space": config.search_space, "strategy": config.strategy,
-            "options": options, "status": "running", "library_versions": library_versions()}
+    meta = {
+        "task": task.name,
+        "base_model": loaded.source,
+        "search_space": config.search_space,
+        "strategy": config.strategy,
+        "options": options,
+        "status": "running",
+        "library_versions": library_versions(),
+    }
     if not continuing:
         atomic_write_json(output_dir / SUPERNET_FILE, meta)
     run = _prepare(loaded, task, train, validation, config, output_dir, teacher)
