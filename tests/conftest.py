@@ -13,6 +13,8 @@ from transformers import (
     AutoTokenizer,
     BertConfig,
     BertForSequenceClassification,
+    LlamaConfig,
+    LlamaForCausalLM,
     RobertaConfig,
     RobertaForSequenceClassification,
 )
@@ -34,6 +36,44 @@ def pytest_collection_finish(session):
     """Start the fork server of the kill-and-resume tests now: its imports overlap the tests before them (2 cores)."""
     if any(getattr(getattr(item, "module", None), "preforked", None) for item in session.items):
         preforked.start_server()
+
+
+SHAKESPEARE = Path(
+    os.environ.get("NAS_TUNE_TEXT_DIR", Path(__file__).resolve().parents[2] / "shared" / "data" / "text")
+)  # the text corpora folder: shakespeare/{train,validation,test}.txt
+
+
+def tiny_llama(num_layers: int = 2, seed: int = 0) -> LlamaForCausalLM:
+    """LLaMA with grouped-query attention (4 query / 2 key-value heads) and tied embeddings, as SmolLM2; MiniLM's vocab."""
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=30522,
+        hidden_size=32,
+        intermediate_size=48,
+        num_hidden_layers=num_layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=8,
+        max_position_embeddings=64,
+        tie_word_embeddings=True,
+    )
+    return LlamaForCausalLM(config).eval()
+
+
+def save_tiny_llama(folder: Path, tokenizer, num_layers: int = 2) -> Path:
+    """`tiny_llama` saved with the MiniLM tokenizer: a model folder `--model` takes."""
+    tiny_llama(num_layers).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def write_text_splits(folder: Path, bounds: dict[str, tuple[int, int]]) -> dict[str, Path]:
+    """Character ranges of the Shakespeare test text written as `<split>.txt` files, for `--dataset text`."""
+    source = (SHAKESPEARE / "shakespeare" / "test.txt").read_text()
+    paths = {name: folder / f"{name}.txt" for name in bounds}
+    for name, (start, stop) in bounds.items():
+        paths[name].write_text(source[start:stop])
+    return paths
 
 
 def tiny_config(model_type: str, num_labels: int = 2, attn_implementation: str = "sdpa"):

@@ -8,7 +8,7 @@ import json
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM, OPTConfig, OPTForCausalLM
+from transformers import AutoModelForCausalLM, OPTConfig, OPTForCausalLM
 
 from nas_tune.baselines import BaselineInputs, BaselineSettings
 from nas_tune.baselines.importance import search_mask
@@ -20,8 +20,7 @@ from nas_tune.metrics import count_parameters
 from nas_tune.models import LoadedModel, adapter_for
 from nas_tune.pruning.reorder import reorder_by_importance
 from nas_tune.pruning.scores import Scores, first_order_scores, mask_gradients, taylor_scores, training_sample
-from tests.conftest import DECODER_VOCAB, tiny_decoder
-from tests.test_text_task import SHAKESPEARE
+from tests.conftest import DECODER_VOCAB, save_tiny_llama, tiny_decoder, write_text_splits
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -168,19 +167,7 @@ def test_mask_search_is_gqa_valid_within_budget_and_beats_every_other_head_choic
 def text_run(tmp_path_factory, tokenizer):
     """A tiny GQA LLaMA saved as a folder, an OPT (a family nas-tune cannot prune), and Shakespeare cut into three files."""
     root = tmp_path_factory.mktemp("decoder_baselines")
-    torch.manual_seed(0)
-    llama = LlamaConfig(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=32,
-        intermediate_size=48,
-        num_hidden_layers=3,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=8,
-        max_position_embeddings=64,
-        tie_word_embeddings=True,
-    )
-    LlamaForCausalLM(llama).save_pretrained(root / "llama")
+    save_tiny_llama(root / "llama", tokenizer, num_layers=3)
     OPTForCausalLM(
         OPTConfig(
             vocab_size=tokenizer.vocab_size,
@@ -192,13 +179,9 @@ def text_run(tmp_path_factory, tokenizer):
             max_position_embeddings=64,
         )
     ).save_pretrained(root / "opt")
-    for name in ("llama", "opt"):
-        tokenizer.save_pretrained(root / name)
-    source = (SHAKESPEARE / "shakespeare" / "test.txt").read_text()
-    files = []
-    for split, (start, stop) in {"train": (0, 14000), "validation": (14000, 16000), "test": (16000, 18000)}.items():
-        (root / f"{split}.txt").write_text(source[start:stop])
-        files += [f"--{split}-file", str(root / f"{split}.txt")]
+    tokenizer.save_pretrained(root / "opt")
+    splits = write_text_splits(root, {"train": (0, 14000), "validation": (14000, 16000), "test": (16000, 18000)})
+    files = [arg for split, path in splits.items() for arg in (f"--{split}-file", str(path))]
     return root, ["--dataset", "text", *files, "--max-seq-length", "16", "--num-samples", "128", "--budgets", "0.5"]
 
 

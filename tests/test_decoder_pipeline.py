@@ -10,35 +10,19 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
+from transformers import AutoModelForCausalLM
 
 from nas_tune.report.summary import format_table
-from tests.test_text_task import SHAKESPEARE
+from tests.conftest import save_tiny_llama, write_text_splits
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "launchers"))
 import local
 
 
 def test_pipeline_fine_tunes_searches_and_exports_a_causal_lm_that_generates(tmp_path, tokenizer, capsys):
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=32,
-        intermediate_size=48,
-        num_hidden_layers=3,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=8,
-        max_position_embeddings=64,
-        tie_word_embeddings=True,
-    )
-    LlamaForCausalLM(config).save_pretrained(tmp_path / "llama")
-    tokenizer.save_pretrained(tmp_path / "llama")
-    source = (SHAKESPEARE / "shakespeare" / "test.txt").read_text()
-    files = []
-    for split, (start, stop) in {"train": (0, 3000), "validation": (3000, 4500), "test": (4500, 6000)}.items():
-        (tmp_path / f"{split}.txt").write_text(source[start:stop])
-        files += [f"--{split}-file", str(tmp_path / f"{split}.txt")]
+    save_tiny_llama(tmp_path / "llama", tokenizer, num_layers=3)
+    splits = write_text_splits(tmp_path, {"train": (0, 3000), "validation": (3000, 4500), "test": (4500, 6000)})
+    files = [arg for split, path in splits.items() for arg in (f"--{split}-file", str(path))]
     output = tmp_path / "run"
     argv = [
         "--dataset",

@@ -10,32 +10,18 @@ import json
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from nas_tune.cli import main
 from nas_tune.errors import UserError
 from nas_tune.models import gguf, resolve_model
 from nas_tune.models.gguf import GGUF_MODELS, GgufModel, convert_once
+from tests.conftest import save_tiny_llama
 
 
 @pytest.fixture(scope="module")
 def tiny_llama_dir(tmp_path_factory, tokenizer):
-    path = tmp_path_factory.mktemp("tiny_llama")
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=30522,
-        hidden_size=32,
-        intermediate_size=48,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=8,
-        max_position_embeddings=64,
-        tie_word_embeddings=True,
-    )
-    LlamaForCausalLM(config).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
+    return save_tiny_llama(tmp_path_factory.mktemp("tiny_llama"), tokenizer)
 
 
 def counting_loader(folder, calls: list):

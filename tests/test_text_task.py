@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from transformers import BertConfig, BertLMHeadModel, LlamaConfig, LlamaForCausalLM
+from transformers import BertConfig, BertLMHeadModel
 
 from nas_tune.cli import main
 from nas_tune.data import DataConfig, load_task_data, tokenize_split
@@ -26,10 +24,8 @@ from nas_tune.models.loading import ADAPTERS
 from nas_tune.search_space import make_search_space
 from nas_tune.supernet.head import initialise_head_bias
 from nas_tune.supernet.strategies import StrategyOptions, distillation_loss, make_strategy
+from tests.conftest import SHAKESPEARE, tiny_llama, write_text_splits
 
-SHAKESPEARE = Path(
-    os.environ.get("NAS_TUNE_TEXT_DIR", Path(__file__).resolve().parents[2] / "shared" / "data" / "text")
-)
 TASK = language_modelling_task("text")
 PLAY = "ROMEO. But soft, what light through yonder window breaks?\nIt is the east.\n\n\nJULIET. Ay me!\n\nROMEO. She speaks.\n"
 
@@ -40,33 +36,12 @@ def run(capsys, *argv):
     return code, out, err
 
 
-def tiny_llama(seed: int = 0) -> LlamaForCausalLM:
-    """LLaMA with grouped-query attention (4 query / 2 key-value heads) and tied embeddings, as SmolLM2."""
-    torch.manual_seed(seed)
-    config = LlamaConfig(
-        vocab_size=30522,
-        hidden_size=32,
-        intermediate_size=48,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=8,
-        max_position_embeddings=64,
-        tie_word_embeddings=True,
-    )
-    return LlamaForCausalLM(config).eval()
-
-
 @pytest.fixture(scope="module")
 def text_files(tmp_path_factory):
     """Train / validation / test texts long enough for a few blocks of 16 MiniLM tokens."""
-    folder = tmp_path_factory.mktemp("text")
-    source = (SHAKESPEARE / "shakespeare" / "test.txt").read_text()
-    paths = {}
-    for name, (start, stop) in {"train": (0, 6000), "validation": (6000, 9000), "test": (9000, 12000)}.items():
-        paths[name] = folder / f"{name}.txt"
-        paths[name].write_text(source[start:stop])
-    return paths
+    return write_text_splits(
+        tmp_path_factory.mktemp("text"), {"train": (0, 6000), "validation": (6000, 9000), "test": (9000, 12000)}
+    )
 
 
 @pytest.fixture(scope="module")
