@@ -33,7 +33,7 @@ from nas_tune.cli.pipeline_options import (
     print_pipeline_result,
 )
 from nas_tune.cli.run_config import save_run_config
-from nas_tune.cli.search import SEARCH_MARKERS, search_settings
+from nas_tune.cli.search import SEARCH_MARKERS, print_search_summary, search_settings
 from nas_tune.errors import UserError
 from nas_tune.io import atomic_folder, atomic_write_bytes
 from nas_tune.settings import DataConfig, FinetuneConfig
@@ -137,7 +137,6 @@ def parser() -> argparse.ArgumentParser:
 
 def search_only(args: argparse.Namespace, factory: ExecutorFactory) -> None:
     """Stage 2 of an existing super-network on the cluster, like `nas-tune search`."""
-    from nas_tune.report.summary import format_table, report_run
     from nas_tune.search.run import search_checkpoint
 
     settings = search_settings(args)
@@ -150,10 +149,7 @@ def search_only(args: argparse.Namespace, factory: ExecutorFactory) -> None:
         overwrite=args.overwrite,
         executor_factory=factory,
     )
-    report = report_run(store.run_dir)
-    print(format_table(report.front, setup.data.task.metric))
-    print(f"{len(report.trials)} trials, {len(report.front)} on the Pareto front, hypervolume {report.hypervolume:.4f}")
-    print(f"results in {store.run_dir} (trials.csv, pareto.csv, pareto.png, hypervolume.png)")
+    print_search_summary(store.run_dir, setup.data.task.metric)
 
 
 def run(args: argparse.Namespace) -> Path:

@@ -8,6 +8,7 @@ so `--resume` redoes only the budgets that are missing.
 
 from __future__ import annotations
 
+import tempfile
 import time
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
@@ -29,6 +30,7 @@ from nas_tune.search.objectives import objective_metrics, time_reference
 from nas_tune.search.store import ResultsStore, TrialRecord
 from nas_tune.search_space import Config, config_key
 from nas_tune.settings import DEFAULT_BUDGETS, BaselineSettings, FinetuneConfig, check_budgets  # noqa: F401  (re-exported)
+from nas_tune.supernet import finetune
 
 OBJECTIVES = ["error", "params"]
 
@@ -154,6 +156,22 @@ class Baseline(ABC):
             lr=s.lr,
             seed=s.seed,
         )
+
+    def finetune_extracted(self, subnet: SubNetwork) -> tuple[PreTrainedModel, float]:
+        """`subnet` cut out of the pre-trained model and fine-tuned plainly (its checkpoint is not kept); the seconds it took."""
+        loaded = self.inputs.loaded
+        small = self.adapter.extract(self.model, subnet)
+        with tempfile.TemporaryDirectory(prefix=f"nas-tune-{self.name}-") as output:
+            result = finetune(
+                LoadedModel(small, loaded.tokenizer, self.adapter, loaded.source, loaded.head_is_new),
+                self.inputs.task,
+                self.inputs.train,
+                self.inputs.validation,
+                self.finetune_config(),
+                output,
+                show_progress=False,
+            )
+        return small, result.seconds
 
     def metadata(self) -> dict[str, Any]:
         """What identifies the run (compared on --resume) and what `nas-tune report` reads."""

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import copy
 import math
-import tempfile
 from dataclasses import replace
 
 import torch
@@ -25,11 +24,10 @@ from nas_tune.baselines.base import BaselineInputs, BaselineSettings, Candidate,
 from nas_tune.data import TokenizedSplit
 from nas_tune.errors import UserError
 from nas_tune.evaluate import lm_batch_size
-from nas_tune.models import LoadedModel, ModelAdapter, SubNetwork
+from nas_tune.models import ModelAdapter, SubNetwork
 from nas_tune.pruning.scores import is_causal_lm, training_sample
 from nas_tune.search_space import Config
 from nas_tune.settings import FinetuneConfig
-from nas_tune.supernet import finetune
 
 
 def block_influence(
@@ -102,19 +100,8 @@ class LayerDrop(GridBaseline):
         )
         if self.epochs == 0:
             return Candidate(config, subnet, self.model)
-        loaded = self.inputs.loaded
-        small = self.adapter.extract(self.model, subnet)
-        with tempfile.TemporaryDirectory(prefix="nas-tune-layer-drop-") as output:  # its checkpoint is not kept
-            result = finetune(
-                LoadedModel(small, loaded.tokenizer, self.adapter, loaded.source, loaded.head_is_new),
-                self.inputs.task,
-                self.inputs.train,
-                self.inputs.validation,
-                self.finetune_config(),
-                output,
-                show_progress=False,
-            )
-        return Candidate(config, subnet, self._full_size(small, subnet).eval(), {"finetune_seconds": result.seconds})
+        small, seconds = self.finetune_extracted(subnet)
+        return Candidate(config, subnet, self._full_size(small, subnet).eval(), {"finetune_seconds": seconds})
 
     def _full_size(self, small: PreTrainedModel, subnet: SubNetwork) -> PreTrainedModel:
         """A full-size copy with the fine-tuned weights of `small` in their places (dropped layers keep theirs, unused)."""

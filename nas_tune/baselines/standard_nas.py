@@ -8,19 +8,16 @@ threads share the loaded pre-trained model, so no trial reloads it.
 
 from __future__ import annotations
 
-import tempfile
 from typing import Any
 
 from nas_tune.baselines.base import Baseline, BaselineInputs, BaselineSettings, Scorer
 from nas_tune.errors import UserError
 from nas_tune.metrics import count_parameters
-from nas_tune.models import LoadedModel
 from nas_tune.search.driver import SearchDriver
 from nas_tune.search.executors import LocalExecutor
 from nas_tune.search.searchers import SEARCHERS, searcher_class, start_searcher
 from nas_tune.search.store import ResultsStore
 from nas_tune.search_space import Config, make_search_space
-from nas_tune.supernet import finetune
 
 # Spaces whose sub-networks have the same heads and units in every kept layer: only those are models of one
 # shape (ModelShape, which the adapter reads from an extracted model's config), which fine-tuning needs.
@@ -62,20 +59,9 @@ class StandardNAS(Baseline):
 
     def trial(self, scorer: Scorer, config: Config) -> dict[str, float]:
         """Slice the sub-network out of the pre-trained model, fine-tune it, score it."""
-        loaded = self.inputs.loaded
         subnet = self.search.to_subnetwork(config)
-        small = self.adapter.extract(self.model, subnet)
-        with tempfile.TemporaryDirectory(prefix="nas-tune-standard-nas-") as output:  # its checkpoint is not kept
-            result = finetune(
-                LoadedModel(small, loaded.tokenizer, self.adapter, loaded.source, loaded.head_is_new),
-                self.inputs.task,
-                self.inputs.train,
-                self.inputs.validation,
-                self.finetune_config(),
-                output,
-                show_progress=False,
-            )
-        return {**scorer.measure(small.eval(), subnet), "finetune_seconds": result.seconds, "prune_seconds": 0.0}
+        small, seconds = self.finetune_extracted(subnet)
+        return {**scorer.measure(small.eval(), subnet), "finetune_seconds": seconds, "prune_seconds": 0.0}
 
     def run(self, store: ResultsStore, *, show_progress: bool = True) -> None:
         settings, space = self.settings.search, self.search

@@ -58,7 +58,6 @@ def run(args: argparse.Namespace) -> int:
         markers=SEARCH_MARKERS,
     )
     settings, latency = search_settings(args), latency_settings(args)
-    from nas_tune.report.summary import format_table, report_run
     from nas_tune.search.run import search_checkpoint
 
     store, setup = search_checkpoint(
@@ -74,8 +73,15 @@ def run(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
     )
     save_run_config(args.command_parser, args, store.run_dir)
-    report = report_run(store.run_dir)
-    print(format_table(report.front, setup.data.task.metric))
-    print(f"{len(report.trials)} trials, {len(report.front)} on the Pareto front, hypervolume {report.hypervolume:.4f}")
-    print(f"results in {store.run_dir} (trials.csv, pareto.csv, pareto.png, hypervolume.png)")
+    print_search_summary(store.run_dir, setup.data.task.metric)
     return 0
+
+
+def print_search_summary(run_dir, metric: str) -> None:
+    """The front, its size and hypervolume, and where the files are: what a finished search prints, wherever it ran."""
+    from nas_tune.report.summary import format_table, report_run
+
+    report = report_run(run_dir)
+    print(format_table(report.front, metric))
+    print(f"{len(report.trials)} trials, {len(report.front)} on the Pareto front, hypervolume {report.hypervolume:.4f}")
+    print(f"results in {run_dir} (trials.csv, pareto.csv, pareto.png, hypervolume.png)")
