@@ -39,7 +39,7 @@ from nas_tune.io import atomic_write_json, atomic_write_text
 from nas_tune.models import load_model
 from nas_tune.search_space import make_search_space
 from nas_tune.supernet import make_strategy
-from nas_tune.supernet.train import _save_state
+from nas_tune.supernet.train import _save_state, build_optimizer
 
 RESULTS = Path(__file__).parent / "results"
 STRATEGIES = ("standard", "sandwich_kd")
@@ -114,7 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     batches = list(train.batches(args.batch_size, shuffle=True, generator=torch.Generator().manual_seed(0)))
     model, adapter = loaded.model.train(), loaded.adapter
     space = make_search_space("small", adapter.shape(model))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)  # small: the model barely moves between steps
+    optimizer = build_optimizer(
+        model, 1e-5, 0.01
+    )  # finetune's optimizer; a small lr: the model barely moves between steps
     scheduler = get_linear_schedule_with_warmup(optimizer, 0, 10 * len(batches))
     strategies = {name: make_strategy(name, adapter, space, np.random.default_rng(0)) for name in STRATEGIES}
     clocks = {name: PhaseClock() for name in STRATEGIES}
