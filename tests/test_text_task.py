@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from transformers import BertConfig, BertLMHeadModel
+from transformers import BertLMHeadModel
 
 from nas_tune.cli import main
 from nas_tune.data import DataConfig, load_task_data, tokenize_split
@@ -24,7 +24,7 @@ from nas_tune.models.loading import ADAPTERS
 from nas_tune.search_space import make_search_space
 from nas_tune.supernet.head import initialise_head_bias
 from nas_tune.supernet.strategies import StrategyOptions, distillation_loss, make_strategy
-from tests.conftest import SHAKESPEARE, tiny_llama, write_text_splits
+from tests.conftest import SHAKESPEARE, tiny_config, tiny_llama, write_text_splits
 
 TASK = language_modelling_task("text")
 PLAY = "ROMEO. But soft, what light through yonder window breaks?\nIt is the east.\n\n\nJULIET. Ay me!\n\nROMEO. She speaks.\n"
@@ -49,17 +49,8 @@ def tiny_decoder_dir(tmp_path_factory, tokenizer):
     """A tiny causal BERT (BertLMHeadModel): a decoder whose family adapter exists, so sub-networks work today."""
     path = tmp_path_factory.mktemp("tiny_decoder")
     torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=30522,
-        hidden_size=32,
-        num_hidden_layers=3,
-        num_attention_heads=4,
-        intermediate_size=37,
-        max_position_embeddings=80,
-        is_decoder=True,
-        hidden_dropout_prob=0.0,
-        attention_probs_dropout_prob=0.0,
-    )
+    config = tiny_config("bert")
+    config.is_decoder = True
     BertLMHeadModel(config).save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
