@@ -5,7 +5,8 @@ GLUE dev): every method's Pareto set is chosen on validation error vs. layer par
 test split. Table columns:
   hv              hypervolume of (test error, params) of the validation-chosen set, reference (1, 1)
   max_reduction   largest share of layer parameters removed with < 5 % relative drop of the unpruned
-                  standard fine-tuned model's test metric (the paper's headline measure)
+                  standard fine-tuned model's test metric (the paper's headline measure); blank (NaN) when that
+                  model is no better than the task's trivial predictor, since then every model is "within 5 %"
   test@50, test@25  test metric of the best-validation model with <= 50 % / <= 25 % of the layer parameters
   ms@50           measured latency (batch 1, max-seq-length tokens) of that <= 50 % model, in milliseconds
   finetune_s / search_s / total_s   cost: fine-tuning (standard model, super-network, or every candidate)
@@ -18,10 +19,11 @@ Methods: rfp and importance on the standard fine-tuned model; rfp_long, rfp on a
 pre-trained weights); nas (sandwich_kd super-network from the pre-trained model + search), nas_old (the same with the
 fresh head's bias at zero, the recipe before the label-prior fix), nas+reorder, nas+repair; two_stage (the
 super-network starts from the standard fine-tuned model and is distilled from it for --two-stage-steps steps) and
-two_stage+reorder (heads/neurons first sorted by importance under the fine-tuned head), and two_stage+reorder+medium (the same
+two_stage+reorder (heads/neurons first sorted by importance under the fine-tuned head), two_stage+reorder+stratified (the
+same, sub-network sizes drawn evenly from [--min-params, 1]), and two_stage+reorder+medium (the same
 in the `medium` space, per-layer heads and neurons with every layer kept, as rfp keeps them). The two-stage cost includes
 the standard fine-tuning. Every fine-tuning starts a fresh head at the label prior (--head-init prior) except
-nas_old. Fine-tuning seconds are the wall time of the whole fine-tuning call (loading and reordering included).
+nas_old; --pooling decides what it reads (auto: the mean token state for the bundled MiniLM). Fine-tuning seconds are the wall time of the whole fine-tuning call (loading and reordering included).
 
     python benchmarks/paper_comparison.py --tasks rte mrpc cola stsb sst2 --seeds 0 1   # seed-major: every task for seed 0 first
     python benchmarks/paper_comparison.py --tasks stsb --seeds 0 --max-train-samples 256 --max-validation-samples 128 \\
@@ -51,6 +53,7 @@ from nas_tune.cli.baseline import parse_budgets
 from nas_tune.data import DataConfig, get_task
 from nas_tune.errors import UserError
 from nas_tune.io import atomic_write_json, atomic_write_text, read_json
+from nas_tune.metrics.trivial import trivial_predictor
 from nas_tune.models import SubNetwork
 from nas_tune.pareto import hypervolume, pareto_front, range_hypervolume
 from nas_tune.report.plots import save_figure
@@ -134,6 +137,7 @@ class TaskBench:
             config,
             output,
             max_seq_length=self.args.max_seq_length,
+            pooling=self.args.pooling,
             show_progress=False,
             **{k: v for k, v in options.items() if k not in config_keys},
         )
@@ -141,7 +145,8 @@ class TaskBench:
 
     def baseline(self, name: str, model: str | None, seed: int, label: str | None = None, **overrides) -> ResultsStore:
         settings = BaselineSettings(**{**vars(self.settings), "seed": seed, **overrides})
-        inputs = load_inputs(model, self.data, max_seq_length=self.args.max_seq_length, seed=seed)
+        pooling = self.args.pooling if model == self.args.model else "auto"  # a fine-tuned model keeps its own
+        inputs = load_inputs(model, self.data, max_seq_length=self.args.max_seq_length, seed=seed, pooling=pooling)
         return run_baseline(
             BASELINES[name](inputs, settings), self.work / f"{label or name}-{seed}", show_progress=False
         )
@@ -167,11 +172,14 @@ class TaskBench:
         return runs
 
     def unpruned(self, checkpoint: Path) -> dict[str, float]:
-        """Test metric and latency of the standard fine-tuned model: the reference every method is held to."""
+        """Test metric and latency of the standard fine-tuned model: the reference every method is held to;
+        `at_chance` (1.0) when it is no better than the task's trivial predictor on the test split."""
         inputs = load_inputs(str(checkpoint), self.data, max_seq_length=self.args.max_seq_length)
         model, adapter = inputs.loaded.model, inputs.loaded.adapter
         full = SubNetwork.full(adapter.shape(model))
-        return Scorer(inputs).measure(adapter.extract(model, full).eval(), full)
+        measured = Scorer(inputs).measure(adapter.extract(model, full).eval(), full)
+        trivial = trivial_predictor(inputs.task, inputs.test.labels.numpy())
+        return {**measured, "at_chance": float(measured["test_error"] >= trivial.metrics["error"])}
 
     def run(self, methods: list[str], seed: int) -> tuple[list[MethodRun], dict[str, float]]:
         """Every method for one seed, and the unpruned standard fine-tuned model's test metric and latency."""
@@ -223,6 +231,19 @@ class TaskBench:
                 },
                 standard_seconds,
             ),
+            # sizes drawn evenly between --min-params and full size instead of uniformly over the space
+            "two_stage+reorder+stratified": (
+                self.args.model,
+                {
+                    "init_from": str(standard),
+                    "teacher": str(standard),
+                    "reorder": "importance",
+                    "max_steps": self.args.two_stage_steps,
+                    "sampling": "stratified",
+                    "min_params": self.args.min_params,
+                },
+                standard_seconds,
+            ),
             # the same in the `medium` space: per-layer heads and neurons, every layer kept (as rfp keeps them)
             "two_stage+reorder+medium": (
                 self.args.model,
@@ -248,13 +269,16 @@ class TaskBench:
         return runs, reference
 
 
-def summarise(run: MethodRun, metric: str, reference: float) -> dict[str, float]:
-    """The table's measures for one run: its validation-chosen Pareto set, reported on the test split."""
+def summarise(run: MethodRun, metric: str, reference: float, at_chance: bool = False) -> dict[str, float]:
+    """The table's measures for one run: its validation-chosen Pareto set, reported on the test split.
+    `at_chance`: the unpruned reference learnt nothing, so "within x % of it" means nothing (the reductions are NaN)."""
     front = pareto_front(run.rows, ["error", "params"])
     test = f"test_{metric}"
     points = np.clip(front[["test_error", "params"]].to_numpy(dtype=float), 0.0, 1.0)
 
     def max_reduction(tolerance: float) -> float:
+        if at_chance:
+            return float("nan")
         kept = front[front[test] >= (1 - tolerance) * reference]
         return float(1 - kept["params"].min()) if len(kept) else 0.0
 
@@ -324,6 +348,7 @@ METHODS = [
     "nas+reorder",
     "two_stage",
     "two_stage+reorder",
+    "two_stage+reorder+stratified",
     "two_stage+reorder+medium",
 ]  # the table's order
 
@@ -407,6 +432,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--two-stage-steps", type=int, default=40, help="super-network steps after the standard fine-tuning"
     )
+    parser.add_argument(
+        "--min-params", type=float, default=0.2, help="two_stage+reorder+stratified: smallest sampled size"
+    )
+    parser.add_argument(
+        "--pooling",
+        default="auto",
+        choices=["auto", "token", "mean"],
+        help="what every fresh task head reads (auto: mean for the bundled MiniLM); the two-stage recipes and rfp keep "
+        "the standard model's",
+    )
     parser.add_argument("--long-epochs", type=int, default=2, help="rfp_long: epochs of its standard fine-tuning")
     parser.add_argument("--budgets", default="0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9")
     parser.add_argument("--num-samples", type=int, default=2048, help="rfp / importance / reorder examples")
@@ -435,7 +470,7 @@ def main(argv: list[str] | None = None) -> int:
                             "seed": run.seed,
                             "unpruned_test": reference[f"test_{metric}"],
                             "unpruned_ms": 1000 * reference["latency_seconds"],
-                            **summarise(run, metric, reference[f"test_{metric}"]),
+                            **summarise(run, metric, reference[f"test_{metric}"], bool(reference["at_chance"])),
                         }
                     )
                     front = pareto_front(run.rows, ["error", "params"])

@@ -127,6 +127,7 @@ def _finetune_stages(
         "overwrite": overwrite,
         "show_progress": show_progress,
         "trust_remote_code": config.trust_remote_code,
+        "pooling": config.pooling,
     }
 
     def run(label: str, folder: Path, finetune_config: FinetuneConfig, **extra) -> None:

@@ -38,6 +38,7 @@ TEXT_DATASETS = (
 # two_stage: a standard fine-tuning first (the model rfp prunes), then the super-network starts from it and
 # distils every sub-network from it as a fixed teacher (`nas-tune finetune --init-from --teacher`).
 RECIPES = ("one_stage", "two_stage")
+POOLINGS = ("auto", "token", "mean")
 DEFAULT_BUDGETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 
@@ -320,6 +321,13 @@ class PipelineConfig:
         DEFAULT_MODEL, f"Hugging Face model folder or hub name (default: the bundled {DEFAULT_MODEL})"
     )
     trust_remote_code: bool = option(False, "allow model code from the model folder")
+    pooling: str = option(
+        "auto",
+        "what a fresh task head reads. auto: the checkpoint's own (mean for a sentence-transformers folder "
+        "that averages tokens, such as the bundled MiniLM; else token); token: the [CLS] state (decoders: the "
+        "last token); mean: the average token state (BERT/RoBERTa; exports then load with trust_remote_code=True)",
+        choices=POOLINGS,
+    )
     data: DataConfig = field(default_factory=DataConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     search: SearchSettings = field(default_factory=SearchSettings)

@@ -20,7 +20,7 @@ from transformers import (
 )
 
 from nas_tune.data import DataConfig
-from nas_tune.models import bundled_model_path
+from nas_tune.models import adapter_for, bundled_model_path
 from nas_tune.supernet import FinetuneConfig
 from nas_tune.supernet.run import finetune_supernet
 
@@ -154,15 +154,21 @@ def tiny_decoder(
 
 
 def tiny_model(model_type: str = "bert", num_labels: int = 2, seed: int = 0, attn_implementation: str = "sdpa"):
-    """A tiny random model of a family; "<decoder>-cls" is a decoder's sequence classifier."""
+    """A tiny random model of a family; "<decoder>-cls" is a decoder's sequence classifier, "bert-mean" /
+    "roberta-mean" a classifier that reads the mean token state."""
     family, _, task = model_type.partition("-")
     if family in DECODERS:
         return tiny_decoder(
             family, classifier=task == "cls", num_labels=num_labels, seed=seed, attn_implementation=attn_implementation
         )
     torch.manual_seed(seed)
-    cls = BertForSequenceClassification if model_type == "bert" else RobertaForSequenceClassification
-    return cls(tiny_config(model_type, num_labels, attn_implementation)).eval()
+    config = tiny_config(family, num_labels, attn_implementation)
+    if task == "mean":
+        config = adapter_for(family).classifier_config(config, "mean")
+        config._attn_implementation = attn_implementation
+        return transformers.AutoModelForSequenceClassification.from_config(config).eval()
+    cls = BertForSequenceClassification if family == "bert" else RobertaForSequenceClassification
+    return cls(config).eval()
 
 
 @pytest.fixture(scope="session")

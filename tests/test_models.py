@@ -21,7 +21,19 @@ from nas_tune.models import SubNetwork, adapter_for
 from nas_tune.search_space import SEARCH_SPACES, make_search_space
 from tests.conftest import DECODERS, tiny_model
 
-FAMILIES = ["bert", "roberta", "llama", "mistral", "qwen2", "qwen3", "gpt2", "llama-cls", "gpt2-cls"]
+FAMILIES = [
+    "bert",
+    "roberta",
+    "bert-mean",
+    "roberta-mean",
+    "llama",
+    "mistral",
+    "qwen2",
+    "qwen3",
+    "gpt2",
+    "llama-cls",
+    "gpt2-cls",
+]
 
 
 def family_model(family: str, **kwargs):
@@ -221,7 +233,7 @@ LOAD_SCRIPT = textwrap.dedent(
     results = []
     for case in json.loads(sys.stdin.read()):
         path, remote = case["path"], case["remote"]
-        architecture = transformers.AutoConfig.from_pretrained(path).architectures[0]
+        architecture = transformers.AutoConfig.from_pretrained(path, trust_remote_code=remote).architectures[0]
         auto = transformers.AutoModelForSequenceClassification if architecture.endswith("ForSequenceClassification") else transformers.AutoModelForCausalLM
         model = auto.from_pretrained(path, trust_remote_code=remote).eval()
         batch = {k: torch.tensor(v) for k, v in case["batch"].items()}
@@ -255,6 +267,9 @@ EXPORT_CASES = {
     "bert-medium": ("bert", "medium", {"num_heads_1": 0}, False),  # a layer without attention must export too
     "roberta-layer": ("roberta", "layer", {"layer_0": 1, "layer_1": 0, "layer_2": 1}, True),
     "roberta-large": ("roberta", "large", {}, False),
+    # mean pooling has no stock config: even a uniformly cut (or the full) model ships the modeling file
+    "bert-mean-small": ("bert-mean", "small", {"num_layers": 2, "num_heads": 4, "num_units": 20}, False),
+    "roberta-mean-medium": ("roberta-mean", "medium", {"num_heads_1": 0}, False),
     # GQA: 1 of 2 key/value groups with 2 of its 2 query heads in both kept layers -> a stock LlamaConfig
     "llama-small": (
         "llama",

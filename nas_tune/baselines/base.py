@@ -54,10 +54,16 @@ def load_inputs(
     max_seq_length: int = 128,
     seed: int = 0,
     trust_remote_code: bool = False,
+    pooling: str = "auto",
 ) -> BaselineInputs:
     data = load_task_data(data_config)
     loaded = load_model(
-        model, data.task.num_labels, seed=seed, trust_remote_code=trust_remote_code, causal_lm=data.task.causal_lm
+        model,
+        data.task.num_labels,
+        seed=seed,
+        trust_remote_code=trust_remote_code,
+        causal_lm=data.task.causal_lm,
+        pooling=pooling,
     )
     splits = [
         tokenize_split(frame, loaded.tokenizer, data.task, max_seq_length, cache_dir=default_cache_dir())

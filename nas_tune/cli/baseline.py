@@ -80,7 +80,12 @@ def run(args: argparse.Namespace) -> int:
     cls = baseline_class(args.name)
     check_checkpoint_split(args.model, data)
     inputs = load_inputs(
-        args.model, data, max_seq_length=args.max_seq_length, seed=args.seed, trust_remote_code=args.trust_remote_code
+        args.model,
+        data,
+        max_seq_length=args.max_seq_length,
+        seed=args.seed,
+        trust_remote_code=args.trust_remote_code,
+        pooling=args.pooling,
     )
     store = run_baseline(cls(inputs, settings), args.output, resume=args.resume, overwrite=args.overwrite)
     save_run_config(args.command_parser, args, store.run_dir)

@@ -64,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         seed=args.seed,
         trust_remote_code=args.trust_remote_code,
+        pooling=args.pooling,
     )
     config = parse_config(args.config, setup.evaluator.search_space)
     result = setup.evaluator.evaluate(config, latency=latency)

@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     from nas_tune.models import load_model
     from nas_tune.search_space import make_search_space
 
-    loaded = load_model(args.model, trust_remote_code=args.trust_remote_code)
+    loaded = load_model(args.model, trust_remote_code=args.trust_remote_code, pooling=args.pooling)
     space = make_search_space(args.search_space, loaded.adapter.shape(loaded.model))
     config = parse_config(args.config, space)
     subnet = space.to_subnetwork(config)

@@ -69,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
         resume=args.resume,
         overwrite=args.overwrite,
         trust_remote_code=args.trust_remote_code,
+        pooling=args.pooling,
         reorder=args.reorder,
         init_from=args.init_from,
         teacher=args.teacher,

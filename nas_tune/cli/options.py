@@ -30,7 +30,7 @@ VALIDATION_CAP = (
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
-    add_flags(parser, PipelineConfig, only=("model", "trust_remote_code"))
+    add_flags(parser, PipelineConfig, only=("model", "trust_remote_code", "pooling"))
 
 
 def add_data_options(parser: argparse.ArgumentParser) -> None:

@@ -36,12 +36,18 @@ def build_evaluator(
     batch_size: int = 64,
     seed: int = 0,
     trust_remote_code: bool = False,
+    pooling: str = "auto",
 ) -> EvaluationSetup:
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}")
     data = load_task_data(data_config)
     loaded = load_model(
-        model, data.task.num_labels, seed=seed, trust_remote_code=trust_remote_code, causal_lm=data.task.causal_lm
+        model,
+        data.task.num_labels,
+        seed=seed,
+        trust_remote_code=trust_remote_code,
+        causal_lm=data.task.causal_lm,
+        pooling=pooling,
     )
     space = make_search_space(search_space, loaded.adapter.shape(loaded.model))
     frame = data.validation if split == "validation" else data.test

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,23 +54,19 @@ def export_subnetwork(
     output_dir = prepare_output_dir(output_dir, overwrite=overwrite)
     small = adapter.extract(model, subnet)
     set_label_names(small.config, label_names)
-    needs_remote_code = getattr(small.config, "auto_map", None) is not None
     size = count_parameters(model, adapter, subnet)
-    record = {
-        "nas_tune_version": __version__,
-        "subnetwork": subnet.to_json(),
-        "layer_params": size.layer_params,
-        "layer_fraction": size.layer_fraction,
-        "total_params": size.total_params,
-        "total_fraction": size.total_fraction,
-        "needs_trust_remote_code": needs_remote_code,
-        **(provenance or {}),
-    }
     with atomic_folder(output_dir) as staging:
-        small.save_pretrained(staging)
-        tokenizer.save_pretrained(staging)
-        if needs_remote_code:
-            shutil.copy(adapter.modeling_file, staging / adapter.modeling_file.name)
+        needs_remote_code = adapter.save(small, tokenizer, staging)
+        record = {
+            "nas_tune_version": __version__,
+            "subnetwork": subnet.to_json(),
+            "layer_params": size.layer_params,
+            "layer_fraction": size.layer_fraction,
+            "total_params": size.total_params,
+            "total_fraction": size.total_fraction,
+            "needs_trust_remote_code": needs_remote_code,
+            **(provenance or {}),
+        }
         atomic_write_json(staging / PROVENANCE_FILE, record)
         write_model_card(staging, subnet, record, small.config, name=output_dir.name)
     return ExportResult(output_dir, size.layer_params, size.layer_fraction, size.total_params, needs_remote_code)

@@ -83,7 +83,7 @@ def _usage(folder_name: str, remote: bool, config: PretrainedConfig, pair: bool)
                 "",
                 f'path = "path/to/{folder_name}"',
                 f"model = AutoModelForCausalLM.from_pretrained(path{remote_arg}).eval()",
-                "tokenizer = AutoTokenizer.from_pretrained(path)",
+                f"tokenizer = AutoTokenizer.from_pretrained(path{remote_arg})",
                 'inputs = tokenizer("To be, or not to be", return_tensors="pt")',
                 "tokens = model.generate(**inputs, max_new_tokens=20, do_sample=False)  # greedy, with the KV cache",
                 "print(tokenizer.decode(tokens[0], skip_special_tokens=True))",
@@ -104,7 +104,7 @@ def _usage(folder_name: str, remote: bool, config: PretrainedConfig, pair: bool)
             "",
             f'path = "path/to/{folder_name}"',
             f"model = AutoModelForSequenceClassification.from_pretrained(path{remote_arg}).eval()",
-            "tokenizer = AutoTokenizer.from_pretrained(path)",
+            f"tokenizer = AutoTokenizer.from_pretrained(path{remote_arg})",
             f'inputs = tokenizer({texts}, return_tensors="pt")',
             predict,
             "```",
@@ -164,8 +164,8 @@ def model_card(folder_name: str, subnet: SubNetwork, record: dict[str, Any], con
             next(iter(config.auto_map.values())).split(".")[0] + ".py"
         )  # auto_map: {"AutoModel...": "file.Class"}
         notes.append(
-            f"The stock `{config.model_type}` config cannot describe this sub-network (e.g. fewer heads, or widths that differ "
-            f"per layer), so the folder carries its own modeling code (`{modeling_file}`, torch and transformers only): load "
+            "The stock transformers classes cannot describe this model (e.g. fewer heads, widths that differ per layer, or "
+            f"a task head that reads the mean of the token states), so the folder carries its own modeling code (`{modeling_file}`, torch and transformers only): load "
             "it with `trust_remote_code=True`; nas-tune need not be installed."
         )
     if record.get("no_better_than_trivial"):

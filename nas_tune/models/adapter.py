@@ -9,6 +9,7 @@ modules (importance, rfp) list the families they support in `Baseline.adapters`.
 
 from __future__ import annotations
 
+import shutil
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
@@ -18,7 +19,7 @@ from typing import ClassVar, Literal
 
 import torch
 from torch import nn
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import PreTrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 from nas_tune.models.subnetwork import ModelShape, SubNetwork
 
@@ -48,6 +49,9 @@ class ModelAdapter(ABC):
     # Standalone modeling code (torch + transformers only) that export copies next to pruned models the
     # stock config cannot describe; config.json's auto_map points into it.
     modeling_file: ClassVar[Path]
+    # What a classifier's head may read: "token" (the family's own: [CLS], or a decoder's last token),
+    # "mean" (the average token state, as sentence-transformers checkpoints were trained).
+    poolings: ClassVar[tuple[str, ...]] = ("token",)
 
     @abstractmethod
     def shape(self, model: PreTrainedModel) -> ModelShape: ...
@@ -126,6 +130,28 @@ class ModelAdapter(ABC):
         """The attention and FFN blocks of one layer as rfp reconstructs them; empty when the family's layers
         are not projection + residual sums (then rfp and --repair refuse it)."""
         return ()
+
+    def classifier_config(self, config: PreTrainedConfig, pooling: str) -> PreTrainedConfig | None:
+        """The config of a fresh classifier that reads `pooling` (one of `poolings`); None: the stock one."""
+        return None
+
+    def save(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, folder: Path) -> bool:
+        """`save_pretrained` of both, plus the modeling file when config.json's auto_map points into it, so that
+        plain transformers loads the folder; True when it does (load it with trust_remote_code=True)."""
+        model.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+        needs_remote_code = getattr(model.config, "auto_map", None) is not None
+        if needs_remote_code:
+            shutil.copy(self.modeling_file, Path(folder) / self.modeling_file.name)
+        return needs_remote_code
+
+    def pooling_of(self, config: PreTrainedConfig) -> str:
+        """What the head of a classifier with this config reads (one of `poolings`)."""
+        return "token"
+
+    def stock_model_type(self, model_type: str) -> str:
+        """The transformers model type a variant of this family (e.g. a mean-pooled one) was built from."""
+        return model_type
 
     def head_bias(self, model: PreTrainedModel) -> nn.Parameter | None:
         """The output bias of the task head (None when it has none): training starts it at the label prior."""

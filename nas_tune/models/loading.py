@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,11 +77,13 @@ def load_model(
     seed: int = 0,
     trust_remote_code: bool = False,
     causal_lm: bool | None = None,
+    pooling: str = "auto",
 ) -> LoadedModel:
     """Load a sequence-classification model for a task with `num_labels` outputs (1 = regression).
 
     A base checkpoint (e.g. the bundled MiniLM, a `BertModel`) gets a fresh classifier, seeded for
-    reproducibility; a fine-tuned classifier must already have the task's number of labels.
+    reproducibility, that reads `pooling` ("auto": the checkpoint's own, see `checkpoint_pooling`);
+    a fine-tuned classifier must already have the task's number of labels, and keeps its pooling.
     `num_labels=None` keeps whatever the checkpoint has (export of a fine-tuned model).
     `causal_lm=True` loads it with its pre-trained LM head instead (language modelling tasks); None: when
     `num_labels` is None and the checkpoint is a causal LM (a super-network trained on text).
@@ -112,11 +115,48 @@ def load_model(
     kwargs = {"num_labels": num_labels}
     if num_labels == 1:
         kwargs["problem_type"] = "regression"
+    if is_classifier and pooling not in ("auto", adapter.pooling_of(config)):
+        raise UserError(
+            f"'{source}' is a classifier whose head reads {adapter.pooling_of(config)} pooling, not {pooling}; "
+            "drop --pooling to keep it, or start from its base model."
+        )
+    pooled = None if is_classifier else adapter.classifier_config(config, _pooling(pooling, source, adapter))
+    if pooled is not None:  # a config object takes no loading options: they become its fields
+        for key, value in kwargs.items():
+            setattr(pooled, key, value)
+        kwargs = {"config": pooled}
     torch.manual_seed(seed)
     model, tokenizer = _load_weights(
         AutoModelForSequenceClassification, adapter, source, offline_hint, trust_remote_code, **kwargs
     )
     return LoadedModel(model=model, tokenizer=tokenizer, adapter=adapter, source=source, head_is_new=not is_classifier)
+
+
+def checkpoint_pooling(source: str) -> str:
+    """ "mean" when `source` is a sentence-transformers folder whose pooling module averages the tokens (as
+    all-MiniLM-L6-v2 was trained: its [CLS] state carries almost nothing below the last layer), else "token"."""
+    modules = Path(source) / "modules.json"
+    if not modules.is_file():
+        return "token"
+    try:
+        for module in json.loads(modules.read_text()):
+            if module.get("type", "").endswith(".Pooling"):
+                pooling = json.loads((Path(source) / module["path"] / "config.json").read_text())
+                return "mean" if pooling.get("pooling_mode_mean_tokens") else "token"
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        pass  # an unreadable sentence-transformers description: the family's default
+    return "token"
+
+
+def _pooling(pooling: str, source: str, adapter: ModelAdapter) -> str:
+    resolved = checkpoint_pooling(source) if pooling == "auto" else pooling
+    if resolved not in adapter.poolings:
+        if pooling == "auto":
+            return "token"
+        raise UserError(
+            f"--pooling {pooling} is not available for this model family; choose one of: auto, {', '.join(adapter.poolings)}."
+        )
+    return resolved
 
 
 def _load_weights(
@@ -171,6 +211,8 @@ def load_finetuned(
         )
     expected = AutoConfig.from_pretrained(resolve_model(like), trust_remote_code=trust_remote_code).to_dict()
     found = loaded.model.config.to_dict()
+    for config in (expected, found):  # a mean-pooled classifier of a BERT is still a BERT
+        config["model_type"] = adapter_for(config["model_type"]).stock_model_type(config["model_type"])
     differing = [k for k in ARCHITECTURE_KEYS if expected.get(k) != found.get(k)]
     if differing:
         shown = ", ".join(f"{k} {found.get(k)} vs {expected.get(k)}" for k in differing)

@@ -25,6 +25,7 @@ def finetune_supernet(
     resume: bool = False,
     overwrite: bool = False,
     trust_remote_code: bool = False,
+    pooling: str = "auto",
     show_progress: bool = True,
     reorder: str = "none",
     init_from: str | None = None,
@@ -34,7 +35,7 @@ def finetune_supernet(
     so the search spaces' "keep the first k" keeps the k most important.
 
     Two-stage training: `init_from` starts the super-network from a standard fine-tuned classifier of
-    `model`'s architecture (its trained head then also scores the reordering), and `teacher` distils every
+    `model`'s architecture (its trained head then also scores the reordering; it keeps its pooling), and `teacher` distils every
     sub-network from such a fixed model instead of from the in-place largest sub-network.
     """
     if teacher is not None:
@@ -54,7 +55,12 @@ def finetune_supernet(
         )
     else:
         loaded = load_model(
-            model, num_labels, seed=config.seed, trust_remote_code=trust_remote_code, causal_lm=causal_lm
+            model,
+            num_labels,
+            seed=config.seed,
+            trust_remote_code=trust_remote_code,
+            causal_lm=causal_lm,
+            pooling=pooling,
         )
     make_search_space(config.search_space, loaded.adapter.shape(loaded.model))  # fail early on a bad space
     set_label_names(
