@@ -1,7 +1,9 @@
 """Search quality against the limit: every searcher vs. the exhaustive Pareto front of one super-network.
 
 A tabulated benchmark (like Syne Tune's blackbox repository):
-1. train one small MiniLM super-network (`sandwich_kd`, cached in --workdir);
+1. train one small MiniLM super-network (`sandwich_kd`, cached in --workdir); `--recipe two_stage` first
+   fine-tunes a standard model, sorts its heads/neurons by importance and distils the super-network from it
+   (the recipe whose sub-networks learn, benchmarks/paper_comparison.py);
 2. evaluate every config of the `small` space on a coarse unit grid (all layers x all heads x
    --unit-levels FFN widths) on a fixed validation subset, at full fidelity and at the validation
    fractions MO-ASHA asks for; the table is a results store, appended after every evaluation, so
@@ -17,6 +19,8 @@ Evaluations count full-fidelity-equivalents: a MO-ASHA trial on 1/9 of the valid
 before its next suggestion and a budget of 25 is the first 25 evaluations of the run to 100.
 
     GLUE_DIR=../shared/data/glue python benchmarks/exhaustive_front.py [--stage table|replay|all]
+    GLUE_DIR=../shared/data/glue python benchmarks/exhaustive_front.py --recipe two_stage --lr 1e-4 \
+        --workdir runs/exhaustive_front_two_stage --tag two_stage      # results: exhaustive_front_two_stage.*
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +43,7 @@ from nas_tune.cli import quiet_libraries
 from nas_tune.data import DataConfig
 from nas_tune.errors import UserError
 from nas_tune.evaluate.setup import EvaluationSetup, checkpoint_evaluator, read_checkpoint
-from nas_tune.io import atomic_write_json, atomic_write_text
+from nas_tune.io import atomic_write_json, atomic_write_text, read_json
 from nas_tune.pareto import (
     hypervolume,
     hypervolume_trace,
@@ -206,25 +210,28 @@ def _evaluations_to(spent: np.ndarray, volume: np.ndarray, target: float) -> flo
 
 
 def train_supernet(args: argparse.Namespace, checkpoint: Path) -> None:
-    """Train once; a finished checkpoint in --workdir is reused."""
-    if (checkpoint / "supernet.json").is_file():
-        return
+    """Train once; a finished checkpoint (and two_stage's standard model) in --workdir is reused."""
     data = DataConfig(
         args.dataset,
         data_dir=args.data_dir,
         max_train_samples=args.train_samples,
         max_validation_samples=args.validation_samples,
     )
-    config = FinetuneConfig(strategy="sandwich_kd", epochs=1, batch_size=32)
-    finetune_supernet(
-        None,
-        data,
-        config,
-        checkpoint,
-        max_seq_length=args.max_seq_length,
-        resume=checkpoint.exists(),
-        show_progress=True,
-    )
+
+    def train(folder: Path, config: FinetuneConfig, **options) -> None:
+        if not (folder / "supernet.json").is_file() or read_json(folder / "supernet.json")["status"] != "completed":
+            finetune_supernet(
+                None, data, config, folder, max_seq_length=args.max_seq_length, resume=folder.exists(), **options
+            )
+
+    config = FinetuneConfig(strategy="sandwich_kd", epochs=args.epochs, batch_size=32, lr=args.lr)
+    if args.recipe == "one_stage":
+        train(checkpoint, config)
+        return
+    standard = args.workdir / "standard"
+    train(standard, replace(config, strategy="standard"))
+    second = replace(config, epochs=1, max_steps=args.second_stage_steps)
+    train(checkpoint, second, init_from=str(standard), teacher=str(standard), reorder="importance")
 
 
 def load_setup(checkpoint: Path, data_dir: str | None) -> EvaluationSetup:
@@ -241,6 +248,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="checkpoint, table and replays (default: runs/exhaustive_front)",
     )
     parser.add_argument("--dataset", default="sst2")
+    parser.add_argument(
+        "--recipe",
+        choices=("one_stage", "two_stage"),
+        default="one_stage",
+        help="one_stage: the super-network from the pre-trained model; two_stage: from a standard fine-tuned one, "
+        "reordered by importance and distilled from it",
+    )
+    parser.add_argument("--epochs", type=int, default=1, help="fine-tuning epochs (two_stage: of the standard model)")
+    parser.add_argument("--lr", type=float, default=FinetuneConfig.lr)
+    parser.add_argument("--second-stage-steps", type=int, default=40, help="two_stage: super-network steps")
+    parser.add_argument("--tag", default="", help="suffix of the result files (exhaustive_front_TAG.*)")
     parser.add_argument("--train-samples", type=int, default=1500)
     parser.add_argument("--validation-samples", type=int, default=256)
     parser.add_argument("--max-seq-length", type=int, default=64)
@@ -259,6 +277,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         raise UserError(f"--budgets must be comma-separated whole numbers, got {args.budgets!r}.") from None
     for name, value in (
         ("--seeds", args.seeds),
+        ("--epochs", args.epochs),
+        ("--second-stage-steps", args.second_stage_steps),
+        ("--lr", args.lr),
         ("--unit-levels", args.unit_levels),
         ("--train-samples", args.train_samples),
         ("--validation-samples", args.validation_samples),
@@ -302,17 +323,18 @@ def replay_all(args: argparse.Namespace, grid: UnitGrid, table: ResultsStore) ->
             )
             print(runs[-1], file=sys.stderr, flush=True)
     summary = summarise(curves, exhaustive_hv, args.budgets)
+    name = "exhaustive_front" + (f"_{args.tag}" if args.tag else "")
     print(f"exhaustive: {len(full)} configs, front of {len(front)}, hypervolume {exhaustive_hv:.4f}")
     print(summary.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     RESULTS.mkdir(exist_ok=True)
-    atomic_write_text(RESULTS / "exhaustive_front.csv", summary.to_csv(index=False))
-    atomic_write_text(RESULTS / "exhaustive_front_pareto.csv", front.to_csv(index=False))
+    atomic_write_text(RESULTS / f"{name}.csv", summary.to_csv(index=False))
+    atomic_write_text(RESULTS / f"{name}_pareto.csv", front.to_csv(index=False))
     atomic_write_text(
-        RESULTS / "exhaustive_front_table.csv", exhaustive.drop(columns=["worker", "error_message"]).to_csv(index=False)
+        RESULTS / f"{name}_table.csv", exhaustive.drop(columns=["worker", "error_message"]).to_csv(index=False)
     )
-    plot(curves, exhaustive_hv, full, front, RESULTS / "exhaustive_front.png", budget)
+    plot(curves, exhaustive_hv, full, front, RESULTS / f"{name}.png", budget)
     atomic_write_json(
-        RESULTS / "exhaustive_front.json",
+        RESULTS / f"{name}.json",
         {
             "command": " ".join(["python benchmarks/exhaustive_front.py", *(sys.argv[1:])]),
             "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},

@@ -49,7 +49,6 @@ from matplotlib.figure import Figure
 from nas_tune.baselines import BASELINES, BaselineSettings, Scorer, load_inputs, run_baseline
 from nas_tune.baselines.front import score_front
 from nas_tune.cli import quiet_libraries
-from nas_tune.cli.baseline import parse_budgets
 from nas_tune.data import DataConfig, get_task
 from nas_tune.errors import UserError
 from nas_tune.io import atomic_write_json, atomic_write_text, read_json
@@ -108,7 +107,7 @@ class TaskBench:
             max_test_samples=args.max_test_samples,
         )
         self.settings = BaselineSettings(
-            budgets=parse_budgets(args.budgets),
+            budgets=tuple(float(b) for b in args.budgets.split(",")),
             num_samples=args.num_samples,
             tune_samples=args.tune_samples,
             batch_size=args.batch_size,

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 
 import pandas as pd
 import pytest
 import torch
-from conftest import tiny_model
+from conftest import REPO, tiny_model
 
 from benchmarks import decoder_pruning
 from benchmarks.export_speed import dense_reference, shapes_of
@@ -110,3 +111,9 @@ def test_decoder_pruning_resumes_only_a_run_with_the_same_settings(tmp_path, cap
     assert decoder_pruning.main(["--work", str(work), "--resume", "--steps", "7"]) == 2
     assert "holds a run with other settings (steps)" in capsys.readouterr().err
     assert json.loads((work / "state.json").read_text())["settings"]["steps"] == 36  # nothing overwritten
+
+
+@pytest.mark.parametrize("script", sorted(p.stem for p in (REPO / "benchmarks").glob("*.py")))
+def test_every_benchmark_script_imports_against_the_current_package(script):
+    """A benchmark nothing imports breaks silently when the package moves on (paper_comparison did once)."""
+    importlib.import_module(f"benchmarks.{script}")
