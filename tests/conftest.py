@@ -187,6 +187,15 @@ def tiny_model_dir(tmp_path_factory, tokenizer):
 
 
 @pytest.fixture(scope="session")
+def tiny_mean_model_dir(tmp_path_factory, tokenizer):
+    """The same as a mean-pooled classifier (its own model type, the modeling file beside it)."""
+    path = tmp_path_factory.mktemp("tiny_bert_mean")
+    model = tiny_model("bert-mean")
+    adapter_for(model.config.model_type).save(model, tokenizer, path)
+    return path
+
+
+@pytest.fixture(scope="session")
 def glue_dir():
     if not (GLUE_DIR / "RTE" / "train.tsv").is_file():
         pytest.fail(f"GLUE data not found at {GLUE_DIR}; set GLUE_DIR to ../shared/data/glue")

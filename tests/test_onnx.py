@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import onnxruntime
+import pytest
 import torch
 from transformers import AutoModelForSequenceClassification
 
@@ -14,13 +15,14 @@ from nas_tune.cli import main
 MIXED = '{"num_heads_0": 0, "num_units_0": 3, "num_heads_1": 2, "num_units_1": 37, "num_heads_2": 4, "num_units_2": 0}'
 
 
-def test_onnx_export_matches_the_pytorch_export_on_padded_batches(capsys, tmp_path, tiny_model_dir, tokenizer):
+@pytest.mark.parametrize("folder", ["tiny_model_dir", "tiny_mean_model_dir"])
+def test_onnx_export_matches_the_pytorch_export_on_padded_batches(capsys, tmp_path, folder, tokenizer, request):
     out = tmp_path / "small"
     code = main(
         [
             "export",
             "--model",
-            str(tiny_model_dir),
+            str(request.getfixturevalue(folder)),
             "--search-space",
             "medium",
             "--config",
