@@ -24,7 +24,7 @@ from nas_tune.evaluate import Evaluator
 from nas_tune.export import export_subnetwork
 from nas_tune.models import LoadedModel, ModelAdapter, SubNetwork, load_model
 from nas_tune.models.bert import BertFamilyAdapter
-from nas_tune.models.loading import ADAPTERS
+from nas_tune.models.loading import supported_model_types
 from nas_tune.search.driver import check_resumable
 from nas_tune.search.objectives import objective_metrics, time_reference
 from nas_tune.search.store import ResultsStore, TrialRecord
@@ -124,7 +124,7 @@ class Baseline(ABC):
         self.model, self.adapter = inputs.loaded.model, inputs.loaded.adapter
         config = self.model.config
         if not isinstance(self.adapter, self.adapters):
-            supported = sorted(t for t, family in ADAPTERS.items() if issubclass(family, self.adapters))
+            supported = supported_model_types(self.adapters)
             raise UserError(
                 f"{self.name} supports {', '.join(supported)} models, not '{config.model_type}'; "
                 f"use layer_drop or a model of a supported family."

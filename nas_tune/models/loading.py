@@ -55,9 +55,18 @@ def resolve_model(name: str | None) -> str:
     return name
 
 
+def supported_model_types(families: tuple[type[ModelAdapter], ...] = (ModelAdapter,)) -> list[str]:
+    """The transformers model types of `families` a user can name (not nas-tune's own variants of them)."""
+    return sorted(
+        {t for t, family in ADAPTERS.items() if issubclass(family, families) and family().stock_model_type(t) == t}
+    )
+
+
 def adapter_for(model_type: str) -> ModelAdapter:
     if model_type not in ADAPTERS:
-        raise UserError(f"model type '{model_type}' is not supported; supported types: {', '.join(sorted(ADAPTERS))}.")
+        raise UserError(
+            f"model type '{model_type}' is not supported; supported types: {', '.join(supported_model_types())}."
+        )
     return ADAPTERS[model_type]()
 
 
