@@ -43,7 +43,7 @@ from nas_tune.cli import quiet_libraries
 from nas_tune.data import DataConfig
 from nas_tune.errors import UserError
 from nas_tune.evaluate.setup import EvaluationSetup, checkpoint_evaluator, read_checkpoint
-from nas_tune.io import atomic_write_json, atomic_write_text, read_json
+from nas_tune.io import atomic_write_json, atomic_write_text
 from nas_tune.pareto import (
     hypervolume,
     hypervolume_trace,
@@ -57,7 +57,7 @@ from nas_tune.search.objectives import TrialFunction
 from nas_tune.search.searchers import SEARCHERS, make_searcher
 from nas_tune.search.store import ResultsStore
 from nas_tune.search_space import config_key
-from nas_tune.supernet import FinetuneConfig
+from nas_tune.supernet import SUPERNET_FILE, FinetuneConfig, read_supernet_meta
 from nas_tune.supernet.run import finetune_supernet
 
 RESULTS = Path(__file__).parent / "results"
@@ -219,7 +219,7 @@ def train_supernet(args: argparse.Namespace, checkpoint: Path) -> None:
     )
 
     def train(folder: Path, config: FinetuneConfig, **options) -> None:
-        if not (folder / "supernet.json").is_file() or read_json(folder / "supernet.json")["status"] != "completed":
+        if not (folder / SUPERNET_FILE).is_file() or read_supernet_meta(folder).get("status") != "completed":
             finetune_supernet(
                 None, data, config, folder, max_seq_length=args.max_seq_length, resume=folder.exists(), **options
             )
