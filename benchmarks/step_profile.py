@@ -65,17 +65,35 @@ class PhaseClock:
 
 
 def instrument(strategy, clock: PhaseClock):
-    """Time the strategy's own forwards (per role) and the backwards they lead to, without changing what it computes."""
-    forward = strategy._forward
+    """Name the forwards and backwards that follow by the role of the sub-network the strategy trains next."""
+    backward = strategy._backward
 
-    def timed_forward(model, subnet, batch):
+    def with_role(model, subnet, batch, loss_of):
         clock.role = (
             "largest" if subnet == strategy.largest else "smallest" if subnet == strategy.smallest else "random"
         )
-        with clock.phase(f"forward {clock.role}"):
-            return forward(model, subnet, batch)
+        return backward(model, subnet, batch, loss_of)
 
-    strategy._forward = timed_forward
+    strategy._backward = with_role
+
+
+@contextlib.contextmanager
+def timed_forward(model: torch.nn.Module, clock: PhaseClock):
+    """Time every forward pass of `model` (hooks around its outermost call) under the clock's current role."""
+    started: list[float] = []
+
+    def start(module, args):
+        started.append(time.perf_counter())
+
+    def stop(module, args, output):
+        clock.seconds[f"forward {clock.role}"] += time.perf_counter() - started.pop()
+
+    handles = [model.register_forward_pre_hook(start), model.register_forward_hook(stop)]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 @contextlib.contextmanager
@@ -133,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
                 with clock.phase("data"):
                     on_device = {k: v.to(next(model.parameters()).device) for k, v in batch.items()}
                 optimizer.zero_grad(set_to_none=True)
-                with timed_backward(clock):
+                with timed_backward(clock), timed_forward(model, clock):
                     strategy.step(model, on_device, progress=0.5)
                 with clock.phase("clip"):
                     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

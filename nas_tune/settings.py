@@ -193,6 +193,11 @@ class FinetuneConfig:
     max_steps: int | None = option(
         None, "stop after N steps; the learning-rate schedule ends there (default: all epochs)"
     )
+    gradient_checkpointing: bool = option(
+        False,
+        "keep only each layer's input for the backward pass and recompute the rest: about a third more time per step "
+        "for far less activation memory (see the README's memory numbers)",
+    )
 
     def __post_init__(self):
         self.strategy = canonical_strategy(self.strategy)

@@ -14,7 +14,7 @@ from nas_tune.search_space import make_search_space
 from nas_tune.supernet import STRATEGIES, FinetuneConfig, StrategyOptions, finetune, make_strategy
 from nas_tune.supernet import train as train_module
 from nas_tune.supernet.strategies import LinearRandom
-from tests.conftest import tiny_model
+from tests.conftest import DECODER_VOCAB, tiny_model
 
 TASK = GLUE_TASKS["rte"]
 
@@ -216,3 +216,45 @@ def test_reorder_importance_is_wired_into_finetuning(tmp_path, tiny_model_dir, g
     key = next(k for k in plain if k.endswith("layer.0.intermediate.dense.weight"))
     assert not torch.equal(plain[key], ordered[key])  # neurons were permuted before training
     assert torch.allclose(plain[key].sum(), ordered[key].sum(), atol=0.5)  # ... not replaced
+
+
+@pytest.mark.parametrize("family", ["bert", "bert-mean", "llama-cls", "gpt2-cls"])
+def test_gradient_checkpointing_gives_the_same_gradients_on_sliced_subnetworks(family):
+    """Checkpointed layers run again in the backward pass; they must see the sub-network's sliced weights there too."""
+    gradients, losses = [], []
+    for checkpointing in (False, True):
+        model = tiny_model(family).train()
+        if checkpointing:
+            train_module.enable_gradient_checkpointing(model)
+        adapter = adapter_for(model.config.model_type)
+        space = make_search_space("small", adapter.shape(model))
+        strategy = make_strategy("sandwich_kd", adapter, space, np.random.default_rng(3))
+        batch = next(toy_split(16).batches(16))
+        batch["input_ids"] = batch["input_ids"] % DECODER_VOCAB  # in every tiny family's vocabulary
+        losses.append(strategy.step(model, batch, progress=0.5))
+        gradients.append({name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None})
+    assert losses[1] == pytest.approx(losses[0], rel=1e-6)
+    assert gradients[1].keys() == gradients[0].keys()
+    for name, plain in gradients[0].items():
+        torch.testing.assert_close(gradients[1][name], plain, rtol=1e-5, atol=1e-7, msg=name)
+
+
+def test_gradient_checkpointing_recomputes_instead_of_keeping_activations(monkeypatch):
+    """With it on, each layer's forward runs twice per backward (the recompute); off, once."""
+    calls = []
+    for checkpointing in (False, True):
+        model = tiny_model("bert").train()
+        if checkpointing:
+            train_module.enable_gradient_checkpointing(model)
+        layer = model.bert.encoder.layer[0].intermediate
+        handle = layer.register_forward_hook(lambda *args, on=checkpointing: calls.append(on))
+        strategy_for("standard", model).step(model, next(toy_split(8).batches(8)), progress=0.0)
+        handle.remove()
+    assert calls.count(False) == 1 and calls.count(True) == 2
+
+
+def test_a_model_without_gradient_checkpointing_is_refused_in_one_sentence(monkeypatch):
+    model = tiny_model("bert")
+    monkeypatch.setattr(type(model), "supports_gradient_checkpointing", False)
+    with pytest.raises(UserError, match="drop --gradient-checkpointing"):
+        train_module.enable_gradient_checkpointing(model)

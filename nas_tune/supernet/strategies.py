@@ -97,9 +97,17 @@ class Strategy(ABC):
     def random_subnets(self) -> list[SubNetwork]:
         return [self.sampler.sample(self.rng) for _ in range(self.num_random)]
 
-    def _forward(self, model, subnet: SubNetwork, batch) -> torch.Tensor:
+    def _backward(self, model, subnet: SubNetwork, batch, loss_of) -> tuple[float, torch.Tensor]:
+        """Forward, `loss_of(logits)` and backward of `subnet`; the loss and the detached logits.
+
+        The backward runs inside the sliced context: with gradient checkpointing, layers run again during it and must
+        see the same sliced weights as in the forward pass.
+        """
         with self.adapter.sliced(model, subnet):
-            return predict(model, batch)
+            logits = predict(model, batch)
+            loss = loss_of(logits)
+            loss.backward()
+        return loss.item(), logits.detach()
 
     def _label_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         if labels.ndim == 2:
@@ -116,34 +124,33 @@ class Strategy(ABC):
         return distillation_loss(logits, teacher, self.options.temperature, teacher.shape[-1] == 1)
 
     def _train_on_labels(self, model, subnets: list[SubNetwork], batch) -> float:
-        total = 0.0
-        for subnet in subnets:
-            loss = self._label_loss(self._forward(model, subnet, batch), batch["labels"])
-            loss.backward()
-            total += loss.item()
-        return total / len(subnets)
+        labels = batch["labels"]
+        losses = [
+            self._backward(model, subnet, batch, lambda logits: self._label_loss(logits, labels))[0]
+            for subnet in subnets
+        ]
+        return sum(losses) / len(subnets)
 
     def _train_with_teacher(self, model, students: list[SubNetwork], batch) -> float:
         """The largest sub-network learns from labels; its detached outputs teach the `students`.
 
         With a fixed teacher model, that model's outputs teach the largest sub-network too.
         """
+        labels = batch["labels"]
         if self.teacher is not None:
             with torch.no_grad():
                 teacher = predict(self.teacher, batch)
             students, total = [self.largest, *students], 0.0
         else:
-            teacher_logits = self._forward(model, self.largest, batch)
-            loss = self._label_loss(teacher_logits, batch["labels"])
-            loss.backward()
-            total = loss.item()
-            teacher = teacher_logits.detach()
-        for subnet in students:
-            logits = self._forward(model, subnet, batch)
-            loss = self.options.label_weight * self._label_loss(logits, batch["labels"])
-            loss = loss + self.options.kd_weight * self._distillation_loss(logits, teacher, batch["labels"])
-            loss.backward()
-            total += loss.item()
+            total, teacher = self._backward(model, self.largest, batch, lambda logits: self._label_loss(logits, labels))
+        options = self.options
+
+        def student_loss(logits: torch.Tensor) -> torch.Tensor:
+            return options.label_weight * self._label_loss(
+                logits, labels
+            ) + options.kd_weight * self._distillation_loss(logits, teacher, labels)
+
+        total += sum(self._backward(model, subnet, batch, student_loss)[0] for subnet in students)
         return total / (len(students) + (self.teacher is None))
 
 

@@ -179,6 +179,18 @@ def build_optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> t
     return torch.optim.AdamW(groups, lr=lr, fused=fused)
 
 
+def enable_gradient_checkpointing(model: PreTrainedModel) -> None:
+    """Recompute each layer in the backward pass instead of keeping its activations (transformers' own mechanism).
+
+    At batch 32 x 128 tokens MiniLM keeps ~1 GB of activations per sub-network; with this only the layers' inputs.
+    """
+    if not model.supports_gradient_checkpointing:
+        raise UserError(
+            f"{type(model).__name__} cannot recompute its layers in the backward pass; drop --gradient-checkpointing."
+        )
+    model.activation_checkpointing_enable()
+
+
 def _epoch_batches(train: TokenizedSplit, batch_size: int, seed: int, epoch: int):
     """The same shuffled order for an epoch whether or not the run was interrupted."""
     generator = torch.Generator().manual_seed(seed * 1000 + epoch)
@@ -229,6 +241,8 @@ def _prepare(
     rng = np.random.default_rng(config.seed)
     if teacher is not None:
         teacher.to(next(model.parameters()).device).eval().requires_grad_(False)
+    if config.gradient_checkpointing:
+        enable_gradient_checkpointing(model)
     strategy = make_strategy(
         config.strategy,
         adapter,
