@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import json
 
@@ -117,3 +118,20 @@ def test_decoder_pruning_resumes_only_a_run_with_the_same_settings(tmp_path, cap
 def test_every_benchmark_script_imports_against_the_current_package(script):
     """A benchmark nothing imports breaks silently when the package moves on (paper_comparison did once)."""
     importlib.import_module(f"benchmarks.{script}")
+
+
+def test_memory_levers_refuses_zero_steps_and_reports_ratios_to_plain(tmp_path, monkeypatch, capsys):
+    from benchmarks import memory_levers
+
+    assert memory_levers.main(["--steps", "0"]) == 2
+    assert "must be at least 1" in capsys.readouterr().err
+    monkeypatch.setattr(memory_levers, "RESULTS", tmp_path)
+    rows = [
+        {"round": r, "variant": v, "peak_rss_mb": peak, "train_seconds": s}
+        for r, (v, peak, s) in enumerate([("plain", 3000, 100), ("checkpointing", 1500, 130), ("plain", 3200, 110)])
+    ]
+    table = memory_levers.write_results(rows, ["--steps", "4"], argparse.Namespace())
+    ratios = table.set_index("variant")
+    assert ratios.loc["plain", "peak_rss_mb"] == 3100 and ratios.loc["checkpointing", "peak / plain"] == 0.48
+    assert ratios.loc["checkpointing", "seconds / plain"] == pytest.approx(130 / 105, abs=0.01)
+    assert json.loads((tmp_path / "memory_levers.json").read_text())["command"].endswith("--steps 4")
