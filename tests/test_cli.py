@@ -183,6 +183,7 @@ def test_finetune_takes_the_new_flags_and_saves_a_run_file_that_repeats_it(capsy
         "0.5",
         "--max-grad-norm",
         "0.5",
+        "--gradient-checkpointing",
     ]
     code, _, err = run(capsys, *argv, "--output", str(output))
     assert code == 0, err
@@ -193,6 +194,7 @@ def test_finetune_takes_the_new_flags_and_saves_a_run_file_that_repeats_it(capsy
         0.5,
         0.5,
     )
+    assert options["gradient_checkpointing"] is True
     repeated = parse_args(["finetune", "--config", str(output / "run.yaml"), "--output", str(tmp_path / "again")])
     assert finetune_config(repeated) == finetune_config(parse_args([*argv, "--output", "x"]))
     assert (repeated.model, repeated.data_dir, repeated.max_seq_length) == (str(tiny_model_dir), str(glue_dir), 16)
