@@ -195,8 +195,8 @@ class FinetuneConfig:
     )
     gradient_checkpointing: bool = option(
         False,
-        "keep only each layer's input for the backward pass and recompute the rest: about a third more time per step "
-        "for far less activation memory (see the README's memory numbers)",
+        "keep only each layer's input for the backward pass and recompute the rest: ~1.2x the time per step for "
+        "about 1 GB less activation memory at batch 32 x 128 tokens (see the README's memory numbers)",
     )
 
     def __post_init__(self):

@@ -146,9 +146,8 @@ class Strategy(ABC):
         options = self.options
 
         def student_loss(logits: torch.Tensor) -> torch.Tensor:
-            return options.label_weight * self._label_loss(
-                logits, labels
-            ) + options.kd_weight * self._distillation_loss(logits, teacher, labels)
+            on_labels = options.label_weight * self._label_loss(logits, labels)
+            return on_labels + options.kd_weight * self._distillation_loss(logits, teacher, labels)
 
         total += sum(self._backward(model, subnet, batch, student_loss)[0] for subnet in students)
         return total / (len(students) + (self.teacher is None))
