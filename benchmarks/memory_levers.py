@@ -29,7 +29,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from nas_tune.io import atomic_write_json, atomic_write_text, read_json
+from nas_tune.io import atomic_write_json, atomic_write_text
+from nas_tune.supernet import read_supernet_meta
 
 RESULTS = Path(__file__).parent / "results"
 ALLOCATOR = {"MALLOC_ARENA_MAX": "2", "MALLOC_TRIM_THRESHOLD_": "0", "MALLOC_MMAP_THRESHOLD_": "65536"}
@@ -50,18 +51,17 @@ def run_once(variant: str, args: argparse.Namespace, output: Path) -> dict:
         *("--save-steps", str(10 * args.steps), "--max-validation-samples", "64", "--output", str(output)),
         *("--max-seq-length", str(args.seq_len), *flags),
     ]
+    log = output.with_suffix(".log")  # a file, not a pipe: nobody reads a pipe while wait4 waits, so it could fill
     started = time.perf_counter()
-    child = subprocess.Popen(
-        command, env={**os.environ, **environment}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    _, status, usage = os.wait4(child.pid, 0)
-    child.returncode = os.waitstatus_to_exitcode(status)
-    if child.returncode:
-        raise SystemExit(f"memory_levers: {variant} failed:\n{child.stderr.read().decode()[-2000:]}")
+    with log.open("wb") as stderr:
+        child = subprocess.Popen(command, env={**os.environ, **environment}, stdout=subprocess.DEVNULL, stderr=stderr)
+        _, status, usage = os.wait4(child.pid, 0)
+    if os.waitstatus_to_exitcode(status):
+        raise SystemExit(f"memory_levers: {variant} failed:\n{log.read_text(errors='replace')[-2000:]}")
     return {
         "variant": variant,
         "peak_rss_mb": round(usage.ru_maxrss / 1024),
-        "train_seconds": round(read_json(output / "supernet.json")["train_seconds"], 1),
+        "train_seconds": round(read_supernet_meta(output)["train_seconds"], 1),
         "wall_seconds": round(time.perf_counter() - started, 1),
         "load": float(Path("/proc/loadavg").read_text().split()[0]),
     }

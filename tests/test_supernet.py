@@ -239,7 +239,7 @@ def test_gradient_checkpointing_gives_the_same_gradients_on_sliced_subnetworks(f
         torch.testing.assert_close(gradients[1][name], plain, rtol=1e-5, atol=1e-7, msg=name)
 
 
-def test_gradient_checkpointing_recomputes_instead_of_keeping_activations(monkeypatch):
+def test_gradient_checkpointing_recomputes_instead_of_keeping_activations():
     """With it on, each layer's forward runs twice per backward (the recompute); off, once."""
     calls = []
     for checkpointing in (False, True):

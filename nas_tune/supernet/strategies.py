@@ -137,16 +137,20 @@ class Strategy(ABC):
         With a fixed teacher model, that model's outputs teach the largest sub-network too.
         """
         labels = batch["labels"]
+
+        def label_loss(logits: torch.Tensor) -> torch.Tensor:
+            return self._label_loss(logits, labels)
+
         if self.teacher is not None:
             with torch.no_grad():
                 teacher = predict(self.teacher, batch)
             students, total = [self.largest, *students], 0.0
         else:
-            total, teacher = self._backward(model, self.largest, batch, lambda logits: self._label_loss(logits, labels))
+            total, teacher = self._backward(model, self.largest, batch, label_loss)
         options = self.options
 
         def student_loss(logits: torch.Tensor) -> torch.Tensor:
-            on_labels = options.label_weight * self._label_loss(logits, labels)
+            on_labels = options.label_weight * label_loss(logits)
             return on_labels + options.kd_weight * self._distillation_loss(logits, teacher, labels)
 
         total += sum(self._backward(model, subnet, batch, student_loss)[0] for subnet in students)
